@@ -1,0 +1,1 @@
+"""Benchmarks: throughput, latency and accuracy of every variant beside the PyTorch baseline."""

@@ -1,0 +1,172 @@
+"""The artifact directory: the one contract between `compress` and `serve`.
+
+Layout (format version 1)::
+
+    manifest.json      what this is: task, inputs/outputs, recipe, source and sha256, figures
+    report.md          the same for people
+    model.onnx         the task graph (backend "onnxruntime")
+    config.json        the transformers config (labels in id2label)
+    tokenizer.json …   the tokenizer, loadable with AutoTokenizer.from_pretrained(artifact_dir)
+
+Artifacts are written into a temporary sibling directory and renamed into place, so an interrupted
+run leaves nothing half-written, and an existing artifact is replaced only with ``force``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from compress import CompressError
+from compress.catalog import Task
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from compress.runtime import Device, OnnxRunner
+
+FORMAT_VERSION = 1
+MANIFEST = "manifest.json"
+
+
+class GraphInfo(BaseModel):
+    file: str
+    opset: int
+    inputs: list[str]
+    outputs: list[str]
+
+
+class TokenizerInfo(BaseModel):
+    max_length: int = Field(ge=1)
+    mask_token: str | None = None
+    # Per-residue vocabularies (proteins) want "E V Q"; clients may send "EVQ" and have it spaced.
+    split_chars: bool = False
+
+
+class Manifest(BaseModel):
+    """manifest.json. Unknown keys are kept so newer minor additions do not break older readers."""
+
+    model_config = ConfigDict(extra="allow")
+    format_version: int
+    name: str
+    task: Task
+    family: str
+    backend: Literal["onnxruntime", "torch"] = "onnxruntime"
+    graph: GraphInfo
+    tokenizer: TokenizerInfo
+    labels: list[str] | None = None
+    pooling: str | None = None
+    normalize: bool = False
+    source: dict[str, Any]
+    recipe: dict[str, Any]
+    excluded_nodes: list[str] = []
+    sizes: dict[str, int]
+    validation: dict[str, Any]
+    speed: dict[str, Any] = {}
+    tools: dict[str, str]
+    cpu: dict[str, str]
+    created: str
+    notes: list[str] = []
+
+
+def read_manifest(directory: str | Path) -> Manifest:
+    """Read and check an artifact's manifest.
+
+    Raises:
+        CompressError: not an artifact, or written by a newer format version.
+    """
+    path = Path(directory) / MANIFEST
+    if not path.is_file():
+        raise CompressError(f"{directory} is not an artifact (no {MANIFEST}); make one with `compress run`")
+    try:
+        data = json.loads(path.read_text())
+    except json.JSONDecodeError as e:
+        raise CompressError(f"{path} is not valid JSON: {e}") from None
+    version = data.get("format_version")
+    if not isinstance(version, int) or version > FORMAT_VERSION:
+        raise CompressError(f"{path} has format version {version!r}; this release reads up to "
+                            f"{FORMAT_VERSION}: upgrade the package")
+    try:
+        return Manifest.model_validate(data)
+    except ValidationError as e:
+        raise CompressError(f"{path} is not a valid manifest:\n{e}") from None
+
+
+class Artifact:
+    """A loaded artifact: manifest, tokenizer, and a runner for its graph."""
+
+    def __init__(self, directory: str | Path) -> None:
+        self.directory = Path(directory)
+        self.manifest = read_manifest(self.directory)
+
+    @property
+    def graph_path(self) -> Path:
+        return self.directory / self.manifest.graph.file
+
+    def tokenizer(self) -> PreTrainedTokenizerBase:
+        from transformers import AutoTokenizer
+
+        return AutoTokenizer.from_pretrained(str(self.directory))
+
+    def runner(self, device: Device = "cpu", threads: int | None = None) -> OnnxRunner:
+        from compress.runtime import OnnxRunner
+
+        return OnnxRunner(self.graph_path, device=device, threads=threads)
+
+
+def load_artifact(directory: str | Path) -> Artifact:
+    """Open an artifact directory written by ``compress run``.
+
+    Example:
+        >>> art = load_artifact("artifacts/minilm-int8")  # doctest: +SKIP
+        >>> run = art.runner(threads=2)                    # doctest: +SKIP
+    """
+    return Artifact(directory)
+
+
+def check_writable(out: Path, force: bool) -> None:
+    """Fail early when ``out`` exists and may not be replaced."""
+    if out.exists() and not force:
+        raise CompressError(f"{out} already exists; pass --force to replace it, or choose --out")
+    if out.exists() and not out.is_dir():
+        raise CompressError(f"{out} exists and is not a directory")
+
+
+@contextlib.contextmanager
+def staged_directory(out: Path, force: bool) -> Iterator[Path]:
+    """Yield a temporary directory next to ``out``; on success rename it to ``out``, else delete it.
+
+    The rename is atomic on one filesystem; an existing ``out`` (with ``force``) is moved aside first
+    and removed only once the new artifact is in place.
+    """
+    check_writable(out, force)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+    umask = os.umask(0)
+    os.umask(umask)
+    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the artifact should not be
+    try:
+        yield tmp
+        check_writable(out, force)
+        old = None
+        if out.exists():
+            old = out.with_name(f".{out.name}.old-{tmp.name[-8:]}")
+            out.rename(old)
+        tmp.rename(out)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:  # also on KeyboardInterrupt
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_manifest(directory: Path, manifest: Manifest) -> None:
+    (directory / MANIFEST).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")

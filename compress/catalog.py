@@ -1,0 +1,109 @@
+"""`models.yaml`: the named models this installation knows, validated once with pydantic.
+
+A source is a path, a hub id, or ``pkg:DIST/inner/path`` for weights that ship inside an installed
+Python package (how the packaged default models are found offline).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from compress import CompressError
+
+Task = Literal["fill-mask", "classification", "embedding"]
+Method = Literal["fp32", "int8", "int8-static", "int4", "fp16", "bnb-int8", "bnb-nf4"]
+DEFAULT_CATALOG = Path("models.yaml")
+
+
+class Recipe(BaseModel):
+    """How to compress a model: the default for `compress run NAME` when no method flag is given."""
+
+    model_config = ConfigDict(extra="forbid")
+    method: Method = "int8"
+    optimize: Literal["O1", "O2", "O3"] | None = None
+    block_size: int = Field(32, ge=16)
+    quantize_embeddings: bool | None = None
+    calibration: str | None = None
+
+
+class ModelEntry(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
+    source: str
+    task: Task | None = None
+    head: str | None = None
+    labels: list[str] | None = None
+    tokenizer: str | None = None
+    requires: str | None = Field(None, description="pip requirement that provides a pkg: source")
+    recipe: Recipe = Recipe()
+    artifact: str | None = None
+    description: str = ""
+
+    @field_validator("labels")
+    @classmethod
+    def _labels_unique(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and len(set(v)) != len(v):
+            raise ValueError("labels must be unique")
+        return v
+
+    def default_artifact(self) -> Path:
+        return Path(self.artifact) if self.artifact else Path("artifacts") / f"{self.name}-{self.recipe.method}"
+
+
+class Catalog(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    models: list[ModelEntry]
+
+    @field_validator("models")
+    @classmethod
+    def _names_unique(cls, v: list[ModelEntry]) -> list[ModelEntry]:
+        names = [m.name for m in v]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"model names must be unique; repeated: {sorted(dup)}")
+        return v
+
+    def get(self, name: str) -> ModelEntry:
+        for m in self.models:
+            if m.name == name:
+                return m
+        raise CompressError(f"unknown model name {name!r}; models.yaml lists: {', '.join(self.names())}")
+
+    def names(self) -> list[str]:
+        return [m.name for m in self.models]
+
+
+def load_catalog(path: str | Path = DEFAULT_CATALOG) -> Catalog:
+    """Read and validate a models.yaml file.
+
+    Raises:
+        CompressError: the file is missing, is not YAML, or does not fit the schema.
+    """
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except FileNotFoundError:
+        raise CompressError(f"{path} not found; pass --models FILE or run from the project directory") from None
+    except yaml.YAMLError as e:
+        raise CompressError(f"{path} is not valid YAML: {e}") from None
+    try:
+        return Catalog.model_validate(raw)
+    except ValidationError as e:
+        raise CompressError(f"{path} does not fit the models.yaml schema:\n{e}") from None
+
+
+def resolve_location(location: str, requires: str | None = None) -> str:
+    """Turn ``pkg:DIST/inner/path`` into a filesystem path; return anything else unchanged."""
+    if not location.startswith("pkg:"):
+        return location
+    package, _, inner = location[4:].partition("/")
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        hint = requires or package
+        raise CompressError(f"package {package!r} is not installed; install it with: pip install {hint!r}")
+    return str(Path(next(iter(spec.submodule_search_locations))) / inner)

@@ -1,0 +1,170 @@
+"""`compress` command line: parse flags, call the library. Heavy imports happen after parsing."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shlex
+import sys
+import warnings
+from pathlib import Path
+
+from compress import CompressError
+
+TASKS = ("fill-mask", "classification", "embedding")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="compress", description="Compress MLM encoders to validated ONNX artifacts.")
+    p.add_argument("--debug", dest="debug_top", action="store_true", help="show tracebacks and library warnings")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    run = sub.add_parser("run", help="export, quantize and validate a model into an artifact directory")
+    run.add_argument("model", nargs="?", help="model dir, .pt/.bin/.safetensors file, models.yaml name or hub id")
+    run.add_argument("--all", action="store_true", help="compress every model in models.yaml with its recipe")
+    run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
+    m = run.add_mutually_exclusive_group()
+    for flag, help_ in [("fp32", "plain ONNX export"), ("int8", "dynamic int8, preset from the CPU's ISA"),
+                        ("int8-static", "static int8 (QDQ) calibrated on --calibration texts"),
+                        ("int4", "4-bit weight-only (MatMulNBits)"), ("fp16", "fp16, for GPUs")]:
+        m.add_argument(f"--{flag}", dest="method", action="store_const", const=flag, help=help_)
+    run.add_argument("--out", type=Path, help="artifact directory (default artifacts/NAME-METHOD)")
+    run.add_argument("--force", action="store_true", help="replace an existing artifact")
+    run.add_argument("--models", default="models.yaml", help="models.yaml to look names up in")
+    src = run.add_argument_group("source")
+    src.add_argument("--config", help="config.json of the weights, when not beside them")
+    src.add_argument("--tokenizer", help="tokenizer dir or vocab.txt (default: beside the weights, or one up)")
+    src.add_argument("--task", choices=TASKS, help="default: read off the weights")
+    src.add_argument("--head", help="export this extra linear head as the classifier (e.g. species)")
+    src.add_argument("--labels", help="comma-separated class names for the head, in output order")
+    src.add_argument("--trust-pickle", action="store_true",
+                     help="allow loading pickled modules (runs code from the file: only for files you trust)")
+    q = run.add_argument_group("recipe")
+    q.add_argument("--optimize", choices=("O1", "O2", "O3"), help="ONNX Runtime graph optimization level")
+    q.add_argument("--opset", type=int, help="ONNX opset (default: optimum's for the family)")
+    q.add_argument("--block-size", type=int, default=None, help="int4 block size (default 32)")
+    q.add_argument("--quantize-embeddings", action=argparse.BooleanOptionalAction, default=None,
+                   help="quantize embedding tables too (default: on for int8, off for int4)")
+    q.add_argument("--calibration", help="text file, one example per line, for --int8-static")
+    v = run.add_argument_group("validation")
+    v.add_argument("--validate", help="text file of validation examples (default: data fitting the vocabulary)")
+    v.add_argument("--n-validate", type=int, default=256, help="size of the default validation set")
+    v.add_argument("--min-agreement", type=float, default=None,
+                   help="gate for fill-mask/classification (default 0.99; 0.97 for int4)")
+    v.add_argument("--min-cosine", type=float, default=0.99, help="gate for embeddings")
+    v.add_argument("--no-gate", dest="gate", action="store_false",
+                   help="write the artifact even when it fails the accuracy gate (marked as failing)")
+    v.add_argument("--no-bench", dest="bench", action="store_false", help="skip the speed measurement")
+    v.add_argument("--threads", type=int, help="CPU threads for validation and speed (default: all)")
+
+    show = sub.add_parser("show", help="print an artifact's report")
+    show.add_argument("artifact", type=Path)
+    return p
+
+
+def _default_name(spec: str) -> str:
+    path = Path(spec)
+    if path.suffix in (".bin", ".pt", ".pth", ".safetensors"):
+        generic = path.stem in ("pytorch_model", "model")
+        return (path.parent.name if generic else path.stem) or "model"
+    return path.name or spec.replace("/", "-")
+
+
+def _run_one(args: argparse.Namespace, spec: str) -> None:
+    from compress.catalog import DEFAULT_CATALOG, load_catalog, resolve_location
+    from compress.pipeline import RunOptions, compress_model
+    from compress.sources import load_model
+
+    entry = None
+    models_file = Path(args.models)
+    if not Path(spec).exists() and (models_file.is_file() or models_file != DEFAULT_CATALOG):
+        catalog = load_catalog(models_file)
+        if spec in catalog.names():
+            entry = catalog.get(spec)
+        elif "/" not in spec and not spec.endswith((".pt", ".bin", ".pth", ".safetensors")):
+            catalog.get(spec)  # raises: unknown name, listing the known ones
+    recipe = entry.recipe if entry else None
+    method = args.method or (recipe.method if recipe else "int8")
+    opts = RunOptions(
+        method=method, optimize=args.optimize or (recipe.optimize if recipe else None), opset=args.opset,
+        block_size=args.block_size or (recipe.block_size if recipe else 32),
+        quantize_embeddings=args.quantize_embeddings if args.quantize_embeddings is not None
+        else (recipe.quantize_embeddings if recipe else None),
+        calibration=args.calibration or (recipe.calibration if recipe else None),
+        validate=args.validate, n_validate=args.n_validate, min_agreement=args.min_agreement,
+        min_cosine=args.min_cosine, gate=args.gate, threads=args.threads, bench=args.bench,
+    )
+    labels = args.labels.split(",") if args.labels else (entry.labels if entry else None)
+    name = entry.name if entry else _default_name(spec)
+    if args.out:
+        out = args.out
+    elif entry and (args.method is None or args.method == entry.recipe.method):
+        out = entry.default_artifact()
+    else:
+        out = Path("artifacts") / f"{name}-{method}"
+    from compress.artifact import check_writable
+
+    check_writable(out, args.force)  # before the slow part
+    source = resolve_location(entry.source, entry.requires) if entry else spec
+    tokenizer = args.tokenizer or (resolve_location(entry.tokenizer, entry.requires)
+                                   if entry and entry.tokenizer else None)
+    print(f"loading {source}", file=sys.stderr)
+    loaded = load_model(source, config=args.config, tokenizer=tokenizer,
+                        task=args.task or (entry.task if entry else None),
+                        head=args.head or (entry.head if entry else None), labels=labels,
+                        trust_pickle=args.trust_pickle)
+    for note in loaded.notes:
+        print(f"note: {note}", file=sys.stderr)
+    compress_model(loaded, out, name=name, opts=opts, force=args.force,
+                   command="compress " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+
+
+def _run(args: argparse.Namespace) -> None:
+    if args.all == bool(args.model):
+        raise CompressError("give a MODEL or --all (not both)")
+    if not args.all:
+        _run_one(args, args.model)
+        return
+    from compress.catalog import load_catalog
+
+    if args.out:
+        raise CompressError("--out names one artifact; with --all each goes to its models.yaml path")
+    for entry in load_catalog(args.models).models:
+        _run_one(args, entry.name)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    debug = args.debug_top or getattr(args, "debug", False)
+    logging.basicConfig(level=logging.INFO if debug else logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    if not debug:
+        warnings.filterwarnings("ignore")
+        import os
+
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    try:
+        if args.command == "run":
+            _run(args)
+        elif args.command == "show":
+            from compress.artifact import read_manifest
+
+            read_manifest(args.artifact)
+            print((args.artifact / "report.md").read_text())
+        return 0
+    except CompressError as e:
+        if debug:
+            raise
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no artifact was written", file=sys.stderr)
+        return 130
+    except Exception as e:
+        if debug:
+            raise
+        print(f"error: {type(e).__name__}: {e}\n(rerun with --debug for the traceback)", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

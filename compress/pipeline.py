@@ -1,0 +1,279 @@
+"""`compress run`: export, optimize, quantize, validate (with the accuracy gate), write the artifact."""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import shutil
+import sys
+import time
+from dataclasses import asdict, dataclass, replace
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from compress import CompressError
+from compress.artifact import (
+    FORMAT_VERSION,
+    GraphInfo,
+    Manifest,
+    TokenizerInfo,
+    staged_directory,
+    write_manifest,
+)
+from compress.cpu import cpu_model, detect_isa
+from compress.data import default_texts, is_residue_vocab, read_texts
+from compress.export import TaskGraph, export_onnx
+from compress.quantize import QuantContext, get_method, quantize
+from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
+from compress.quantize.int4 import Int4Config
+from compress.quantize.int8_dynamic import PRESETS as INT8_PRESETS
+from compress.quantize.int8_static import Int8StaticConfig
+from compress.report import summary_table, write_report
+from compress.runtime import OnnxRunner, TorchRunner
+from compress.sources import LoadedModel
+from compress.timing import throughput
+from compress.validate import PRIMARY, ValidationSet, build_validation_set, collect, compare, primary
+
+log = logging.getLogger(__name__)
+# 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
+DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
+TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
+
+
+@dataclass
+class RunOptions:
+    """Everything `compress run` can be told; recorded in the manifest as the recipe."""
+
+    method: str = "int8"  # fp32 | int8 | int8-static | int4 | fp16
+    optimize: str | None = None  # O1 | O2 | O3
+    opset: int | None = None
+    block_size: int = 32
+    quantize_embeddings: bool | None = None
+    calibration: str | None = None
+    validate: str | None = None
+    n_validate: int = 256
+    min_agreement: float | None = None  # default: DEFAULT_MIN_AGREEMENT
+    min_cosine: float = 0.99
+    gate: bool = True
+    threads: int | None = None
+    bench: bool = True
+    max_length: int | None = None
+
+
+def _progress(msg: str) -> None:
+    print(msg, file=sys.stderr, flush=True)
+
+
+class _Steps:
+    """Numbered progress lines with timings, on stderr."""
+
+    def __init__(self, total: int) -> None:
+        self.total, self.n, self.t0 = total, 0, time.perf_counter()
+
+    def __call__(self, msg: str) -> None:
+        self.n += 1
+        _progress(f"[{self.n}/{self.total}] {msg} (t={time.perf_counter() - self.t0:.1f}s)")
+
+
+def _tool_versions() -> dict[str, str]:
+    out = {}
+    for name in TOOLS:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out
+
+
+def _method_config(opts: RunOptions, isa: str) -> Any:
+    if opts.method == "int8":
+        cfg = INT8_PRESETS.get(isa, INT8_PRESETS["generic"])
+        return cfg if opts.quantize_embeddings is None else replace(cfg, quantize_embeddings=opts.quantize_embeddings)
+    if opts.method == "int4":
+        return Int4Config(block_size=opts.block_size, quantize_embeddings=bool(opts.quantize_embeddings))
+    if opts.method == "int8-static":
+        return Int8StaticConfig()
+    return get_method(opts.method).config_cls()
+
+
+def _max_length(loaded: LoadedModel, opts: RunOptions) -> int:
+    cfg = loaded.model.config
+    limit = int(getattr(cfg, "max_position_embeddings", 512))
+    if cfg.model_type in ("roberta", "xlm-roberta", "camembert"):
+        limit -= 2  # positions start after the padding index
+    tok_max = int(min(loaded.tokenizer.model_max_length, 1_000_000))
+    limit = min(limit, tok_max)
+    return min(limit, opts.max_length) if opts.max_length else limit
+
+
+def _optimize(src: Path, dst: Path, level: str, loaded: LoadedModel) -> None:
+    """Graph optimization with ONNX Runtime's transformer optimizer (O1 basic … O3 with fusions)."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    cfg = loaded.model.config
+    model_type = {"distilbert": "bert", "roberta": "bert", "electra": "bert"}.get(cfg.model_type, "bert")
+    heads = int(getattr(cfg, "num_attention_heads", getattr(cfg, "n_heads", 0)))
+    hidden = int(getattr(cfg, "hidden_size", getattr(cfg, "dim", 0)))
+    if level == "O1":
+        opt = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
+                             opt_level=1, only_onnxruntime=True)
+    else:
+        from onnxruntime.transformers.fusion_options import FusionOptions
+
+        fo = FusionOptions(model_type)
+        fo.enable_gelu_approximation = level == "O3"
+        opt = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
+                             opt_level=0, optimization_options=fo)
+    opt.save_model_to_file(str(dst))
+
+
+def _threshold(task: str, opts: RunOptions) -> float:
+    if task == "embedding":
+        return opts.min_cosine
+    if opts.min_agreement is not None:
+        return opts.min_agreement
+    return DEFAULT_MIN_AGREEMENT.get(opts.method, 0.99)
+
+
+def _gated_quantize(base: Path, dst: Path, opts: RunOptions, config: Any, ctx: QuantContext,
+                    vs: ValidationSet, ref: list, threshold: float, steps: _Steps,
+                    ) -> tuple[dict[str, Any], dict[str, float], list[str], dict[str, float]]:
+    """Quantize; while the gate fails, keep the most sensitive layers in fp32 and try again."""
+    task = vs.task
+
+    def attempt(exclude: list[str], label: str) -> tuple[dict[str, Any], dict[str, float]]:
+        details = quantize(opts.method, base, dst, config, ctx, exclude)
+        cand = collect(OnnxRunner(dst, threads=opts.threads), vs, desc=label)
+        return details, compare(vs, ref, cand)
+
+    details, metrics = attempt([], "validating")
+    if primary(task, metrics) >= threshold or not opts.gate:
+        return details, metrics, [], {}
+    _progress(f"  accuracy gate: {PRIMARY[task]} {primary(task, metrics):.4f} < {threshold}; "
+              "measuring which layers are sensitive")
+    nodes = weight_nodes(base, get_method(opts.method).op_types)
+    groups = group_nodes(nodes)
+    sensitivity = {}
+    for name, members in groups.items():
+        alone = [n for n in nodes if n not in set(members)]
+        sensitivity[name] = primary(task, attempt(alone, f"sensitivity {name}")[1])
+    order = sorted(groups, key=lambda g: sensitivity[g])
+    for k in range(1, len(order)):
+        exclude = [n for g in order[:k] for n in groups[g]]
+        _progress(f"  keeping {', '.join(order[:k])} in higher precision")
+        details, metrics = attempt(exclude, f"validating (-{k} groups)")
+        if primary(task, metrics) >= threshold:
+            return details, metrics, exclude, sensitivity
+    raise CompressError(
+        f"{opts.method} cannot reach {PRIMARY[task]} >= {threshold} even with only one layer group "
+        f"quantized (best {primary(task, metrics):.4f}); lower the threshold, pick another method, "
+        "or pass --no-gate to write it anyway (marked as failing)"
+    )
+
+
+def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOptions, force: bool = False,
+                   command: str = "") -> Manifest:
+    """Compress ``loaded`` into the artifact directory ``out``.
+
+    Args:
+        loaded: from :func:`compress.sources.load_model`.
+        out: artifact directory to create.
+        name: model name recorded in the manifest.
+        opts: the recipe.
+        force: replace an existing artifact.
+        command: the command line, recorded in the report.
+
+    Returns:
+        The written manifest.
+
+    Raises:
+        CompressError: bad input, or the accuracy gate cannot be met.
+    """
+    method = opts.method
+    if method != "fp32":
+        get_method(method)
+    if method == "int8-static" and not opts.calibration:
+        raise CompressError("--int8-static needs --calibration FILE (texts, one per line)")
+    isa = detect_isa()
+    task = loaded.task
+    tok = loaded.tokenizer
+    max_length = _max_length(loaded, opts)
+    steps = _Steps(5)
+    with staged_directory(out, force) as tmp:
+        work = tmp / "_work"
+        graph = TaskGraph(loaded.model, task, mask_token_id=tok.mask_token_id, pooling=loaded.pooling)
+        steps(f"exporting {loaded.family} {task} graph to ONNX with optimum")
+        fp32 = work / "model_fp32.onnx"
+        ginfo = export_onnx(graph, fp32, opts.opset)
+        base = fp32
+        if opts.optimize:
+            base = work / "model_opt.onnx"
+            _optimize(fp32, base, opts.optimize, loaded)
+
+        steps("running the original model on the validation set")
+        texts = read_texts(opts.validate) if opts.validate else default_texts(tok, opts.n_validate)
+        vs = build_validation_set(task, tok, texts, max_length=max_length)
+        torch_runner = TorchRunner(graph, ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
+        ref = collect(torch_runner, vs, desc="original model")
+
+        steps(f"{'copying fp32' if method == 'fp32' else 'quantizing: ' + method} and validating")
+        dst = tmp / "model.onnx"
+        threshold = _threshold(task, opts)
+        details: dict[str, Any] = {}
+        config: Any = None
+        excluded: list[str] = []
+        sensitivity: dict[str, float] = {}
+        if method == "fp32":
+            shutil.copyfile(base, dst)
+            metrics = compare(vs, ref, collect(OnnxRunner(dst, threads=opts.threads), vs, "validating"))
+        else:
+            config = _method_config(opts, isa)
+            calib = []
+            if method == "int8-static":
+                calib = build_validation_set(task, tok, read_texts(opts.calibration), max_length=max_length,
+                                             batch_size=8).batches
+            ctx = QuantContext(isa=isa, calibration=calib)
+            details, metrics, excluded, sensitivity = _gated_quantize(
+                base, dst, opts, config, ctx, vs, ref, threshold, steps)
+        passed = primary(task, metrics) >= threshold
+
+        speed: dict[str, Any] = {}
+        if opts.bench:
+            steps("measuring speed (original PyTorch vs artifact, one batch)")
+            batch = max(vs.batches, key=lambda b: b["input_ids"].shape[0])
+            speed = {"batch_size": int(batch["input_ids"].shape[0]),
+                     "seq_len": int(batch["input_ids"].shape[1]),
+                     "torch_fp32_seq_per_s": throughput(torch_runner, batch),
+                     "artifact_seq_per_s": throughput(OnnxRunner(dst, threads=opts.threads), batch)}
+            speed["speedup"] = speed["artifact_seq_per_s"] / speed["torch_fp32_seq_per_s"]
+        else:
+            steps("skipping speed measurement")
+
+        steps("writing the artifact")
+        tok.save_pretrained(str(tmp))
+        loaded.model.config.save_pretrained(str(tmp))
+        recipe = {**asdict(opts), "method_config": asdict(config) if config is not None else None,
+                  "details": details}
+        manifest = Manifest(
+            format_version=FORMAT_VERSION, name=name, task=task, family=loaded.family,
+            graph=GraphInfo(**{**ginfo, "file": dst.name}),  # type: ignore[arg-type]
+            tokenizer=TokenizerInfo(max_length=max_length, mask_token=tok.mask_token,
+                                    split_chars=is_residue_vocab(tok)),
+            labels=loaded.labels, pooling=loaded.pooling if task == "embedding" else None,
+            normalize=loaded.normalize if task == "embedding" else False,
+            source={**asdict(loaded.source), "head": loaded.head, "extra_heads": loaded.extra_heads},
+            recipe=recipe, excluded_nodes=excluded,
+            sizes={"source_bytes": loaded.source.bytes, "fp32_onnx_bytes": file_bytes(fp32),
+                   "model_bytes": file_bytes(dst)},
+            validation={"texts": vs.n_texts, "items": vs.n_items, "data": opts.validate or "default", **metrics,
+                        "threshold": {PRIMARY[task]: threshold}, "passed": passed,
+                        "gate": opts.gate, "sensitivity": sensitivity},
+            speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": isa},
+            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+            notes=list(loaded.notes), op_counts=op_counts(dst),
+        )
+        shutil.rmtree(work)
+        write_manifest(tmp, manifest)
+        write_report(tmp, manifest, command)
+    _progress(summary_table(manifest, out))
+    return manifest

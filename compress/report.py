@@ -1,0 +1,63 @@
+"""The human-readable side of an artifact: report.md and the summary table printed at the end."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from compress.artifact import Manifest
+from compress.validate import PRIMARY
+
+
+def _mb(n: int) -> str:
+    return f"{n / 1e6:.1f} MB"
+
+
+def _rows(m: Manifest) -> list[tuple[str, str]]:
+    s, v = m.sizes, m.validation
+    key = PRIMARY[m.task]
+    rows = [
+        ("model", f"{m.name} ({m.family}, {m.task})"),
+        ("method", str(m.recipe["method"]) + (f", {m.recipe['optimize']}" if m.recipe.get("optimize") else "")),
+        ("size", f"{_mb(s['fp32_onnx_bytes'])} fp32 ONNX -> {_mb(s['model_bytes'])} "
+                 f"({s['fp32_onnx_bytes'] / s['model_bytes']:.2f}x smaller)"),
+        (key, f"{v[key]:.4f} (gate >= {v['threshold'][key]}: {'PASS' if v['passed'] else 'FAIL'})"),
+    ]
+    for extra in ("top5_overlap", "top1_accuracy_original", "top1_accuracy", "min_cosine", "max_abs_logit_diff"):
+        if extra in v:
+            rows.append((extra, f"{v[extra]:.4f}"))
+    rows.append(("validation set", f"{int(v['texts'])} texts ({v['data']})"))
+    if m.speed:
+        sp = m.speed
+        rows.append(("speed", f"{sp['torch_fp32_seq_per_s']:.1f} -> {sp['artifact_seq_per_s']:.1f} seq/s "
+                              f"({sp['speedup']:.2f}x, batch {sp['batch_size']} x {sp['seq_len']} tokens)"))
+    if m.excluded_nodes:
+        rows.append(("kept in fp32", f"{len(m.excluded_nodes)} nodes (accuracy gate)"))
+    return rows
+
+
+def summary_table(m: Manifest, out: Path) -> str:
+    rows = _rows(m)
+    width = max(len(k) for k, _ in rows)
+    lines = [f"artifact written: {out}"] + [f"  {k.ljust(width)}  {v}" for k, v in rows]
+    if not m.validation["passed"]:
+        lines.append("  WARNING: this artifact FAILS the accuracy gate (written because of --no-gate)")
+    lines += [f"  note: {n}" for n in m.notes]
+    return "\n".join(lines)
+
+
+def write_report(directory: Path, m: Manifest, command: str) -> None:
+    lines = [f"# {m.name}: {m.recipe['method']} artifact", ""]
+    if command:
+        lines += ["Made with:", "", f"    {command}", ""]
+    lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in _rows(m)]
+    lines += ["", f"Source: `{m.source['path']}` (sha256 `{m.source['sha256']}`)",
+              f"CPU: {m.cpu['model']} ({m.cpu['isa']}); tools: "
+              + ", ".join(f"{k} {v}" for k, v in m.tools.items()), f"Created: {m.created}", ""]
+    if m.validation.get("sensitivity"):
+        lines += ["## Accuracy gate", "",
+                  f"Primary metric with only this group quantized ({PRIMARY[m.task]}):", ""]
+        lines += [f"- {g}: {s:.4f}" for g, s in sorted(m.validation["sensitivity"].items(), key=lambda x: x[1])]
+        lines += ["", "Kept in higher precision: " + ", ".join(f"`{n}`" for n in m.excluded_nodes), ""]
+    if m.notes:
+        lines += ["## Notes", ""] + [f"- {n}" for n in m.notes] + [""]
+    (directory / "report.md").write_text("\n".join(lines))

@@ -1,0 +1,95 @@
+"""Compare a compressed artifact with the original model on a validation set.
+
+fill-mask: top-1 agreement and top-5 overlap at masked positions (and top-1 accuracy against the
+tokens that were masked); classification: label agreement; embedding: cosine to the original.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+from tqdm.auto import tqdm
+
+from compress.catalog import Task
+from compress.data import encode, mask_tokens
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+PRIMARY: dict[Task, str] = {"fill-mask": "top1_agreement", "classification": "label_agreement",
+                            "embedding": "mean_cosine"}
+
+
+@dataclass
+class ValidationSet:
+    task: Task
+    batches: list[dict[str, np.ndarray]]
+    truth: list[np.ndarray] = field(default_factory=list)  # fill-mask: original ids at the masks
+    n_texts: int = 0
+
+    @property
+    def n_items(self) -> int:
+        return int(sum(len(t) for t in self.truth)) if self.truth else self.n_texts
+
+
+def build_validation_set(task: Task, tokenizer: PreTrainedTokenizerBase, texts: list[str], *,
+                         max_length: int, batch_size: int = 32, mask_rate: float = 0.15,
+                         seed: int = 0) -> ValidationSet:
+    """Tokenize ``texts`` into length-sorted batches; for fill-mask, mask texts that have no mask."""
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    vs = ValidationSet(task=task, batches=[], n_texts=len(texts))
+    mask = tokenizer.mask_token
+    for start in range(0, len(order), batch_size):
+        chunk = [texts[i] for i in order[start:start + batch_size]]
+        enc = encode(tokenizer, chunk, max_length)
+        if task == "fill-mask":
+            if mask and all(mask in t for t in chunk):
+                truth = np.full(int((enc["input_ids"] == tokenizer.mask_token_id).sum()), -1)
+            else:
+                enc, truth = mask_tokens(enc, tokenizer, mask_rate, seed + start)
+            vs.truth.append(truth)
+        vs.batches.append(enc)
+    return vs
+
+
+def collect(runner: Runner, vs: ValidationSet, desc: str) -> list[dict[str, np.ndarray]]:
+    """Run every batch through ``runner``, with a progress bar."""
+    return [runner(b) for b in tqdm(vs.batches, desc=desc, unit="batch", leave=False)]
+
+
+def _topk(logits: np.ndarray, k: int) -> np.ndarray:
+    return np.argsort(-logits, axis=-1)[:, :k]
+
+
+def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
+            cand: list[dict[str, np.ndarray]]) -> dict[str, float]:
+    """Agreement figures of ``cand`` against ``ref`` (both from :func:`collect`)."""
+    if vs.task == "fill-mask":
+        r = np.concatenate([o["mask_logits"] for o in ref])
+        c = np.concatenate([o["mask_logits"] for o in cand])
+        truth = np.concatenate(vs.truth)
+        r5, c5 = _topk(r, 5), _topk(c, 5)
+        overlap = np.mean([len(set(a) & set(b)) / 5 for a, b in zip(r5, c5, strict=True)])
+        out = {"top1_agreement": float(np.mean(r5[:, 0] == c5[:, 0])), "top5_overlap": float(overlap)}
+        known = truth >= 0
+        if known.any():
+            out["top1_accuracy_original"] = float(np.mean(r5[known, 0] == truth[known]))
+            out["top1_accuracy"] = float(np.mean(c5[known, 0] == truth[known]))
+        return out
+    if vs.task == "classification":
+        r = np.concatenate([o["logits"] for o in ref])
+        c = np.concatenate([o["logits"] for o in cand])
+        return {"label_agreement": float(np.mean(r.argmax(-1) == c.argmax(-1))),
+                "max_abs_logit_diff": float(np.abs(r - c).max())}
+    r = np.concatenate([o["sentence_embedding"] for o in ref])
+    c = np.concatenate([o["sentence_embedding"] for o in cand])
+    cos = (r * c).sum(-1) / (np.linalg.norm(r, axis=-1) * np.linalg.norm(c, axis=-1) + 1e-12)
+    return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
+
+
+def primary(task: Task, metrics: dict[str, float]) -> float:
+    return metrics[PRIMARY[task]]

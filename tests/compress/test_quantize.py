@@ -1,0 +1,108 @@
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from compress.data import encode, mask_tokens
+from compress.export import TaskGraph, export_onnx
+from compress.quantize import QuantContext, get_method, methods, quantize
+from compress.quantize.fp16 import Fp16Config
+from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
+from compress.quantize.int4 import Int4Config
+from compress.quantize.int8_dynamic import PRESETS, Int8DynamicConfig
+from compress.quantize.int8_static import Int8StaticConfig
+from compress.runtime import OnnxRunner
+from tests.conftest import SENTENCES, build_tiny
+
+
+@pytest.fixture(scope="module")
+def fp32(tmp_path_factory):
+    """A BERT fill-mask graph wide enough for weights to dominate the file (hidden 256, 4 layers)."""
+    from transformers import BertConfig, BertForMaskedLM
+
+    d = tmp_path_factory.mktemp("q")
+    _, tok = build_tiny(d / "src", "bert", "fill-mask")
+    import torch
+
+    torch.manual_seed(0)
+    model = BertForMaskedLM(BertConfig(vocab_size=len(tok), hidden_size=256, num_hidden_layers=4,
+                                       num_attention_heads=4, intermediate_size=1024,
+                                       max_position_embeddings=64)).eval()
+    graph = TaskGraph(model, "fill-mask", mask_token_id=tok.mask_token_id)
+    export_onnx(graph, d / "fp32.onnx")
+    enc, _ = mask_tokens(encode(tok, SENTENCES[:16], 64), tok, rate=0.3)
+    return d / "fp32.onnx", enc
+
+
+def _snr_db(a: Path, b: Path, enc) -> float:
+    """Signal-to-noise ratio of b's logits against a's (random models have near-tied top-1s, so
+    agreement is the wrong yardstick here; the integration tests assert agreement on real models)."""
+    x = OnnxRunner(a, threads=1)(enc)["mask_logits"]
+    y = OnnxRunner(b, threads=1)(enc)["mask_logits"]
+    return float(10 * np.log10(np.sum(x**2) / np.sum((x - y) ** 2)))
+
+
+def test_registry_lists_methods_on_a_miss():
+    assert {"int8", "int8-static", "int4", "fp16"} <= set(methods())
+    with pytest.raises(ValueError, match=r"registered: .*int4"):
+        get_method("int3")
+
+
+def test_int8_quantizes_every_weight_matmul(fp32, tmp_path):
+    src, enc = fp32
+    n_weight_matmuls = len(weight_nodes(src, ("MatMul",)))
+    assert n_weight_matmuls == 4 * 6 + 2  # q, k, v, o, up, down per layer + LM transform + decoder
+    info = quantize("int8", src, tmp_path / "q.onnx", Int8DynamicConfig(), QuantContext())
+    counts = op_counts(tmp_path / "q.onnx")
+    assert counts.get("MatMulInteger", 0) + counts.get("DynamicQuantizeMatMul", 0) == n_weight_matmuls
+    assert counts.get("MatMul", 0) == op_counts(src)["MatMul"] - n_weight_matmuls  # attention scores stay fp32
+    assert info["weight_type"] == "int8"
+    assert file_bytes(src) / file_bytes(tmp_path / "q.onnx") > 3.5
+    assert _snr_db(src, tmp_path / "q.onnx", enc) > 30
+
+
+def test_excluded_nodes_stay_fp32(fp32, tmp_path):
+    src, _ = fp32
+    nodes = weight_nodes(src, ("MatMul",))
+    groups = group_nodes(nodes)
+    assert {"layer.0", "layer.1", "layer.2", "layer.3"} <= set(groups)
+    keep = groups["layer.0"]
+    quantize("int8", src, tmp_path / "q.onnx", Int8DynamicConfig(), QuantContext(), exclude=keep)
+    counts = op_counts(tmp_path / "q.onnx")
+    assert counts.get("MatMulInteger", 0) + counts.get("DynamicQuantizeMatMul", 0) == len(nodes) - len(keep)
+
+
+def test_int8_presets_follow_the_instruction_set():
+    assert PRESETS["avx512_vnni"].reduce_range is False
+    assert PRESETS["avx2"].reduce_range is True
+
+
+def test_int4_uses_matmulnbits_and_is_small(fp32, tmp_path):
+    src, enc = fp32
+    n = len(weight_nodes(src, ("MatMul",)))
+    quantize("int4", src, tmp_path / "q4.onnx", Int4Config(block_size=32), QuantContext())
+    counts = op_counts(tmp_path / "q4.onnx")
+    assert counts.get("MatMulNBits", 0) == n
+    assert file_bytes(src) / file_bytes(tmp_path / "q4.onnx") > 4.5
+    assert _snr_db(src, tmp_path / "q4.onnx", enc) > 14
+    with pytest.raises(ValueError, match="power of two"):
+        quantize("int4", src, tmp_path / "bad.onnx", Int4Config(block_size=24), QuantContext())
+
+
+def test_static_int8_is_qdq_and_needs_calibration(fp32, tmp_path):
+    src, enc = fp32
+    with pytest.raises(ValueError, match="calibration"):
+        quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(), QuantContext())
+    quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(), QuantContext(calibration=[enc]))
+    counts = op_counts(tmp_path / "s.onnx")
+    assert counts.get("QuantizeLinear", 0) > 0 and counts.get("DequantizeLinear", 0) > 0
+    assert _snr_db(src, tmp_path / "s.onnx", enc) > 24
+
+
+def test_fp16_halves_the_file(fp32, tmp_path):
+    src, enc = fp32
+    quantize("fp16", src, tmp_path / "h.onnx", Fp16Config(), QuantContext())
+    assert 1.8 < file_bytes(src) / file_bytes(tmp_path / "h.onnx") < 2.2
+    assert _snr_db(src, tmp_path / "h.onnx", enc) > 50

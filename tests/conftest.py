@@ -1,0 +1,105 @@
+"""Shared fixtures: tiny random models built in the test (unit tests), packaged real models (integration)."""
+
+from __future__ import annotations
+
+import os
+
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+from pathlib import Path
+
+import pytest
+import torch
+
+WORDS = (
+    "the a of to in and is was for on that with as by at from it be are has have not but this said "
+    "year new people more government world first also time two would over last after game film music "
+    "market company bank sales profit club team player show band win"
+).split()
+SENTENCES = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(5 + i % 9)) for i in range(48)]
+
+
+def _wordpiece_tokenizer(directory: Path):
+    from transformers import BertTokenizerFast
+
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]
+    (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    return BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
+
+
+def _bpe_tokenizer(directory: Path):
+    from tokenizers import ByteLevelBPETokenizer
+    from transformers import RobertaTokenizerFast
+
+    bpe = ByteLevelBPETokenizer()
+    bpe.train_from_iterator(SENTENCES, vocab_size=400, min_frequency=1,
+                            special_tokens=["<s>", "<pad>", "</s>", "<unk>", "<mask>"])
+    bpe.save_model(str(directory))
+    return RobertaTokenizerFast(vocab_file=str(directory / "vocab.json"), merges_file=str(directory / "merges.txt"))
+
+
+def build_tiny(directory: Path, family: str = "bert", task: str = "fill-mask", num_labels: int = 3,
+               save: str = "dir", seed: int = 0):
+    """A 2-layer random model of ``family`` saved to ``directory``; returns (model, tokenizer).
+
+    ``save``: "dir" (save_pretrained + tokenizer), "bin" (state dict .bin + config.json + tokenizer),
+    "pickle" (whole module pickled with torch.save).
+    """
+    from transformers import (
+        AutoModel,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        BertConfig,
+        DistilBertConfig,
+        ElectraConfig,
+        RobertaConfig,
+    )
+
+    directory.mkdir(parents=True, exist_ok=True)
+    tok = _bpe_tokenizer(directory) if family == "roberta" else _wordpiece_tokenizer(directory)
+    common = dict(vocab_size=len(tok), max_position_embeddings=66, num_labels=num_labels)
+    if family == "bert":
+        cfg = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, **common)
+    elif family == "distilbert":
+        cfg = DistilBertConfig(dim=64, n_layers=2, n_heads=4, hidden_dim=128, **common)
+    elif family == "roberta":
+        cfg = RobertaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                            pad_token_id=tok.pad_token_id, bos_token_id=0, eos_token_id=2, **common)
+    elif family == "electra":
+        cfg = ElectraConfig(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                            intermediate_size=128, **common)
+    else:
+        raise ValueError(family)
+    auto = {"fill-mask": AutoModelForMaskedLM, "classification": AutoModelForSequenceClassification,
+            "embedding": AutoModel}[task]
+    torch.manual_seed(seed)
+    model = auto.from_config(cfg).eval()
+    if save == "dir":
+        model.save_pretrained(directory)
+    elif save == "bin":
+        torch.save(model.state_dict(), directory / "weights.bin")
+        cfg.save_pretrained(directory)
+    elif save == "pickle":
+        torch.save(model, directory / "whole.pt")
+        cfg.save_pretrained(directory)
+    tok.save_pretrained(directory)
+    return model, tok
+
+
+@pytest.fixture
+def tiny(tmp_path):
+    """Factory: tiny(family, task, save) -> model directory."""
+    def make(family: str = "bert", task: str = "fill-mask", save: str = "dir", **kw) -> Path:
+        d = tmp_path / f"{family}-{task}-{save}"
+        build_tiny(d, family, task, save=save, **kw)
+        return d
+    return make
+
+
+@pytest.fixture
+def texts_file(tmp_path) -> Path:
+    p = tmp_path / "texts.txt"
+    p.write_text("\n".join(SENTENCES) + "\n")
+    return p
