@@ -71,9 +71,9 @@ def _default_name(spec: str) -> str:
 
 
 def _run_one(args: argparse.Namespace, spec: str) -> None:
-    from compress.catalog import DEFAULT_CATALOG, load_catalog, resolve_location
+    from compress.catalog import DEFAULT_CATALOG, load_catalog
     from compress.pipeline import RunOptions, compress_model
-    from compress.sources import load_model
+    from compress.sources import load_entry, load_model
 
     entry = None
     models_file = Path(args.models)
@@ -105,14 +105,10 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     from compress.artifact import check_writable
 
     check_writable(out, args.force)  # before the slow part
-    source = resolve_location(entry.source, entry.requires) if entry else spec
-    tokenizer = args.tokenizer or (resolve_location(entry.tokenizer, entry.requires)
-                                   if entry and entry.tokenizer else None)
-    print(f"loading {source}", file=sys.stderr)
-    loaded = load_model(source, config=args.config, tokenizer=tokenizer,
-                        task=args.task or (entry.task if entry else None),
-                        head=args.head or (entry.head if entry else None), labels=labels,
-                        trust_pickle=args.trust_pickle)
+    overrides = dict(config=args.config, tokenizer=args.tokenizer, task=args.task, head=args.head, labels=labels,
+                     trust_pickle=args.trust_pickle)
+    print(f"loading {entry.source if entry else spec}", file=sys.stderr)
+    loaded = load_entry(entry, **overrides) if entry else load_model(spec, **overrides)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
     compress_model(loaded, out, name=name, opts=opts, force=args.force,

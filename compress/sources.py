@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from compress import CompressError
-from compress.catalog import Task
+from compress.catalog import ModelEntry, Task
 
 if TYPE_CHECKING:
     import torch
@@ -360,6 +360,21 @@ def load_model(
                        labels=[model.config.id2label[i] for i in range(model.config.num_labels)]
                        if chosen_task == "classification" else None,
                        pooling=pooling, normalize=normalize, extra_heads=extra, notes=notes)
+
+
+def load_entry(entry: ModelEntry, **overrides: Any) -> LoadedModel:
+    """Load a models.yaml entry; keyword arguments override the entry's fields (None = keep)."""
+    from compress.catalog import resolve_location
+
+    def pick(key: str) -> Any:
+        value = overrides.get(key)
+        return value if value is not None else getattr(entry, key, None)
+
+    tokenizer = overrides.get("tokenizer") or (
+        resolve_location(entry.tokenizer, entry.requires) if entry.tokenizer else None)
+    return load_model(resolve_location(entry.source, entry.requires), config=overrides.get("config"),
+                      tokenizer=tokenizer, task=pick("task"), head=pick("head"), labels=pick("labels"),
+                      trust_pickle=bool(overrides.get("trust_pickle")))
 
 
 def _download(repo_id: str) -> Path:

@@ -103,3 +103,50 @@ def texts_file(tmp_path) -> Path:
     p = tmp_path / "texts.txt"
     p.write_text("\n".join(SENTENCES) + "\n")
     return p
+
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture(scope="session")
+def packaged_artifact(tmp_path_factory):
+    """Factory: packaged_artifact(name, method="int8") -> artifact dir of a models.yaml model.
+
+    Each (name, method) is compressed once per test session (the packaged models are real and take
+    tens of seconds each).
+    """
+    from compress.catalog import load_catalog
+    from compress.pipeline import RunOptions, compress_model
+    from compress.sources import load_entry
+
+    catalog = load_catalog(ROOT / "models.yaml")
+    base = tmp_path_factory.mktemp("artifacts")
+    cache: dict[tuple[str, str], Path] = {}
+
+    def make(name: str, method: str = "int8") -> Path:
+        if (name, method) not in cache:
+            entry = catalog.get(name)
+            out = base / f"{name}-{method}"
+            opts = RunOptions(method=method, optimize=entry.recipe.optimize, bench=False)
+            compress_model(load_entry(entry), out, name=name, opts=opts)
+            cache[name, method] = out
+        return cache[name, method]
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def packaged_model():
+    """Factory: packaged_model(name) -> LoadedModel (the fp32 original), loaded once per session."""
+    from compress.catalog import load_catalog
+    from compress.sources import load_entry
+
+    catalog = load_catalog(ROOT / "models.yaml")
+    cache: dict = {}
+
+    def get(name: str):
+        if name not in cache:
+            cache[name] = load_entry(catalog.get(name))
+        return cache[name]
+
+    return get

@@ -8,6 +8,7 @@ higher precision (the accuracy gate fills it). Presets are data, chosen by CPU i
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -62,7 +63,19 @@ def methods() -> list[str]:
 def quantize(name: str, src: Path, dst: Path, config: Any, ctx: QuantContext,
              exclude: Sequence[str] = ()) -> dict[str, Any]:
     """Quantize ``src`` into ``dst`` with method ``name``; returns details for the manifest."""
-    return get_method(name).fn(src, dst, config, ctx, exclude)
+    method = get_method(name)
+    root = logging.getLogger()
+    root.addFilter(_drop_preprocess_advice)
+    try:
+        return method.fn(src, dst, config, ctx, exclude)
+    finally:
+        root.removeFilter(_drop_preprocess_advice)
+
+
+def _drop_preprocess_advice(record: logging.LogRecord) -> bool:
+    # ONNX Runtime advises its image-model pre-processing on every call; our exported graphs are
+    # already shape-inferred, so the advice is noise in our progress output.
+    return not str(record.msg).startswith("Please consider to run pre-processing")
 
 
 # Importing the method modules registers them.
