@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compress import CompressError
 
@@ -31,6 +31,30 @@ class Recipe(BaseModel):
     calibration: str | None = None
 
 
+class ServeOptions(BaseModel):
+    """How `serve` runs a model: the optional ``serve:`` block of a models.yaml entry."""
+
+    model_config = ConfigDict(extra="forbid")
+    backend: Literal["onnxruntime", "torch"] = "onnxruntime"
+    device: Literal["cpu", "cuda"] = "cpu"
+    # The torch backend runs the original weights: fp32, or bitsandbytes 8-bit / 4-bit NF4 linears.
+    precision: Literal["fp32", "bnb-int8", "bnb-nf4"] = "fp32"
+    threads: int | None = Field(None, ge=1, description="intra-op threads (default: all cores)")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="sequences per forward pass")
+    batch_timeout: float = Field(0.005, ge=0, le=1, description="seconds a request waits for company")
+    max_items: int = Field(64, ge=1, le=4096, description="inputs per request")
+    max_length: int | None = Field(None, ge=4, description="tokens per input (default: the artifact's)")
+    truncate: bool = False
+    split_chars: bool | None = Field(None, description="space out residues (default: the artifact's)")
+
+    @model_validator(mode="after")
+    def _precision_needs_torch(self) -> ServeOptions:
+        if self.precision != "fp32" and self.backend != "torch":
+            raise ValueError(f"precision {self.precision} needs backend: torch (onnxruntime runs the artifact "
+                             "as it was compressed)")
+        return self
+
+
 class ModelEntry(BaseModel):
     model_config = ConfigDict(extra="forbid")
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
@@ -43,6 +67,7 @@ class ModelEntry(BaseModel):
     recipe: Recipe = Recipe()
     artifact: str | None = None
     description: str = ""
+    serve: ServeOptions = ServeOptions()
 
     @field_validator("labels")
     @classmethod

@@ -32,12 +32,13 @@ PRESETS: dict[str, Int8DynamicConfig] = {
 def quantize_dynamic_int8(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: QuantContext,
                           exclude: Sequence[str]) -> dict[str, Any]:
     """Quantize MatMul weights (and embedding tables) to int8 with ONNX Runtime."""
+    from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    ops = ["MatMul", "Gather"] if cfg.quantize_embeddings else ["MatMul"]
+    ops = ["MatMul", "Attention", "Gather"] if cfg.quantize_embeddings else ["MatMul", "Attention"]
     quantize_dynamic(
         str(src), str(dst), op_types_to_quantize=ops, per_channel=cfg.per_channel,
         reduce_range=cfg.reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),
-        extra_options={"MatMulConstBOnly": True},
+        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
     )
     return {"op_types": ops, "weight_type": "int8", "activation_type": "uint8 (dynamic)"}

@@ -25,6 +25,7 @@ def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: Quant
                          exclude: Sequence[str]) -> dict[str, Any]:
     """Calibrate activation ranges on ``ctx.calibration`` and write a QDQ int8 model."""
     import onnx
+    from onnx import TensorProto
     from onnxruntime.quantization import (
         CalibrationDataReader,
         CalibrationMethod,
@@ -49,7 +50,7 @@ def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: Quant
         str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
         per_channel=cfg.per_channel, activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         nodes_to_exclude=list(exclude), calibrate_method=CalibrationMethod[cfg.calibrate],
-        extra_options={"ActivationSymmetric": cfg.symmetric_activations, "MatMulConstBOnly": True,
-                       "CalibPercentile": cfg.percentile},
+        extra_options={"DefaultTensorType": TensorProto.FLOAT, "ActivationSymmetric": cfg.symmetric_activations,
+                       "MatMulConstBOnly": True, "CalibPercentile": cfg.percentile},
     )
     return {"format": "QDQ", "calibration_batches": len(ctx.calibration), "calibrate": cfg.calibrate}

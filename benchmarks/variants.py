@@ -1,0 +1,69 @@
+"""The variants a benchmark compares: the PyTorch baseline and compressed artifacts.
+
+``torch-fp32`` is what a user runs without this project: the transformers model in eager mode, full
+MLM logits at every position for fill-mask, the encoder plus the model's pooling for embeddings.
+Every other variant is an artifact made by ``compress`` with that method, cached under ``--cache``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from compress.artifact import load_artifact, read_manifest
+from compress.catalog import load_catalog
+from compress.pipeline import RunOptions, compress_model
+from compress.sources import LoadedModel, load_entry
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+BASELINE = "torch-fp32"
+# variant name -> compress method and options
+RECIPES: dict[str, dict[str, object]] = {
+    "onnx-fp32": {"method": "fp32"},
+    "int8": {"method": "int8", "optimize": "O1"},
+    "int8-noopt": {"method": "int8"},
+    "int4": {"method": "int4"},
+    "int8-static": {"method": "int8-static"},
+}
+
+
+def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models.yaml",
+                   rebuild: bool = False) -> Path:
+    """Make (or reuse) the artifact of ``variant`` for models.yaml entry ``model``."""
+    if variant not in RECIPES:
+        raise ValueError(f"unknown variant {variant!r}; known: {BASELINE}, {', '.join(RECIPES)}")
+    out = cache / f"{model}-{variant}"
+    if out.exists() and not rebuild:
+        read_manifest(out)
+        return out
+    entry = load_catalog(catalog).get(model)
+    opts = RunOptions(bench=False, **RECIPES[variant])  # type: ignore[arg-type]
+    compress_model(load_entry(entry), out, name=model, opts=opts, force=True)
+    return out
+
+
+def torch_baseline(loaded: LoadedModel, threads: int) -> Runner:
+    """The plain transformers model in eager fp32."""
+    import torch
+
+    from compress.export import pool
+
+    torch.set_num_threads(threads)
+    model = loaded.model.eval()
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in
+                                                loaded.tokenizer.model_input_names else [])
+
+    def run(enc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        with torch.inference_mode():
+            out = model(**{n: torch.from_numpy(enc[n]) for n in names})
+            if loaded.task == "embedding":
+                emb = pool(out.last_hidden_state, torch.from_numpy(enc["attention_mask"]), loaded.pooling)
+                return {"sentence_embedding": emb.numpy()}
+            return {"logits": out.logits.numpy()}
+    return run
+
+
+def artifact_runner(directory: Path, threads: int) -> Runner:
+    return load_artifact(directory).runner(threads=threads)
