@@ -31,7 +31,7 @@ from compress.catalog import Task
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from compress.runtime import Device, OnnxRunner
+    from compress.runtime import Device, Runner
 
 FORMAT_VERSION = 1
 MANIFEST = "manifest.json"
@@ -39,7 +39,7 @@ MANIFEST = "manifest.json"
 
 class GraphInfo(BaseModel):
     file: str
-    opset: int
+    opset: int  # of the ONNX export (also recorded for the torch backend, whose file is safetensors)
     inputs: list[str]
     outputs: list[str]
 
@@ -116,7 +116,12 @@ class Artifact:
 
         return AutoTokenizer.from_pretrained(str(self.directory))
 
-    def runner(self, device: Device = "cpu", threads: int | None = None) -> OnnxRunner:
+    def runner(self, device: Device = "cpu", threads: int | None = None) -> Runner:
+        """A callable from numpy encodings to the graph's outputs, on ``device``."""
+        if self.manifest.backend == "torch":
+            from compress.runtime import torch_artifact_runner
+
+            return torch_artifact_runner(self, device, threads)
         from compress.runtime import OnnxRunner
 
         return OnnxRunner(self.graph_path, device=device, threads=threads)

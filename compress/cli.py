@@ -26,7 +26,9 @@ def _parser() -> argparse.ArgumentParser:
     m = run.add_mutually_exclusive_group()
     for flag, help_ in [("fp32", "plain ONNX export"), ("int8", "dynamic int8, preset from the CPU's ISA"),
                         ("int8-static", "static int8 (QDQ) calibrated on --calibration texts"),
-                        ("int4", "4-bit weight-only (MatMulNBits)"), ("fp16", "fp16, for GPUs")]:
+                        ("int4", "4-bit weight-only (MatMulNBits)"), ("fp16", "fp16, for GPUs"),
+                        ("bnb-int8", "PyTorch backend, bitsandbytes int8 (memory saving; slow on CPU)"),
+                        ("bnb-nf4", "PyTorch backend, bitsandbytes nf4 (memory saving; slow on CPU)")]:
         m.add_argument(f"--{flag}", dest="method", action="store_const", const=flag, help=help_)
     run.add_argument("--out", type=Path, help="artifact directory (default artifacts/NAME-METHOD)")
     run.add_argument("--force", action="store_true", help="replace an existing artifact")
@@ -86,7 +88,8 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     recipe = entry.recipe if entry else None
     method = args.method or (recipe.method if recipe else "int8")
     opts = RunOptions(
-        method=method, optimize=args.optimize or (recipe.optimize if recipe else None), opset=args.opset,
+        method=method, opset=args.opset,
+        optimize=None if method.startswith("bnb") else args.optimize or (recipe.optimize if recipe else None),
         block_size=args.block_size or (recipe.block_size if recipe else 32),
         quantize_embeddings=args.quantize_embeddings if args.quantize_embeddings is not None
         else (recipe.quantize_embeddings if recipe else None),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import copy
 import datetime as dt
 import logging
 import shutil
@@ -22,6 +23,7 @@ from compress.artifact import (
     staged_directory,
     write_manifest,
 )
+from compress.bnb import BnbConfig, quantize_bnb, weight_bytes
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx
@@ -39,6 +41,7 @@ from compress.validate import PRIMARY, ValidationSet, build_validation_set, coll
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
 DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
+BNB_METHODS = {"bnb-int8": "int8", "bnb-nf4": "nf4"}
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
 
 
@@ -190,7 +193,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         CompressError: bad input, or the accuracy gate cannot be met.
     """
     method = opts.method
-    if method != "fp32":
+    if method != "fp32" and method not in BNB_METHODS:
         get_method(method)
     if method == "int8-static" and not opts.calibration:
         raise CompressError("--int8-static needs --calibration FILE (texts, one per line)")
@@ -223,9 +226,20 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         config: Any = None
         excluded: list[str] = []
         sensitivity: dict[str, float] = {}
+        sizes: dict[str, int] = {}
         if method == "fp32":
             shutil.copyfile(base, dst)
             metrics = compare(vs, ref, collect(OnnxRunner(dst, threads=opts.threads), vs, "validating"))
+        elif method in BNB_METHODS:
+            config = BnbConfig(kind=BNB_METHODS[method])
+            loaded.model.save_pretrained(str(tmp), safe_serialization=True)
+            dst = tmp / "model.safetensors"
+            quantized = quantize_bnb(copy.deepcopy(loaded.model), config)
+            cand = TorchRunner(TaskGraph(quantized, task, mask_token_id=tok.mask_token_id, pooling=loaded.pooling),
+                               ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
+            metrics = compare(vs, ref, collect(cand, vs, "validating"))
+            sizes = {"fp32_memory_bytes": weight_bytes(loaded.model), "memory_bytes": weight_bytes(quantized)}
+            details = {"backend": "torch", "quantized_at": "load", "note": "bitsandbytes is slower than fp32 on CPU"}
         else:
             config = _method_config(opts, isa)
             calib = []
@@ -236,6 +250,10 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             details, metrics, excluded, sensitivity = _gated_quantize(
                 base, dst, opts, config, ctx, vs, ref, threshold, steps)
         passed = primary(task, metrics) >= threshold
+        if not passed and opts.gate:
+            raise CompressError(f"{method} gives {PRIMARY[task]} {primary(task, metrics):.4f} < {threshold}; "
+                                "pick another method, lower the threshold, or pass --no-gate")
+        cand_runner = cand if method in BNB_METHODS else OnnxRunner(dst, threads=opts.threads)
 
         speed: dict[str, Any] = {}
         if opts.bench:
@@ -244,7 +262,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             speed = {"batch_size": int(batch["input_ids"].shape[0]),
                      "seq_len": int(batch["input_ids"].shape[1]),
                      "torch_fp32_seq_per_s": throughput(torch_runner, batch),
-                     "artifact_seq_per_s": throughput(OnnxRunner(dst, threads=opts.threads), batch)}
+                     "artifact_seq_per_s": throughput(cand_runner, batch)}
             speed["speedup"] = speed["artifact_seq_per_s"] / speed["torch_fp32_seq_per_s"]
         else:
             steps("skipping speed measurement")
@@ -256,6 +274,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
                   "details": details}
         manifest = Manifest(
             format_version=FORMAT_VERSION, name=name, task=task, family=loaded.family,
+            backend="torch" if method in BNB_METHODS else "onnxruntime",
             graph=GraphInfo(**{**ginfo, "file": dst.name}),  # type: ignore[arg-type]
             tokenizer=TokenizerInfo(max_length=max_length, mask_token=tok.mask_token,
                                     split_chars=is_residue_vocab(tok)),
@@ -264,13 +283,13 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             source={**asdict(loaded.source), "head": loaded.head, "extra_heads": loaded.extra_heads},
             recipe=recipe, excluded_nodes=excluded,
             sizes={"source_bytes": loaded.source.bytes, "fp32_onnx_bytes": file_bytes(fp32),
-                   "model_bytes": file_bytes(dst)},
+                   "model_bytes": file_bytes(dst), **sizes},
             validation={"texts": vs.n_texts, "items": vs.n_items, "data": opts.validate or "default", **metrics,
                         "threshold": {PRIMARY[task]: threshold}, "passed": passed,
                         "gate": opts.gate, "sensitivity": sensitivity},
             speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": isa},
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            notes=list(loaded.notes), op_counts=op_counts(dst),
+            notes=list(loaded.notes), op_counts=op_counts(dst) if dst.suffix == ".onnx" else {},
         )
         shutil.rmtree(work)
         write_manifest(tmp, manifest)

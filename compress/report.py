@@ -15,11 +15,16 @@ def _mb(n: int) -> str:
 def _rows(m: Manifest) -> list[tuple[str, str]]:
     s, v = m.sizes, m.validation
     key = PRIMARY[m.task]
+    size = (f"{_mb(s['fp32_onnx_bytes'])} fp32 ONNX -> {_mb(s['model_bytes'])} "
+            f"({s['fp32_onnx_bytes'] / s['model_bytes']:.2f}x smaller)")
+    if m.backend == "torch":
+        size = (f"weights in memory {_mb(s['fp32_memory_bytes'])} -> {_mb(s['memory_bytes'])} "
+                f"({s['fp32_memory_bytes'] / s['memory_bytes']:.2f}x smaller, quantized at load; "
+                f"fp32 on disk {_mb(s['model_bytes'])})")
     rows = [
         ("model", f"{m.name} ({m.family}, {m.task})"),
         ("method", str(m.recipe["method"]) + (f", {m.recipe['optimize']}" if m.recipe.get("optimize") else "")),
-        ("size", f"{_mb(s['fp32_onnx_bytes'])} fp32 ONNX -> {_mb(s['model_bytes'])} "
-                 f"({s['fp32_onnx_bytes'] / s['model_bytes']:.2f}x smaller)"),
+        ("size", size),
         (key, f"{v[key]:.4f} (gate >= {v['threshold'][key]}: {'PASS' if v['passed'] else 'FAIL'})"),
     ]
     for extra in ("top5_overlap", "top1_accuracy_original", "top1_accuracy", "min_cosine", "max_abs_logit_diff"):

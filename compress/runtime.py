@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
@@ -19,10 +19,12 @@ from compress import CompressError
 if TYPE_CHECKING:
     import onnxruntime as ort
 
+    from compress.artifact import Artifact
     from compress.export import TaskGraph
 
 log = logging.getLogger(__name__)
 Device = Literal["cpu", "cuda"]
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 
 PROVIDERS: dict[str, list[str]] = {
     "cpu": ["CPUExecutionProvider"],
@@ -80,11 +82,13 @@ class OnnxRunner:
 class TorchRunner:
     """Runs the PyTorch task graph (the original model) on numpy encodings."""
 
-    def __init__(self, graph: TaskGraph, input_names: Sequence[str], threads: int | None = None) -> None:
+    def __init__(self, graph: TaskGraph, input_names: Sequence[str], threads: int | None = None,
+                 device: Device = "cpu") -> None:
         import torch
 
         self.graph = graph.eval()
         self.input_names = list(input_names)
+        self.device = device
         if threads:
             torch.set_num_threads(threads)
 
@@ -92,6 +96,33 @@ class TorchRunner:
         import torch
 
         with torch.inference_mode():
-            out = self.graph(**{n: torch.from_numpy(np.asarray(encoding[n], dtype=np.int64))
+            out = self.graph(**{n: torch.from_numpy(np.asarray(encoding[n], dtype=np.int64)).to(self.device)
                                 for n in self.input_names})
-        return {k: v.float().numpy() if v.is_floating_point() else v.numpy() for k, v in out.items()}
+        return {k: (v.float() if v.is_floating_point() else v).cpu().numpy() for k, v in out.items()}
+
+
+def torch_artifact_runner(artifact: Artifact, device: Device = "cpu", threads: int | None = None) -> TorchRunner:
+    """Load a ``backend: torch`` artifact (fp32 weights + bitsandbytes recipe) and quantize it on ``device``."""
+    from transformers import AutoConfig
+
+    from compress.bnb import BnbConfig, quantize_bnb
+    from compress.export import TaskGraph
+    from compress.sources import model_class
+
+    m = artifact.manifest
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise CompressError("CUDA was requested but torch sees no GPU; use device cpu")
+    config = AutoConfig.from_pretrained(str(artifact.directory))
+    model = model_class(m.task, config).from_pretrained(str(artifact.directory)).eval()
+    method_config = m.recipe.get("method_config") or {}
+    if method_config.get("kind"):
+        cfg = BnbConfig(**{**method_config, "skip": tuple(method_config.get("skip", ()))})
+        model = quantize_bnb(model, cfg, device)
+    else:
+        model = model.to(device)
+    mask_id = artifact.tokenizer().mask_token_id
+    graph = TaskGraph(model, m.task, mask_token_id=mask_id, pooling=m.pooling or "mean")
+    return TorchRunner(graph, m.graph.inputs, threads=threads, device=device)

@@ -190,7 +190,7 @@ def _select_head(sd: dict[str, torch.Tensor], head: str, hidden: int) -> tuple[d
     return out, heads[name]
 
 
-def _model_class(task: Task, config: PretrainedConfig) -> type[PreTrainedModel]:
+def model_class(task: Task, config: PretrainedConfig) -> type[PreTrainedModel]:
     from transformers import AutoModel, AutoModelForMaskedLM, AutoModelForSequenceClassification
 
     auto = {"fill-mask": AutoModelForMaskedLM, "classification": AutoModelForSequenceClassification,
@@ -226,7 +226,7 @@ def build_task_model(
         names = labels or [config.id2label.get(i, f"LABEL_{i}") for i in range(n)]
         config.id2label = dict(enumerate(names))
         config.label2id = {v: k for k, v in config.id2label.items()}
-    cls = _model_class(task, config)
+    cls = model_class(task, config)
     import transformers
 
     verbosity = transformers.logging.get_verbosity()

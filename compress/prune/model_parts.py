@@ -86,3 +86,12 @@ def neuron_cost(parts: LayerParts) -> int:
 def encoder_params(model: PreTrainedModel) -> int:
     """Parameters of the encoder layers (attention and feed-forward weights, biases and LayerNorms)."""
     return sum(p.numel() for p in layer_list(model).parameters())
+
+
+def set_layers(model: PreTrainedModel, layers: list[nn.Module]) -> None:
+    """Replace the encoder's layer list (the config is left alone; see :func:`compress.prune.plan.keep_layers`)."""
+    base = model.base_model
+    parent = base.encoder if hasattr(base, "encoder") else base.transformer
+    parent.layer = nn.ModuleList(layers)
+    if hasattr(parent, "n_layers"):
+        parent.n_layers = len(layers)

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from compress.prune.model_parts import all_parts, encoder_params, layer_list
+from compress.prune.model_parts import all_parts, layer_list, set_layers
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -95,38 +95,39 @@ def prune_neurons(model: PreTrainedModel, keep: dict[int, list[int]]) -> None:
 
 def keep_layers(model: PreTrainedModel, keep: list[int]) -> None:
     """Keep only the listed encoder layers (current indices, in order), in place; updates the config."""
-    from torch import nn
-
     layers = layer_list(model)
     if not keep or len(set(keep)) != len(keep) or not all(0 <= i < len(layers) for i in keep):
         raise ValueError(f"layers to keep must be distinct indices in 0..{len(layers) - 1}; got {keep}")
-    new = nn.ModuleList([layers[i] for i in sorted(keep)])
-    parent = model.base_model.encoder if hasattr(model.base_model, "encoder") else model.base_model.transformer
-    parent.layer = new
+    set_layers(model, [layers[i] for i in sorted(keep)])
     cfg = model.config
     for attr in ("num_hidden_layers", "n_layers"):
         if hasattr(cfg, attr):
-            setattr(cfg, attr, len(new))
-    if hasattr(parent, "n_layers"):
-        parent.n_layers = len(new)
+            setattr(cfg, attr, len(keep))
     old = {int(k): v for k, v in (cfg.pruned_heads or {}).items()}
     cfg.pruned_heads = {new_i: old[i] for new_i, i in enumerate(sorted(keep)) if i in old}
 
 
 def apply_plan(model: PreTrainedModel, plan: PrunePlan) -> PreTrainedModel:
-    """Prune ``model`` (unpruned, in place) as ``plan`` says; returns it.
+    """Prune ``model`` in place as ``plan`` says, in the indices of ``model`` as it is now; returns it.
 
     Heads go through transformers' ``prune_heads`` (Q, K, V rows and output-projection columns),
-    neurons through :func:`prune_neurons`, then layers through :func:`keep_layers`.
+    neurons through :func:`prune_neurons`, then layers through :func:`keep_layers`. A plan with
+    original indices applies to the original model; to a pruned one, a plan from its own scores.
 
     Raises:
         ValueError: the plan removes every head or every neuron of a layer, or names a layer that does not exist.
     """
     parts = all_parts(model)
-    for i, heads in plan.heads.items():
-        if i >= len(parts) or len(set(heads)) >= parts[i].num_heads:
-            raise ValueError(f"layer {i}: the plan must leave at least one of its {parts[i].num_heads} heads")
-    heads = {i: sorted(h) for i, h in plan.heads.items() if h}
+    heads: dict[int, list[int]] = {}
+    for i, chosen in plan.heads.items():
+        if not chosen:
+            continue
+        if i >= len(parts) or len(set(chosen)) >= parts[i].num_heads or max(chosen) >= parts[i].num_heads:
+            raise ValueError(f"layer {i}: the plan must name heads below {parts[i].num_heads} and leave at least one")
+        # transformers' prune_heads counts heads as they were before any pruning of this layer.
+        done = set(getattr(parts[i].attention, "pruned_heads", set()))
+        alive = [h for h in range(parts[i].num_heads + len(done)) if h not in done]
+        heads[i] = sorted(alive[h] for h in chosen)
     if heads:
         model.prune_heads(heads)
     if plan.neurons:
@@ -148,8 +149,3 @@ def describe(model: PreTrainedModel, plan: PrunePlan, shape: list[tuple[int, int
         rows.append({"layer": i, "removed": False, "heads_kept": [h for h in range(n_heads) if h not in gone],
                      "neurons_kept": len(plan.neurons.get(i, range(n_neurons)))})
     return rows
-
-
-def count_after(model: PreTrainedModel) -> int:
-    """Encoder parameters of ``model`` as it is now."""
-    return encoder_params(model)

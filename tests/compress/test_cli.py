@@ -135,3 +135,26 @@ def test_families_without_token_type_ids(tiny, texts_file, tmp_path, family):
     tok = art.tokenizer()
     logits = art.runner(threads=1)(encode(tok, SENTENCES[:4], 64))["logits"]
     assert logits.shape == (4, 3) and np.isfinite(logits).all()
+
+
+@pytest.mark.parametrize("method", ["bnb-int8", "bnb-nf4"])
+def test_bitsandbytes_artifact_uses_the_torch_backend(tiny, texts_file, tmp_path, method):
+    out = tmp_path / "art"
+    assert _run(str(tiny("bert", "embedding")), f"--{method}", "--out", str(out), "--validate", str(texts_file),
+                "--no-gate") == 0
+    art = load_artifact(out)
+    m = art.manifest
+    assert m.backend == "torch" and m.graph.file == "model.safetensors"
+    assert m.sizes["fp32_memory_bytes"] / m.sizes["memory_bytes"] > (2.5 if method == "bnb-int8" else 3.5)
+    tok = art.tokenizer()
+    enc = encode(tok, SENTENCES[:4], 64)
+    emb = art.runner(threads=1)(enc)["sentence_embedding"]
+    from compress.export import TaskGraph
+    from compress.runtime import TorchRunner
+    from compress.sources import load_model
+
+    loaded = load_model(str(tiny("bert", "embedding")))
+    ref = TorchRunner(TaskGraph(loaded.model, "embedding"), m.graph.inputs)(enc)["sentence_embedding"]
+    cos = (emb * ref).sum(-1) / np.linalg.norm(emb, axis=-1) / np.linalg.norm(ref, axis=-1)
+    assert cos.min() > 0.9
+    assert abs(cos.mean() - m.validation["mean_cosine"]) < 0.1
