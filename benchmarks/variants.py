@@ -45,7 +45,7 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
 
 
 def torch_baseline(loaded: LoadedModel, threads: int) -> Runner:
-    """The plain transformers model in eager fp32."""
+    """The plain transformers model in eager fp32, with the artifacts' output names."""
     import torch
 
     from compress.export import pool
@@ -61,6 +61,10 @@ def torch_baseline(loaded: LoadedModel, threads: int) -> Runner:
             if loaded.task == "embedding":
                 emb = pool(out.last_hidden_state, torch.from_numpy(enc["attention_mask"]), loaded.pooling)
                 return {"sentence_embedding": emb.numpy()}
+            if loaded.task == "fill-mask":  # full logits at every position, then read the masks
+                ids = torch.from_numpy(enc["input_ids"])
+                pos = torch.nonzero(ids == loaded.tokenizer.mask_token_id)
+                return {"mask_logits": out.logits[pos[:, 0], pos[:, 1]].numpy(), "mask_positions": pos.numpy()}
             return {"logits": out.logits.numpy()}
     return run
 
