@@ -16,7 +16,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
@@ -35,7 +35,7 @@ OUTPUTS: dict[Task, dict[str, dict[int, str]]] = {
 }
 
 
-def _lm_head(model: PreTrainedModel) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def _lm_head(model: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The position-wise masked-LM head of known families, or None to fall back to full logits."""
     name = type(model).__name__
     if hasattr(model, "cls") and name.endswith("ForMaskedLM"):  # BERT and kin
@@ -82,7 +82,7 @@ class TaskGraph(nn.Module):
         if self.task == "embedding":
             hidden = self.model(**kw).last_hidden_state
             return {"sentence_embedding": pool(hidden, attention_mask, self.pooling)}
-        positions = torch.nonzero(input_ids == self.mask_token_id)
+        positions = torch.nonzero(torch.eq(input_ids, int(self.mask_token_id or 0)))
         if self.head is None:
             logits = self.model(**kw).logits
             return {"mask_logits": logits[positions[:, 0], positions[:, 1]], "mask_positions": positions}

@@ -23,7 +23,7 @@ from compress.artifact import (
     staged_directory,
     write_manifest,
 )
-from compress.bnb import BnbConfig, quantize_bnb, weight_bytes
+from compress.bnb import BnbConfig, BnbKind, quantize_bnb, weight_bytes
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx
@@ -41,7 +41,7 @@ from compress.validate import PRIMARY, ValidationSet, build_validation_set, coll
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
 DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
-BNB_METHODS = {"bnb-int8": "int8", "bnb-nf4": "nf4"}
+BNB_METHODS: dict[str, BnbKind] = {"bnb-int8": "int8", "bnb-nf4": "nf4"}
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
 
 
@@ -197,6 +197,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         get_method(method)
     if method == "int8-static" and not opts.calibration:
         raise CompressError("--int8-static needs --calibration FILE (texts, one per line)")
+    calibration = opts.calibration or ""
     isa = detect_isa()
     task = loaded.task
     tok = loaded.tokenizer
@@ -235,8 +236,9 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             loaded.model.save_pretrained(str(tmp), safe_serialization=True)
             dst = tmp / "model.safetensors"
             quantized = quantize_bnb(copy.deepcopy(loaded.model), config)
-            cand = TorchRunner(TaskGraph(quantized, task, mask_token_id=tok.mask_token_id, pooling=loaded.pooling),
-                               ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
+            qgraph = TaskGraph(quantized, task, mask_token_id=tok.mask_token_id,  # type: ignore[arg-type]
+                               pooling=loaded.pooling)
+            cand = TorchRunner(qgraph, ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
             metrics = compare(vs, ref, collect(cand, vs, "validating"))
             sizes = {"fp32_memory_bytes": weight_bytes(loaded.model), "memory_bytes": weight_bytes(quantized)}
             details = {"backend": "torch", "quantized_at": "load", "note": "bitsandbytes is slower than fp32 on CPU"}
@@ -244,7 +246,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             config = _method_config(opts, isa)
             calib = []
             if method == "int8-static":
-                calib = build_validation_set(task, tok, read_texts(opts.calibration), max_length=max_length,
+                calib = build_validation_set(task, tok, read_texts(calibration), max_length=max_length,
                                              batch_size=8).batches
             ctx = QuantContext(isa=isa, calibration=calib)
             details, metrics, excluded, sensitivity = _gated_quantize(
@@ -289,7 +291,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
                         "gate": opts.gate, "sensitivity": sensitivity},
             speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": isa},
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            notes=list(loaded.notes), op_counts=op_counts(dst) if dst.suffix == ".onnx" else {},
+            notes=list(loaded.notes), op_counts=op_counts(dst) if dst.suffix == ".onnx" else {},  # type: ignore[call-arg]
         )
         shutil.rmtree(work)
         write_manifest(tmp, manifest)

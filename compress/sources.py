@@ -195,8 +195,9 @@ def model_class(task: Task, config: PretrainedConfig) -> type[PreTrainedModel]:
 
     auto = {"fill-mask": AutoModelForMaskedLM, "classification": AutoModelForSequenceClassification,
             "embedding": AutoModel}[task]
+    mapping: Any = auto._model_mapping  # type: ignore[attr-defined]
     try:
-        return auto._model_mapping[type(config)]  # type: ignore[attr-defined,no-any-return]
+        return mapping[type(config)]  # type: ignore[no-any-return]
     except KeyError:
         raise CompressError(
             f"transformers has no {task} model for model_type {config.model_type!r}"
@@ -223,7 +224,8 @@ def build_task_model(
         if labels is not None and len(labels) != n:
             raise CompressError(f"the head has {n} outputs but {len(labels)} labels were given")
         config.num_labels = n
-        names = labels or [config.id2label.get(i, f"LABEL_{i}") for i in range(n)]
+        known = config.id2label or {}
+        names = labels or [known.get(i, f"LABEL_{i}") for i in range(n)]
         config.id2label = dict(enumerate(names))
         config.label2id = {v: k for k, v in config.id2label.items()}
     cls = model_class(task, config)
@@ -343,10 +345,11 @@ def load_model(
     if not tok_dir.exists():
         raise CompressError(f"tokenizer {tok_dir} not found")
     tok = load_tokenizer(tok_dir, cfg)
-    if len(tok) > model.get_input_embeddings().num_embeddings:
+    n_embeddings = int(model.config.vocab_size)
+    if len(tok) > n_embeddings:
         raise CompressError(
             f"the tokenizer at {tok_dir} has {len(tok)} tokens but the model's embedding has "
-            f"{model.get_input_embeddings().num_embeddings}: pass the model's own --tokenizer"
+            f"{n_embeddings}: pass the model's own --tokenizer"
         )
     pooling, normalize = _sentence_transformers_pooling(directory)
     size = sum(p.stat().st_size for p in ([weights] if weights.is_file() else []))
@@ -357,7 +360,7 @@ def load_model(
         notes.insert(0, f"checkpoint has heads not exported for {chosen_task}: {listing}; "
                         "export one with --task classification --head NAME")
     return LoadedModel(model=model, task=chosen_task, tokenizer=tok, source=info, head=head,
-                       labels=[model.config.id2label[i] for i in range(model.config.num_labels)]
+                       labels=[(model.config.id2label or {})[i] for i in range(model.config.num_labels)]
                        if chosen_task == "classification" else None,
                        pooling=pooling, normalize=normalize, extra_heads=extra, notes=notes)
 

@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from compress.quantize import QuantContext, register
 
@@ -42,9 +43,15 @@ def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: Quant
         def __init__(self) -> None:
             self._it: Iterator[dict[str, np.ndarray]] = iter(
                 [{n: b[n] for n in names} for b in ctx.calibration])
+            self._bar = tqdm(total=len(ctx.calibration), desc="calibrating", unit="batch", leave=False)
 
         def get_next(self) -> dict[str, np.ndarray] | None:
-            return next(self._it, None)
+            item = next(self._it, None)
+            if item is None:
+                self._bar.close()
+            else:
+                self._bar.update()
+            return item
 
     quantize_static(
         str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
