@@ -355,6 +355,8 @@ def load_model(
     size = sum(p.stat().st_size for p in ([weights] if weights.is_file() else []))
     info = SourceInfo(spec=spec, kind=kind, path=str(weights.resolve()),
                       sha256=sha256_file(weights) if weights.is_file() else None, bytes=size)
+    if not tokenizer:
+        notes.append(f"tokenizer found at {tok_dir}")
     if extra:
         listing = ", ".join(f"{h} ({n} outputs)" for h, n in extra.items())
         notes.insert(0, f"checkpoint has heads not exported for {chosen_task}: {listing}; "
