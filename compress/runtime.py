@@ -107,7 +107,7 @@ def torch_artifact_runner(artifact: Artifact, device: Device = "cpu", threads: i
 
     from compress.bnb import BnbConfig, quantize_bnb
     from compress.export import TaskGraph
-    from compress.sources import model_class
+    from compress.tasks import model_class
 
     m = artifact.manifest
     if device == "cuda":
