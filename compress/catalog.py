@@ -35,9 +35,10 @@ class ServeOptions(BaseModel):
     """How `serve` runs a model: the optional ``serve:`` block of a models.yaml entry."""
 
     model_config = ConfigDict(extra="forbid")
-    backend: Literal["onnxruntime", "torch"] = "onnxruntime"
+    # Default: as the artifact says (manifest backend). torch on an ONNX artifact runs the source weights.
+    backend: Literal["onnxruntime", "torch"] | None = None
     device: Literal["cpu", "cuda"] = "cpu"
-    # The torch backend runs the original weights: fp32, or bitsandbytes 8-bit / 4-bit NF4 linears.
+    # For the source weights on torch: fp32, or bitsandbytes 8-bit / 4-bit NF4 linears.
     precision: Literal["fp32", "bnb-int8", "bnb-nf4"] = "fp32"
     threads: int | None = Field(None, ge=1, description="intra-op threads (default: all cores)")
     max_batch_size: int = Field(32, ge=1, le=1024, description="sequences per forward pass")
@@ -50,8 +51,8 @@ class ServeOptions(BaseModel):
     @model_validator(mode="after")
     def _precision_needs_torch(self) -> ServeOptions:
         if self.precision != "fp32" and self.backend != "torch":
-            raise ValueError(f"precision {self.precision} needs backend: torch (onnxruntime runs the artifact "
-                             "as it was compressed)")
+            raise ValueError(f"precision {self.precision} needs backend: torch (otherwise the artifact runs as it "
+                             "was compressed; a bnb-int8/bnb-nf4 recipe makes a torch artifact)")
         return self
 
 

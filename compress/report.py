@@ -60,7 +60,8 @@ def write_report(directory: Path, m: Manifest, command: str) -> None:
               + ", ".join(f"{k} {v}" for k, v in m.tools.items()), f"Created: {m.created}", ""]
     if m.validation.get("sensitivity"):
         lines += ["## Accuracy gate", "",
-                  f"Primary metric with only this group quantized ({PRIMARY[m.task]}):", ""]
+                  "Closeness to the original with only this group quantized (top-5 overlap, minus the mean "
+                  "absolute logit difference, or cosine; lower = more sensitive):", ""]
         lines += [f"- {g}: {s:.4f}" for g, s in sorted(m.validation["sensitivity"].items(), key=lambda x: x[1])]
         lines += ["", "Kept in higher precision: " + ", ".join(f"`{n}`" for n in m.excluded_nodes), ""]
     if m.notes:

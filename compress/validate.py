@@ -31,6 +31,11 @@ class ValidationSet:
     truth: list[np.ndarray] = field(default_factory=list)  # fill-mask: original ids at the masks
     n_texts: int = 0
 
+    def head(self, n_batches: int) -> ValidationSet:
+        """The first ``n_batches`` batches, for cheaper repeated measurements."""
+        return ValidationSet(self.task, self.batches[:n_batches], self.truth[:n_batches],
+                             sum(len(b["input_ids"]) for b in self.batches[:n_batches]))
+
     @property
     def n_items(self) -> int:
         return int(sum(len(t) for t in self.truth)) if self.truth else self.n_texts
@@ -84,7 +89,7 @@ def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
         r = np.concatenate([o["logits"] for o in ref])
         c = np.concatenate([o["logits"] for o in cand])
         return {"label_agreement": float(np.mean(r.argmax(-1) == c.argmax(-1))),
-                "max_abs_logit_diff": float(np.abs(r - c).max())}
+                "mean_abs_logit_diff": float(np.abs(r - c).mean()), "max_abs_logit_diff": float(np.abs(r - c).max())}
     r = np.concatenate([o["sentence_embedding"] for o in ref])
     c = np.concatenate([o["sentence_embedding"] for o in cand])
     cos = (r * c).sum(-1) / (np.linalg.norm(r, axis=-1) * np.linalg.norm(c, axis=-1) + 1e-12)
@@ -93,3 +98,12 @@ def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
 
 def primary(task: Task, metrics: dict[str, float]) -> float:
     return metrics[PRIMARY[task]]
+
+
+def closeness(task: Task, metrics: dict[str, float]) -> float:
+    """A continuous higher-is-closer figure for ranking layers (agreement counts are too coarse)."""
+    if task == "fill-mask":
+        return metrics["top5_overlap"]
+    if task == "classification":
+        return -metrics["mean_abs_logit_diff"]
+    return metrics["mean_cosine"]

@@ -1,0 +1,51 @@
+"""Request and response pieces shared by the endpoints (pydantic, validated at the edge)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, Field
+
+Text = Annotated[str, Field(min_length=1)]
+
+
+def check_texts(value: Any) -> Any:
+    """Reject what is not a non-empty string or a non-empty list of non-empty strings, saying why."""
+    if isinstance(value, str):
+        items = [value]
+    elif isinstance(value, list):
+        if not value:
+            raise ValueError("must not be an empty list; send a string or a list of strings")
+        items = value
+    else:
+        raise ValueError(f"must be a string or a list of strings, not {type(value).__name__}")
+    for i, item in enumerate(items):
+        if not isinstance(item, str):
+            raise ValueError(f"item {i} is {type(item).__name__}, not a string")
+        if not item.strip():
+            raise ValueError(f"item {i} is empty; send some text")
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            raise ValueError(f"item {i} is not valid UTF-8 text (it holds a lone surrogate); send plain UTF-8 "
+                             "text") from None
+    return value
+
+
+Inputs = Annotated[
+    Text | Annotated[list[Text], Field(min_length=1)],
+    BeforeValidator(check_texts),
+    Field(description="one text, or a list of texts (at most the model's max_items)"),
+]
+ModelName = Annotated[str | None, Field(None, max_length=256, description="a served model's name; may be left out "
+                                        "when the endpoint serves one model")]
+
+
+class Usage(BaseModel):
+    prompt_tokens: int = Field(description="tokens in the inputs, special tokens included")
+    total_tokens: int
+
+
+def usage(ids: list[list[int]]) -> Usage:
+    n = sum(len(s) for s in ids)
+    return Usage(prompt_tokens=n, total_tokens=n)

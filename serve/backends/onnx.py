@@ -1,0 +1,61 @@
+"""ONNX Runtime backend: the artifact's graph, as compressed.
+
+The session is built here rather than with ``compress.runtime.make_session`` for one setting: the
+intra-op threads do not spin-wait after a forward pass. In ``compress`` nothing else runs beside the
+model; in the server the HTTP process needs those cores between batches (spinning threads cut the
+served throughput to less than half on a 2-core machine).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from serve.config import ConfigError
+
+if TYPE_CHECKING:
+    import numpy as np
+    import onnxruntime as ort
+
+    from serve.models import ModelSpec
+
+
+def make_session(path: str | Path, device: str = "cpu", threads: int | None = None) -> ort.InferenceSession:
+    """An ONNX Runtime session for serving: explicit threads, no spin-waiting, no silent CPU fallback.
+
+    Raises:
+        ConfigError: CUDA was asked for and onnxruntime cannot use it.
+    """
+    import onnxruntime as ort
+
+    from compress.runtime import PROVIDERS, default_threads
+
+    if device == "cuda" and "CUDAExecutionProvider" not in ort.get_available_providers():
+        raise ConfigError("device cuda was requested but onnxruntime has no CUDAExecutionProvider; install "
+                          "onnxruntime-gpu or set serve.device: cpu")
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads or default_threads()
+    opts.inter_op_num_threads = 1
+    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    opts.log_severity_level = 3
+    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    session = ort.InferenceSession(str(path), sess_options=opts, providers=PROVIDERS[device])
+    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
+        raise ConfigError(f"the CUDA provider failed to initialise for {path}: {session.get_providers()}")
+    return session
+
+
+class OnnxBackend:
+    def __init__(self, spec: ModelSpec) -> None:
+        from compress.runtime import default_threads
+
+        threads = spec.options.threads or default_threads()
+        path = Path(spec.artifact) / spec.graph_file
+        self.session = make_session(path, spec.options.device, threads)
+        self.input_names = [i.name for i in self.session.get_inputs()]
+        self.output_names = [o.name for o in self.session.get_outputs()]
+        self.description = f"onnxruntime on {spec.options.device}, {threads} intra-op threads, {path}"
+
+    def __call__(self, encoding: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        outputs = self.session.run(self.output_names, {n: encoding[n] for n in self.input_names})
+        return dict(zip(self.output_names, outputs, strict=True))

@@ -1,0 +1,51 @@
+"""PyTorch backend: a ``backend: torch`` artifact (bitsandbytes recipe applied at load), or the entry's
+source weights in fp32 or with bitsandbytes int8 / NF4 linear layers."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from compress.runtime import Runner
+    from serve.models import ModelSpec
+
+
+class TorchBackend:
+    def __init__(self, spec: ModelSpec) -> None:
+        import torch
+
+        from compress.runtime import default_threads
+
+        opts = spec.options
+        threads = opts.threads or default_threads()
+        self.runner: Runner
+        torch.set_num_threads(threads)
+        if spec.from_source:
+            from compress.bnb import BnbConfig, quantize_bnb
+            from compress.export import TaskGraph
+            from compress.runtime import TorchRunner
+            from compress.sources import load_entry
+
+            loaded = load_entry(spec.entry)
+            model = loaded.model.eval()
+            if opts.precision == "fp32":
+                model = model.to(opts.device)
+            else:
+                model = quantize_bnb(model, BnbConfig(kind="int8" if opts.precision == "bnb-int8" else "nf4"),
+                                     opts.device)
+            graph = TaskGraph(model, spec.task, mask_token_id=spec.mask_id, pooling=spec.pooling or "mean")
+            self.runner = TorchRunner(graph, spec.input_names, threads=threads, device=opts.device)
+            what = f"source weights in {opts.precision} ({loaded.source.path})"
+        else:
+            from compress.artifact import load_artifact
+
+            art = load_artifact(spec.artifact)
+            self.runner = art.runner(opts.device, threads)
+            what = f"artifact {spec.artifact} ({art.manifest.recipe.get('method')})"
+        self.input_names = list(spec.input_names)
+        self.description = f"torch on {opts.device}, {threads} threads, {what}"
+
+    def __call__(self, encoding: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        return self.runner(encoding)

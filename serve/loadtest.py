@@ -1,0 +1,230 @@
+"""A bounded load client for the server, and the in-process figure to compare it with.
+
+    python -m serve.loadtest --url http://127.0.0.1:8000 --model minilm --concurrency 16 --requests 2000 \\
+        --compare-artifact artifacts/minilm-int8
+
+Each client thread keeps one HTTP/1.1 connection open and sends its next request when the last one
+is answered; the run stops after ``requests`` requests or ``max_seconds``, whichever comes first.
+Standard library only, so it adds no dependency and costs the machine little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import statistics
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+
+class HttpClient:
+    """A tiny JSON client over one keep-alive connection (not thread-safe: one per thread)."""
+
+    def __init__(self, base_url: str, api_key: str | None = None, timeout: float = 60.0) -> None:
+        u = urlsplit(base_url)
+        self.host, self.port, self.timeout = u.hostname or "127.0.0.1", u.port or 80, timeout
+        self.headers = {"Content-Type": "application/json"}
+        if api_key:
+            self.headers["Authorization"] = f"Bearer {api_key}"
+        self._conn: http.client.HTTPConnection | None = None
+
+    def request(self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
+                headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], Any]:
+        """(status, headers, parsed JSON or text); ``raw`` sends bytes as they are."""
+        data = raw if raw is not None else (json.dumps(body).encode() if body is not None else None)
+        hdrs = {**self.headers, **(headers or {})}
+        for attempt in (0, 1):  # a kept-alive connection the server closed is reopened once
+            if self._conn is None:
+                self._conn = http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+            try:
+                self._conn.request(method, path, body=data, headers=hdrs)
+                resp = self._conn.getresponse()
+                payload = resp.read()
+                break
+            except (ConnectionError, http.client.HTTPException):
+                self.close()
+                if attempt:
+                    raise
+        if resp.getheader("connection", "").lower() == "close":
+            self.close()
+        text = payload.decode("utf-8", errors="replace")
+        ctype = resp.getheader("content-type", "")
+        parsed: Any = json.loads(text) if ctype.startswith("application/json") and text else text
+        return resp.status, {k.lower(): v for k, v in resp.getheaders()}, parsed
+
+    def post(self, path: str, body: Any) -> tuple[int, Any]:
+        status, _, parsed = self.request("POST", path, body)
+        return status, parsed
+
+    def get(self, path: str) -> tuple[int, Any]:
+        status, _, parsed = self.request("GET", path)
+        return status, parsed
+
+    def close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+@dataclass
+class LoadReport:
+    requests: int
+    errors: int
+    seconds: float
+    throughput: float  # answered requests per second (errors excluded)
+    p50_ms: float
+    p95_ms: float
+    p99_ms: float
+    statuses: dict[int, int]
+    client_cpu_s: float  # CPU time the load client itself used (it shares the machine with the server)
+
+
+def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concurrency: int = 16,
+             requests: int = 1000, max_seconds: float = 60.0, api_key: str | None = None) -> LoadReport:
+    """Send ``requests`` POSTs (``make_body(i)`` each) from ``concurrency`` closed-loop clients.
+
+    Bounded twice: by the request count and by ``max_seconds``.
+    """
+    lock = threading.Lock()
+    next_i = 0
+    latencies: list[float] = []
+    statuses: dict[int, int] = {}
+    deadline = time.perf_counter() + max_seconds
+
+    def client() -> None:
+        nonlocal next_i
+        c = HttpClient(base_url, api_key)
+        try:
+            while time.perf_counter() < deadline:
+                with lock:
+                    i, next_i = next_i, next_i + 1
+                if i >= requests:
+                    return
+                t0 = time.perf_counter()
+                try:
+                    status, _ = c.post(path, make_body(i))
+                except OSError:
+                    status = 0
+                with lock:
+                    latencies.append(time.perf_counter() - t0)
+                    statuses[status] = statuses.get(status, 0) + 1
+        finally:
+            c.close()
+
+    t0, cpu0 = time.perf_counter(), time.process_time()
+    threads = [threading.Thread(target=client, daemon=True) for _ in range(concurrency)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(max_seconds + 30)
+    seconds = time.perf_counter() - t0
+    ok = statuses.get(200, 0)
+    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
+    return LoadReport(requests=len(latencies), errors=len(latencies) - ok, seconds=seconds, throughput=ok / seconds,
+                      p50_ms=q[49] * 1000, p95_ms=q[94] * 1000, p99_ms=q[98] * 1000, statuses=statuses,
+                      client_cpu_s=time.process_time() - cpu0)
+
+
+def scrape(base_url: str, api_key: str | None = None) -> dict[str, float]:
+    """The server's /metrics as {"name{labels}": value}."""
+    status, text = HttpClient(base_url, api_key).get("/metrics")
+    if status != 200:
+        raise RuntimeError(f"/metrics answered {status}")
+    out = {}
+    for line in str(text).splitlines():
+        if line and not line.startswith("#"):
+            key, _, value = line.rpartition(" ")
+            out[key] = float(value)
+    return out
+
+
+def mean_batch_size(before: dict[str, float], after: dict[str, float], model: str) -> float:
+    """Mean sequences per forward pass of ``model`` between two scrapes."""
+    def delta(name: str) -> float:
+        key = f'{name}{{model="{model}"}}'
+        return after.get(key, 0.0) - before.get(key, 0.0)
+
+    s, n = delta("serve_batch_size_sum"), delta("serve_batch_size_count")
+    return s / n if n else 0.0
+
+
+def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 32, threads: int | None = None,
+                          seconds: float = 10.0) -> float:
+    """Inputs per second of the artifact run directly, text in, outputs out: tokenize, pad, run.
+
+    Same session settings as the server's onnxruntime backend; batches of ``batch_size``.
+    """
+    from compress.artifact import load_artifact
+    from compress.data import encode
+    from serve.backends.onnx import make_session
+
+    art = load_artifact(artifact)
+    tok, max_len = art.tokenizer(), art.manifest.tokenizer.max_length
+    session = make_session(art.graph_path, "cpu", threads)
+    names = [i.name for i in session.get_inputs()]
+
+    def run(batch: list[str]) -> None:
+        enc = encode(tok, batch, max_len)
+        session.run(None, {n: enc[n] for n in names})
+
+    batches = [texts[i: i + batch_size] for i in range(0, len(texts), batch_size)]
+    run(batches[0])  # warm-up
+    n, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        for b in batches:
+            run(b)
+            n += len(b)
+    return n / (time.perf_counter() - t0)
+
+
+def _sentences(n: int) -> list[str]:
+    from compress.data import bbc_sentences
+
+    return [" ".join(s.split()[:12]) for s in bbc_sentences(n, seed=7)]
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m serve.loadtest", description=__doc__.split("\n")[0])
+    p.add_argument("--url", default="http://127.0.0.1:8000")
+    p.add_argument("--model", default="minilm")
+    p.add_argument("--path", default="/v1/embed")
+    p.add_argument("--concurrency", type=int, default=16)
+    p.add_argument("--requests", type=int, default=2000)
+    p.add_argument("--max-seconds", type=float, default=60.0)
+    p.add_argument("--api-key")
+    p.add_argument("--compare-artifact", help="also measure this artifact in-process on the same sentences")
+    p.add_argument("--batch-size", type=int, default=32, help="in-process batch size")
+    p.add_argument("--threads", type=int, help="in-process intra-op threads (default: all cores)")
+    p.add_argument("--rounds", type=int, default=1, help="alternate HTTP and in-process runs this many times")
+    args = p.parse_args(argv)
+    texts = _sentences(512)
+    key = "input" if args.path.endswith("embeddings") else "inputs"
+    rounds = []
+    for _ in range(args.rounds):  # alternate, so load from elsewhere on the machine hits both alike
+        before = scrape(args.url, args.api_key)
+        report = run_load(args.url, args.path, lambda i: {"model": args.model, key: texts[i % len(texts)]},
+                          concurrency=args.concurrency, requests=args.requests, max_seconds=args.max_seconds,
+                          api_key=args.api_key)
+        r: dict[str, Any] = {"http": asdict(report),
+                             "mean_batch_size": mean_batch_size(before, scrape(args.url, args.api_key), args.model)}
+        if args.compare_artifact:
+            r["in_process_per_s"] = in_process_throughput(args.compare_artifact, texts, batch_size=args.batch_size,
+                                                          threads=args.threads)
+            r["http_vs_in_process"] = report.throughput / r["in_process_per_s"]
+        rounds.append(r)
+    result: dict[str, Any] = {"rounds": rounds, "median_http_per_s": statistics.median(
+        r["http"]["throughput"] for r in rounds)}
+    if args.compare_artifact:
+        result["median_in_process_per_s"] = statistics.median(r["in_process_per_s"] for r in rounds)
+        result["median_http_vs_in_process"] = statistics.median(r["http_vs_in_process"] for r in rounds)
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,124 @@
+"""The edge of every request (pure ASGI): request id, API key, body size limit, request metrics.
+
+Checks run before FastAPI parses anything, so an unauthenticated or oversized request costs nothing
+and gets the same error shape as every other error.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, MutableMapping
+from typing import Any
+
+from serve import metrics
+from serve.errors import STATUS, error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+
+
+async def send_error(send: Send, kind: str, message: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
+    body = json.dumps(error_body(kind, message)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
+               *extra_headers]
+    await send({"type": "http.response.start", "status": STATUS[kind], "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class EdgeMiddleware:
+    """Request id (``X-Request-ID`` on every response), bearer-token auth, body limit, request metrics.
+
+    Args:
+        app: the ASGI app.
+        api_key: the key clients must send as ``Authorization: Bearer KEY``; None turns auth off.
+        max_body_bytes: larger bodies are answered 413.
+        endpoints: paths counted under their own label in the metrics (others count as "other").
+    """
+
+    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int, endpoints: frozenset[str]) -> None:
+        self.app = app
+        self.api_key = api_key.encode() if api_key else None
+        self.max_body_bytes = max_body_bytes
+        self.endpoints = endpoints
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        rid = uuid.uuid4().hex[:16]
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+        t0 = time.perf_counter()
+
+        async def send_with_id(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+            await send(message)
+
+        path = scope["path"]
+        try:
+            if self.api_key and path not in OPEN_PATHS and not self._authorized(scope):
+                await send_error(send_with_id, "unauthorized", "missing or wrong API key; send the header "
+                                 "Authorization: Bearer YOUR_KEY", ((b"www-authenticate", b"Bearer"),))
+                return
+            body = await self._read_body(scope, receive, send_with_id)
+            if body is None:
+                return
+            await self.app(scope, _replay(body, receive), send_with_id)
+        finally:
+            label = path if path in self.endpoints else "other"
+            metrics.REQUESTS.labels(label, str(status)).inc()
+            metrics.REQUEST_SECONDS.labels(label).observe(time.perf_counter() - t0)
+
+    def _authorized(self, scope: Scope) -> bool:
+        for name, value in scope.get("headers", []):
+            if name == b"authorization":
+                scheme, _, token = value.partition(b" ")
+                return scheme.lower() == b"bearer" and hmac.compare_digest(token.strip(), self.api_key or b"")
+        return False
+
+    async def _read_body(self, scope: Scope, receive: Receive, send: Send) -> bytes | None:
+        """The whole body, or None once a 413 was sent (or the client went away)."""
+        limit = self.max_body_bytes
+        too_large = f"the request body is larger than {limit} bytes; send fewer or shorter inputs per request"
+        for name, value in scope.get("headers", []):
+            if name == b"content-length" and value.isdigit() and int(value) > limit:
+                await send_error(send, "payload_too_large", too_large)
+                return None
+        chunks, size, more = [], 0, True
+        while more:
+            message = await receive()
+            if message["type"] == "http.disconnect":
+                return None
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > limit:
+                await send_error(send, "payload_too_large", too_large)
+                return None
+            chunks.append(chunk)
+            more = message.get("more_body", False)
+        return b"".join(chunks)
+
+
+def _replay(body: bytes, receive: Receive) -> Receive:
+    """A receive() that hands the buffered body over once, then waits on the client (disconnects)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay

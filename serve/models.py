@@ -1,0 +1,192 @@
+"""The served models: made ready at start (compressed on first start if need be), tokenized per request.
+
+:class:`ModelSpec` is what an inference worker needs (small, picklable); :class:`ServedModel` adds the
+tokenizer and the request-side checks (``encode_pre``), run in the HTTP process so the inference
+loop only pads and runs.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from serve.config import ConfigError, artifact_dir
+from serve.errors import ServeError
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
+
+    from compress.artifact import Manifest
+    from compress.catalog import ModelEntry, ServeOptions, Task
+
+log = logging.getLogger("serve")
+ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
+                             "embedding": "/v1/embed"}
+
+
+@dataclass
+class ModelSpec:
+    """What an inference worker needs to load and run one model."""
+
+    name: str
+    task: Task
+    artifact: str
+    graph_file: str
+    entry: ModelEntry
+    options: ServeOptions
+    input_names: list[str]
+    pad_id: int
+    backend: str = "onnxruntime"
+    from_source: bool = False  # torch on the entry's source weights rather than on the artifact
+    mask_id: int | None = None
+    pooling: str | None = None
+    warmup: list[list[int]] = field(default_factory=list)
+
+
+class ServedModel:
+    """One model as the HTTP side sees it: limits, tokenizer, labels."""
+
+    def __init__(self, spec: ModelSpec, manifest: Manifest, tokenizer: PreTrainedTokenizerBase) -> None:
+        self.spec = spec
+        self.manifest = manifest
+        self.tokenizer = tokenizer
+        opts = spec.options
+        self.max_length = min(opts.max_length or manifest.tokenizer.max_length, manifest.tokenizer.max_length)
+        self.split_chars = manifest.tokenizer.split_chars if opts.split_chars is None else opts.split_chars
+        self.mask_token = manifest.tokenizer.mask_token
+        self.labels = manifest.labels or []
+        self._token_text: dict[int, str] = {}
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def task(self) -> str:
+        return self.spec.task
+
+    def tokenize(self, texts: list[str], param: str = "inputs") -> list[list[int]]:
+        """Token ids of each text, special tokens included; truncated or refused past ``max_length``.
+
+        Raises:
+            ServeError: a text cannot be tokenized, or is too long and the model does not truncate.
+        """
+        if self.split_chars:
+            from compress.data import space_residues
+
+            texts = [space_residues(t, self.mask_token or "[MASK]") for t in texts]
+        ids = self._encode(texts, param, truncate=False)
+        for i, seq in enumerate(ids):
+            if len(seq) <= self.max_length:
+                continue
+            if not self.spec.options.truncate:
+                raise ServeError("input_too_long", f"{param}[{i}] is {len(seq)} tokens long; model {self.name!r} "
+                                 f"takes at most {self.max_length} (special tokens included): shorten or split it",
+                                 param)
+            ids[i] = self._encode([texts[i]], param, truncate=True)[0]
+        return ids
+
+    def _encode(self, texts: list[str], param: str, truncate: bool) -> list[list[int]]:
+        try:
+            enc = self.tokenizer(texts, add_special_tokens=True, truncation=truncate,
+                                 max_length=self.max_length if truncate else None,
+                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
+        except Exception as e:  # the Rust tokenizer rejects e.g. unpaired surrogates, with varied types
+            raise ServeError("invalid_request", f"{param} could not be tokenized ({type(e).__name__}); send "
+                             "plain UTF-8 text", param) from None
+        return [list(s) for s in enc["input_ids"]]
+
+    def token_text(self, token_id: int) -> str:
+        """A vocabulary entry as text (``##`` continuation marks and byte-level spaces resolved)."""
+        text = self._token_text.get(token_id)
+        if text is None:
+            text = self.tokenizer.decode([token_id]).strip()
+            self._token_text[token_id] = text
+        return text
+
+    def describe(self) -> dict[str, object]:
+        m = self.manifest
+        return {"task": self.task, "endpoint": ENDPOINTS[self.task], "max_length": self.max_length,
+                "truncate": self.spec.options.truncate, "mask_token": self.mask_token if self.task == "fill-mask"
+                else None, "labels": self.labels or None, "pooling": m.pooling, "normalize": m.normalize,
+                "method": m.recipe.get("method"), "backend": self.spec.backend,
+                "device": self.spec.options.device}
+
+
+def _warmup_ids(tokenizer: PreTrainedTokenizerBase, task: str, split_chars: bool, mask_id: int | None) -> list[int]:
+    text = "E V Q L V E S G G G L V Q P G G" if split_chars else "the quick brown fox jumps over the lazy dog"
+    ids = list(tokenizer(text)["input_ids"])
+    if task == "fill-mask" and mask_id is not None:
+        ids[len(ids) // 2] = mask_id
+    return ids
+
+
+def compress_entry(entry: ModelEntry, out: Path) -> None:
+    """Compress a models.yaml entry with its recipe into ``out`` (first start); progress on stderr."""
+    from compress.pipeline import RunOptions, compress_model
+    from compress.sources import load_entry
+
+    r = entry.recipe
+    log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)",
+                entry.name, out, r.method)
+    opts = RunOptions(method=r.method, optimize=r.optimize, block_size=r.block_size,
+                      quantize_embeddings=r.quantize_embeddings, calibration=r.calibration)
+    compress_model(load_entry(entry), out, name=entry.name, opts=opts, command=f"serve (first start: {entry.name})")
+
+
+def _resolve_backend(entry: ModelEntry, m: Manifest, directory: Path) -> tuple[str, bool]:
+    """(backend, runs the source weights): ``serve.backend`` if set, else the artifact's own."""
+    from serve.backends import check_available
+
+    backend = entry.serve.backend or m.backend
+    if backend == "onnxruntime" and m.backend != "onnxruntime":
+        raise ConfigError(f"{entry.name}: the artifact at {directory} is a {m.backend} artifact (method "
+                          f"{m.recipe.get('method')}) without an ONNX graph; drop serve.backend or set it to torch")
+    from_source = backend == "torch" and m.backend == "onnxruntime"
+    if entry.serve.precision != "fp32" and not from_source:
+        raise ConfigError(f"{entry.name}: serve.precision applies to the source weights; the artifact at "
+                          f"{directory} already is {m.recipe.get('method')}: drop serve.precision")
+    check_available(backend, entry.serve, entry.name)
+    return backend, from_source
+
+
+def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) -> ServedModel:
+    """Make one entry ready to serve: artifact (compressing it if missing), manifest checks, tokenizer.
+
+    Raises:
+        ConfigError: no artifact and compression is off, or the artifact does not fit the entry.
+        compress.CompressError: compression failed.
+    """
+    from compress.artifact import load_artifact
+    from serve.backends import check_available
+
+    directory = artifact_dir(entry, base)
+    if not (directory / "manifest.json").is_file():
+        if not compress_missing:
+            raise ConfigError(f"{entry.name}: no artifact at {directory}; make it with `compress run {entry.name}` "
+                              "or start without --no-compress")
+        bnb = entry.recipe.method.startswith("bnb-")
+        check_available(entry.serve.backend or ("torch" if bnb else "onnxruntime"), entry.serve, entry.name)
+        compress_entry(entry, directory)
+    art = load_artifact(directory)
+    m = art.manifest
+    backend, from_source = _resolve_backend(entry, m, directory)
+    if entry.task is not None and entry.task != m.task:
+        raise ConfigError(f"{entry.name}: models.yaml says task {entry.task} but the artifact at {directory} is "
+                          f"{m.task}; fix the entry or rebuild the artifact")
+    if m.task == "fill-mask" and not m.tokenizer.mask_token:
+        raise ConfigError(f"{entry.name}: a fill-mask artifact without a mask token cannot be served")
+    tok = art.tokenizer()
+    split = m.tokenizer.split_chars if entry.serve.split_chars is None else entry.serve.split_chars
+    mask_id = tok.convert_tokens_to_ids(m.tokenizer.mask_token) if m.tokenizer.mask_token else None
+    spec = ModelSpec(name=entry.name, task=m.task, artifact=str(directory), graph_file=m.graph.file, entry=entry,
+                     options=entry.serve, input_names=list(m.graph.inputs), pad_id=int(tok.pad_token_id or 0),
+                     backend=backend, from_source=from_source, mask_id=mask_id, pooling=m.pooling,
+                     warmup=[_warmup_ids(tok, m.task, split, mask_id)])
+    return ServedModel(spec, m, tok)
+
+
+def prepare_models(entries: list[ModelEntry], base: Path, compress_missing: bool = True) -> list[ServedModel]:
+    return [prepare_model(e, base, compress_missing) for e in entries]
