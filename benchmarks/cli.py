@@ -1,14 +1,18 @@
-"""`python -m benchmarks run …`: every variant beside the PyTorch baseline, as JSON, Markdown and PNG."""
+"""`python -m benchmarks run …`: every variant beside the PyTorch baseline, as JSON, Markdown and PNG.
+
+    python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
+    python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
+"""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import warnings
 from pathlib import Path
 from typing import Any
 
+from benchmarks.accuracy import QUICK_TASKS
 from compress import CompressError
 
 
@@ -16,10 +20,17 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="in-process speed and accuracy of each model x variant")
-    run.add_argument("--models", default="antiberty,minilm", help="comma-separated models.yaml names")
+    run.add_argument("--models", default="antiberty,minilm", help="comma-separated benchmark models (models.yaml "
+                     "names or minilm-topic); antiberty and minilm bring their sibling tasks")
     run.add_argument("--variants", default="torch-fp32,onnx-fp32,int8,int4", help="comma-separated variants")
+    run.add_argument("--tasks", default=None, help="comma-separated accuracy tasks (default: every task of each "
+                     "model; with --quick: " + ",".join(QUICK_TASKS) + ")")
     run.add_argument("--threads", type=int, default=None, help="threads on every side (default: all cores)")
-    run.add_argument("--quick", action="store_true", help="fewer repeats, batch 32 and the medium bucket only")
+    run.add_argument("--quick", action="store_true", help="fewer repeats, batch 32 and the medium bucket only, "
+                     "the quick tasks")
+    run.add_argument("--no-speed", dest="speed", action="store_false", help="accuracy only")
+    run.add_argument("--check", action="store_true", help="exit 1 when a variant misses its accuracy budget "
+                     "(never for speed)")
     run.add_argument("--out", type=Path, default=Path("reports"), help="where the report files go")
     run.add_argument("--cache", type=Path, default=Path("artifacts/bench"), help="where variant artifacts are kept")
     run.add_argument("--rebuild", action="store_true", help="re-make cached artifacts")
@@ -30,36 +41,20 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+def _split(value: str | None) -> list[str] | None:
+    return [v.strip() for v in value.split(",") if v.strip()] if value else None
+
+
 def run(args: argparse.Namespace) -> dict[str, Any]:
+    """Run the benchmark the flags describe and write its reports under ``args.out``."""
+    from benchmarks.bench import BenchOptions, run_benchmark
     from benchmarks.report import write_reports
-    from benchmarks.speed import SpeedJob, measure
-    from benchmarks.variants import BASELINE, build_artifact
-    from compress.cpu import cpu_model, detect_isa
     from compress.runtime import default_threads
 
-    threads = args.threads or default_threads()
-    models = [m for m in args.models.split(",") if m]
-    variants = [v for v in args.variants.split(",") if v]
-    results: list[dict[str, Any]] = []
-    for model in models:
-        for variant in variants:
-            artifact = None if variant == BASELINE else str(build_artifact(model, variant, args.cache,
-                                                                            args.catalog, args.rebuild))
-            print(f"measuring {model} / {variant} ({threads} threads)", file=sys.stderr, flush=True)
-            job = SpeedJob(model, variant, artifact, threads, catalog=args.catalog,
-                           **({"batch_sizes": (32,), "buckets": ("medium",), "repeats": 3,
-                               "latency_runs": 10} if args.quick else {}))
-            res = measure(job)
-            res["artifact"] = artifact
-            if artifact:
-                from compress.artifact import read_manifest
-
-                m = read_manifest(artifact)
-                res["size_bytes"] = m.sizes["model_bytes"]
-                res["fp32_onnx_bytes"] = m.sizes["fp32_onnx_bytes"]
-                res["validation"] = m.validation
-            results.append(res)
-    report = {"cpu": {"model": cpu_model(), "isa": detect_isa()}, "threads": threads, "results": results}
+    opts = BenchOptions(models=_split(args.models) or [], variants=_split(args.variants) or [],
+                        threads=args.threads or default_threads(), quick=args.quick, tasks=_split(args.tasks),
+                        speed=args.speed, cache=args.cache, rebuild=args.rebuild, catalog=args.catalog)
+    report = run_benchmark(opts)
     write_reports(report, args.out)
     return report
 
@@ -71,8 +66,12 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "run":
             report = run(args)
             print((args.out / "benchmark.md").read_text())
-            print(f"JSON: {args.out / 'benchmark.json'}; plot: {args.out / 'benchmark.png'}", file=sys.stderr)
-            json.dumps(report)
+            print(f"JSON: {args.out / 'benchmark.json'}; plot: {args.out / 'benchmark.png'} "
+                  f"({report['seconds']:.0f} s)", file=sys.stderr)
+            failed = [m for m in report["misses"] if m["kind"] != "speed"]
+            if args.check and failed:
+                print(f"check failed: {len(failed)} accuracy miss(es)", file=sys.stderr)
+                return 1
         elif args.command == "mask-head":
             from benchmarks import mask_head
             from compress.runtime import default_threads

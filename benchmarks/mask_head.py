@@ -41,7 +41,7 @@ def run(threads: int, catalog: str = "models.yaml") -> list[dict[str, Any]]:
     base = encode(tok, texts, 128)
     one_mask, _ = mask_tokens(base, tok, rate=0.0, seed=0)  # rate 0 still masks one token per row
     many, _ = mask_tokens(base, tok, rate=0.15, seed=0)
-    rows = []
+    rows: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory() as tmp:
         for head in ("every position", "mask positions only"):
             graph = TaskGraph(model, "fill-mask", mask_token_id=tok.mask_token_id)

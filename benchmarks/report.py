@@ -1,4 +1,24 @@
-"""Benchmark reports: stable-keyed JSON, a Markdown table with ratios to the baseline, a PNG plot."""
+"""Benchmark reports: stable-keyed JSON, a Markdown table per model with a list of misses, a PNG plot.
+
+``benchmark.json`` (schema_version 2; keys are only ever added):
+
+- ``schema_version``, ``cpu`` {``model``, ``isa``}, ``threads``, ``quick``, ``seconds`` (wall time)
+- ``criteria``: ``speedup`` {``variant``, ``min``, ``batch_size``}, ``budgets`` {variant: {``max_drop_points``,
+  ``min_agreement``, ``min_cosine``}}, ``default_budget`` (see criteria.py)
+- ``tasks``: {task: {``model``, ``metric``}} for the tasks scored (see accuracy.py)
+- ``results``: one per model x variant:
+  ``model``, ``variant``, ``threads``, ``artifact`` (null for torch-fp32), ``size_bytes``,
+  ``fp32_onnx_bytes``, ``validation`` (compress's gate figures from the manifest), ``error`` when
+  the variant's artifact could not be made;
+  with speed: ``throughput`` [{``bucket``, ``batch_size``, ``seq_per_s``, ``tokens_per_s``, ``mean_tokens``}],
+  ``latency_ms`` {``p50``, ``p95``, ``p99``, ``mean``} (batch 1), ``peak_rss_bytes``;
+  ``accuracy_seconds`` and ``accuracy`` {task: {``metric``, ``score`` (fraction; Spearman's rho),
+  ``n``, ``delta_points`` (100 x (score - torch-fp32 score); null for the baseline), ``agreement``
+  (share of items predicted as torch-fp32 does, or null), ``cosine_to_fp32`` (mean, embedding tasks,
+  or null), ``model``, ``artifact``, ``seconds``, and ``error`` when the task failed}}
+- ``misses``: [{``model``, ``variant``, ``task`` (null for speed), ``kind`` ("accuracy" | "agreement" |
+  "speed"), ``message``}]
+"""
 
 from __future__ import annotations
 
@@ -6,84 +26,105 @@ import json
 from pathlib import Path
 from typing import Any
 
+from benchmarks.accuracy import TASKS
+from benchmarks.criteria import budget, speedup
 from benchmarks.variants import BASELINE
 
+TASK_LABELS = {"masked_residue": "masked-residue top-1 %", "species": "species acc %", "chain": "chain acc %",
+               "lee50": "Lee-50 Spearman x100", "bbc_probe": "BBC probe acc %", "topic": "topic acc %"}
 
-def _tp(res: dict[str, Any], bucket: str, bs: int) -> float | None:
-    for row in res["throughput"]:
+
+def ordered_tasks(names: Any) -> list[str]:
+    """Task names in the suites' order (a JSON round trip sorts them), unknown ones last."""
+    known = list(TASKS)
+    return sorted(dict.fromkeys(names), key=lambda t: (known.index(t) if t in known else len(known), t))
+
+
+def seq_per_s(res: dict[str, Any], bucket: str, bs: int) -> float | None:
+    for row in res.get("throughput", []):
         if row["bucket"] == bucket and row["batch_size"] == bs:
             return float(row["seq_per_s"])
     return None
 
 
-def _headline(res: dict[str, Any]) -> tuple[str, int]:
+def headline(rows: list[dict[str, Any]]) -> tuple[str, int] | None:
     """The bucket and batch size the headline ratio is taken at: medium / 32 when measured."""
-    rows = res["throughput"]
-    buckets = {r["bucket"] for r in rows}
-    sizes = {r["batch_size"] for r in rows}
-    return ("medium" if "medium" in buckets else rows[0]["bucket"]), (32 if 32 in sizes else max(sizes))
+    measured = [x for r in rows for x in r.get("throughput", [])]
+    if not measured:
+        return None
+    buckets = {x["bucket"] for x in measured}
+    sizes = {x["batch_size"] for x in measured}
+    return ("medium" if "medium" in buckets else measured[0]["bucket"]), (32 if 32 in sizes else max(sizes))
+
+
+def _accuracy_cell(res: dict[str, Any], task: str) -> str:
+    acc = res.get("accuracy", {}).get(task)
+    if not acc:
+        return "-"
+    if acc.get("error"):
+        return "failed"
+    cell = f"{100 * acc['score']:.2f}"
+    if acc.get("delta_points") is None:
+        return cell
+    extra = [f"{acc['delta_points']:+.2f}"]
+    if acc.get("agreement") is not None:
+        extra.append(f"agree {100 * acc['agreement']:.1f}")
+    if acc.get("cosine_to_fp32") is not None:
+        extra.append(f"cos {acc['cosine_to_fp32']:.4f}")
+    miss = acc["delta_points"] < -budget(res["variant"]).max_drop_points
+    return f"{cell} ({'; '.join(extra)}){' **miss**' if miss else ''}"
+
+
+def _speed_cells(r: dict[str, Any], base: dict[str, Any] | None, head: tuple[str, int] | None) -> list[str]:
+    if head is None or not r.get("throughput"):
+        return ["-"] * 6
+    bucket, bs = head
+    tp = seq_per_s(r, bucket, bs) or 0.0
+    tok = next((x["tokens_per_s"] for x in r["throughput"] if x["bucket"] == bucket and x["batch_size"] == bs), 0.0)
+    ratio = speedup(r, base, bucket, bs)
+    lat = r["latency_ms"]
+    return [f"{tp:.1f}", f"{ratio:.2f}x" if ratio else "-", f"{tok:.0f}", f"{lat['p50']:.1f}", f"{lat['p99']:.1f}",
+            f"{r['peak_rss_bytes'] / 1e6:.0f}"]
+
+
+def _model_table(report: dict[str, Any], model: str) -> list[str]:
+    rows = [r for r in report["results"] if r["model"] == model]
+    base = next((r for r in rows if r["variant"] == BASELINE), None)
+    head = headline(rows)
+    tasks = ordered_tasks(t for r in rows for t in r.get("accuracy", {}))
+    where = f"throughput at batch {head[1]}, {head[0]} inputs" if head else "speed not measured"
+    cols = ["variant", "size MB", "seq/s", f"x {BASELINE}", "tokens/s", "p50 ms (bs 1)", "p99 ms", "peak RSS MB",
+            *[TASK_LABELS.get(t, t) for t in tasks]]
+    lines = [f"### {model} ({where})", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for r in rows:
+        size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "-"
+        cells = [r["variant"], size, *_speed_cells(r, base, head), *[_accuracy_cell(r, t) for t in tasks]]
+        lines.append("| " + " | ".join(cells) + " |")
+    return [*lines, ""]
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"CPU: {report['cpu']['model']} ({report['cpu']['isa']}), {report['threads']} threads on every side.",
-             ""]
+    crit = report.get("criteria", {}).get("speedup", {"variant": "int8", "min": 2.5, "batch_size": 32})
+    lines = [f"CPU: {report['cpu']['model']} ({report['cpu']['isa']}), {report['threads']} threads on every side"
+             f"{'; quick run' if report.get('quick') else ''}.", "",
+             "Accuracy cells: score on held-out data (change vs torch-fp32 in points; agreement with fp32's "
+             "per-item predictions in %, cosine to fp32's embeddings). Budgets: "
+             + ", ".join(f"{v} -{b['max_drop_points']:g} points" for v, b in report.get("criteria", {})
+                         .get("budgets", {}).items())
+             + f"; {crit['variant']} should reach {crit['min']:g}x {BASELINE} at batch {crit['batch_size']}.", ""]
     for model in dict.fromkeys(r["model"] for r in report["results"]):
-        rows = [r for r in report["results"] if r["model"] == model]
-        base = next((r for r in rows if r["variant"] == BASELINE), None)
-        bucket, bs = _headline(rows[0])
-        lines += [f"### {model} (throughput at batch {bs}, {bucket} inputs)", "",
-                  "| variant | size MB | seq/s | x baseline | tokens/s | p50 ms (bs 1) | p99 ms | peak RSS MB |"
-                  " agreement |", "|---|---|---|---|---|---|---|---|---|"]
-        base_tp = _tp(base, bucket, bs) if base else None
-        for r in rows:
-            tp = _tp(r, bucket, bs) or 0.0
-            tok = next(x["tokens_per_s"] for x in r["throughput"] if x["bucket"] == bucket and x["batch_size"] == bs)
-            ratio = f"{tp / base_tp:.2f}x" if base_tp else "-"
-            size = f"{r['size_bytes'] / 1e6:.1f}" if "size_bytes" in r else "-"
-            v = r.get("validation") or {}
-            agree = next((f"{k} {v[k]:.4f}" for k in ("top1_agreement", "label_agreement", "mean_cosine") if k in v),
-                         "(reference)")
-            lat = r["latency_ms"]
-            lines.append(f"| {r['variant']} | {size} | {tp:.1f} | {ratio} | {tok:.0f} | {lat['p50']:.1f} | "
-                         f"{lat['p99']:.1f} | {r['peak_rss_bytes'] / 1e6:.0f} | {agree} |")
-        lines.append("")
+        lines += _model_table(report, model)
+    lines += ["### Misses", ""]
+    misses = report.get("misses", [])
+    lines += [f"- {m['model']} / {m['variant']}: {m['message']}" for m in misses] or [
+        "None: every compressed variant is within its accuracy budget on every task, and "
+        f"{crit['variant']} reaches {crit['min']:g}x {BASELINE} where both were measured."]
     return "\n".join(lines)
 
 
-def plot(report: dict[str, Any], path: Path) -> bool:
-    """Throughput per variant (left) and throughput against batch size (right); False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        return False
-    models = list(dict.fromkeys(r["model"] for r in report["results"]))
-    fig, axes = plt.subplots(len(models), 2, figsize=(11, 3.6 * len(models)), squeeze=False)
-    for i, model in enumerate(models):
-        rows = [r for r in report["results"] if r["model"] == model]
-        bucket, bs = _headline(rows[0])
-        ax = axes[i][0]
-        ax.bar([r["variant"] for r in rows], [_tp(r, bucket, bs) or 0 for r in rows], color="#4c72b0")
-        ax.set_title(f"{model}: seq/s at batch {bs} ({bucket})")
-        ax.set_ylabel("sequences / s")
-        ax = axes[i][1]
-        for r in rows:
-            pts = sorted((x["batch_size"], x["seq_per_s"]) for x in r["throughput"] if x["bucket"] == bucket)
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], marker="o", label=r["variant"])
-        ax.set_xscale("log", base=2)
-        ax.set_xlabel("batch size")
-        ax.set_ylabel("sequences / s")
-        ax.set_title(f"{model}: throughput vs batch size ({bucket})")
-        ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return True
-
-
 def write_reports(report: dict[str, Any], out: Path) -> None:
+    from benchmarks.plot import plot
+
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     (out / "benchmark.md").write_text(markdown(report) + "\n")

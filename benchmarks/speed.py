@@ -31,6 +31,7 @@ class SpeedJob:
     repeats: int = 5
     latency_runs: int = 30
     catalog: str = "models.yaml"
+    cache: str = "artifacts/bench"  # where the benchmark's own models (minilm-topic) are kept
 
 
 def _setup(job: SpeedJob) -> tuple[Any, Any, str, int]:
@@ -39,11 +40,9 @@ def _setup(job: SpeedJob) -> tuple[Any, Any, str, int]:
 
     torch.set_num_threads(job.threads)
     if job.artifact is None:
-        from benchmarks.variants import torch_baseline
-        from compress.catalog import load_catalog
-        from compress.sources import load_entry
+        from benchmarks.variants import load_bench_model, torch_baseline
 
-        loaded = load_entry(load_catalog(job.catalog).get(job.model))
+        loaded = load_bench_model(job.model, Path(job.cache), job.catalog, job.threads)
         max_len = int(min(loaded.tokenizer.model_max_length, 512))
         return torch_baseline(loaded, job.threads), loaded.tokenizer, loaded.task, max_len
     from compress.artifact import load_artifact

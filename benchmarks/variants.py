@@ -3,19 +3,23 @@
 ``torch-fp32`` is what a user runs without this project: the transformers model in eager mode, full
 MLM logits at every position for fill-mask, the encoder plus the model's pooling for embeddings.
 Every other variant is an artifact made by ``compress`` with that method, cached under ``--cache``.
+
+A model is a models.yaml name or ``minilm-topic``, the topic classifier the benchmarks train
+(benchmarks/topic.py), whose model directory is cached under ``--cache`` too.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from compress.artifact import load_artifact, read_manifest
-from compress.catalog import load_catalog
-from compress.pipeline import RunOptions, compress_model
-from compress.sources import LoadedModel, load_entry
+
+if TYPE_CHECKING:
+    from compress.sources import LoadedModel
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 BASELINE = "torch-fp32"
@@ -29,18 +33,44 @@ RECIPES: dict[str, dict[str, object]] = {
 }
 
 
+def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", threads: int = 2) -> LoadedModel:
+    """The fp32 original of a benchmark model: a models.yaml entry, or the trained topic classifier."""
+    from benchmarks import topic
+    from compress.catalog import load_catalog
+    from compress.sources import load_entry, load_model
+
+    if model == topic.NAME:
+        return load_model(str(topic.build_topic_model(cache / f"{topic.NAME}-model", threads=threads)))
+    return load_entry(load_catalog(catalog).get(model))
+
+
+def _stale(artifact: Path, model: str, cache: Path) -> bool:
+    """True when a cached topic-classifier artifact was made from an older trained model."""
+    from benchmarks import topic
+    from compress.sources import sha256_file
+
+    manifest = read_manifest(artifact)
+    weights = cache / f"{topic.NAME}-model" / "model.safetensors"
+    return model == topic.NAME and weights.is_file() and manifest.source.get("sha256") != sha256_file(weights)
+
+
 def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models.yaml",
                    rebuild: bool = False) -> Path:
-    """Make (or reuse) the artifact of ``variant`` for models.yaml entry ``model``."""
+    """Make (or reuse) the artifact of ``variant`` for benchmark model ``model`` (see load_bench_model)."""
+    from benchmarks import topic
+    from compress.pipeline import RunOptions, compress_model
+
     if variant not in RECIPES:
         raise ValueError(f"unknown variant {variant!r}; known: {BASELINE}, {', '.join(RECIPES)}")
     out = cache / f"{model}-{variant}"
-    if out.exists() and not rebuild:
-        read_manifest(out)
+    if model == topic.NAME:  # (re)train first, so that a cached artifact is judged against the current model
+        topic.build_topic_model(cache / f"{topic.NAME}-model")
+    if out.exists() and not rebuild and not _stale(out, model, cache):
         return out
-    entry = load_catalog(catalog).get(model)
-    opts = RunOptions(bench=False, **RECIPES[variant])  # type: ignore[arg-type]
-    compress_model(load_entry(entry), out, name=model, opts=opts, force=True)
+    loaded = load_bench_model(model, cache, catalog)
+    extra = topic.compress_options(cache / f"{topic.NAME}-model") if model == topic.NAME else {}
+    opts = RunOptions(bench=False, **RECIPES[variant], **extra)  # type: ignore[arg-type]
+    compress_model(loaded, out, name=model, opts=opts, force=True)
     return out
 
 

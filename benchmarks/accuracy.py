@@ -1,0 +1,216 @@
+"""Accuracy suites: what one variant of a model gets right on real held-out data (see datasets.py).
+
+Each task runs on one model's variant (a runner from numpy encodings to the artifact outputs, its
+tokenizer and its labels) and returns a :class:`TaskResult`: the score as a plain float and the
+per-item predictions, so that :func:`compare` can measure agreement with the torch-fp32 baseline.
+
+| task | model | score |
+|---|---|---|
+| masked_residue | antiberty | top-1 accuracy at 15 % masked residues of 400 germlines (fixed seed) |
+| species | antiberty-species | accuracy on 600 germlines with an AntiBERTy species label |
+| chain | antiberty-chain | Heavy/Light accuracy on 600 germlines |
+| lee50 | minilm | Spearman of embedding cosines against the human similarities (1,225 pairs) |
+| bbc_probe | minilm | logistic regression on embeddings: 300 train, 1,000 test articles (5 topics) |
+| topic | minilm-topic | accuracy of the project's topic classifier on the 1,000 test articles |
+
+Agreement with fp32: label agreement for label tasks (masked tokens, classes, probe predictions),
+mean cosine of the (unit-length) embeddings for embedding tasks. The probe is fitted anew on each
+variant's embeddings, so its agreement is reported but not held to a budget (its score is).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from benchmarks import datasets
+from compress.data import encode, mask_tokens, space_residues
+
+Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
+BATCH = 32
+MASK_RATE = 0.15
+
+
+@dataclass
+class Subject:
+    """What a task runs on: one variant of one model."""
+
+    runner: Runner
+    tokenizer: Any
+    labels: list[str] | None = None  # classifiers: class names in logit order
+
+
+@dataclass
+class TaskResult:
+    task: str
+    metric: str
+    score: float
+    n: int  # items scored (masked residues, sequences, pairs, articles)
+    labels: np.ndarray | None = None  # per item: predicted token / class ids
+    vectors: np.ndarray | None = None  # per item: embeddings
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Task:
+    name: str
+    model: str  # the models.yaml (or benchmark) model whose variants it runs on
+    metric: str
+    run: Callable[[Subject], TaskResult]
+    # False where the per-item predictions come from a classifier fitted per variant (the probe): their
+    # agreement with fp32 is reported, but only the score counts against a budget.
+    agreement_gated: bool = True
+
+
+TASKS: dict[str, Task] = {}
+# A benchmark row model -> its tasks (the companions run on sibling models built from the same weights).
+TASKS_OF = {"antiberty": ("masked_residue", "species", "chain"), "minilm": ("lee50", "bbc_probe", "topic")}
+QUICK_TASKS = ("masked_residue", "species", "lee50", "bbc_probe", "topic")  # what --quick (CI) scores
+
+
+def _task(name: str, model: str, metric: str, agreement_gated: bool = True,
+          ) -> Callable[[Callable[[Subject], TaskResult]], Any]:
+    def register(fn: Callable[[Subject], TaskResult]) -> Callable[[Subject], TaskResult]:
+        TASKS[name] = Task(name, model, metric, fn, agreement_gated)
+        return fn
+    return register
+
+
+def tasks_for(model: str) -> list[str]:
+    """The tasks a benchmark model reports: its own and its companions'."""
+    return list(TASKS_OF.get(model, ())) or [t.name for t in TASKS.values() if t.model == model]
+
+
+def _batches(tok: Any, texts: list[str], max_length: int) -> list[dict[str, np.ndarray]]:
+    return [encode(tok, texts[i:i + BATCH], max_length) for i in range(0, len(texts), BATCH)]
+
+
+def _by_length(items: list, key: Callable[[Any], str]) -> list:
+    """Sorted by text length (less padding); ties keep their order, so every variant sees the same batches."""
+    return sorted(items, key=lambda x: len(key(x)))
+
+
+@_task("masked_residue", "antiberty", "top1_accuracy")
+def masked_residue(s: Subject) -> TaskResult:
+    seqs = _by_length(datasets.fill_mask_germlines(s.tokenizer), lambda a: a.sequence)
+    preds, truth = [], []
+    for b, enc in enumerate(_batches(s.tokenizer, [space_residues(a.sequence) for a in seqs], 512)):
+        masked, t = mask_tokens(enc, s.tokenizer, MASK_RATE, seed=datasets.SEED + b)
+        logits = s.runner(masked)["mask_logits"]
+        if len(logits) != len(t):
+            raise ValueError(f"the runner returned {len(logits)} mask rows for {len(t)} masks")
+        preds.append(logits.argmax(-1))
+        truth.append(t)
+    p, t = np.concatenate(preds), np.concatenate(truth)
+    return TaskResult("masked_residue", "top1_accuracy", float(np.mean(p == t)), len(t), labels=p)
+
+
+def _classify(s: Subject, texts: list[str], truth: list[str], max_length: int) -> tuple[np.ndarray, float]:
+    if not s.labels:
+        raise ValueError("a classification task needs the model's labels")
+    missing = set(truth) - set(s.labels)
+    if missing:
+        raise ValueError(f"labels {sorted(missing)} are not among the model's labels {s.labels}")
+    pred = np.concatenate([s.runner(enc)["logits"].argmax(-1) for enc in _batches(s.tokenizer, texts, max_length)])
+    want = np.array([s.labels.index(t) for t in truth])
+    return pred, float(np.mean(pred == want))
+
+
+def _germline_classification(s: Subject, task: str, attribute: str) -> TaskResult:
+    abs_ = _by_length(datasets.labelled_germlines(s.tokenizer, attribute), lambda a: a.sequence)
+    pred, acc = _classify(s, [space_residues(a.sequence) for a in abs_], [getattr(a, attribute) for a in abs_], 512)
+    return TaskResult(task, "accuracy", acc, len(abs_), labels=pred)
+
+
+@_task("species", "antiberty-species", "accuracy")
+def species(s: Subject) -> TaskResult:
+    return _germline_classification(s, "species", "species")
+
+
+@_task("chain", "antiberty-chain", "accuracy")
+def chain(s: Subject) -> TaskResult:
+    return _germline_classification(s, "chain", "chain")
+
+
+def embed(s: Subject, texts: list[str], max_length: int) -> np.ndarray:
+    """Unit-length sentence embeddings (cosine geometry, whatever the manifest's ``normalize``)."""
+    emb = np.concatenate([s.runner(enc)["sentence_embedding"] for enc in _batches(s.tokenizer, texts, max_length)])
+    return emb / np.maximum(np.linalg.norm(emb, axis=-1, keepdims=True), 1e-12)
+
+
+@_task("lee50", "minilm", "spearman")
+def lee50(s: Subject) -> TaskResult:
+    spearmanr = require("scipy.stats", "scipy>=1.10").spearmanr
+    docs, human = datasets.lee50()
+    emb = embed(s, list(docs), datasets.LEE_MAX_LENGTH)
+    sims = (emb @ emb.T)[np.triu_indices(len(docs), 1)]
+    rho = float(spearmanr(sims, human).statistic)
+    return TaskResult("lee50", "spearman", rho if np.isfinite(rho) else 0.0, len(human), vectors=emb)
+
+
+@_task("bbc_probe", "minilm", "accuracy", agreement_gated=False)
+def bbc_probe(s: Subject) -> TaskResult:
+    logistic = require("sklearn.linear_model", "scikit-learn>=1.3").LogisticRegression
+    train = _by_length(datasets.bbc_probe_train(), lambda x: x[1])
+    test = _by_length(list(datasets.bbc_split()[1]), lambda x: x[1])
+    x_train = embed(s, [t for _, t in train], datasets.BBC_MAX_LENGTH)
+    x_test = embed(s, [t for _, t in test], datasets.BBC_MAX_LENGTH)
+    probe = logistic(C=10.0, max_iter=2000).fit(x_train, [y for y, _ in train])
+    pred = probe.predict(x_test)
+    topics = sorted(set(probe.classes_))
+    acc = float(np.mean(pred == np.array([y for y, _ in test])))
+    return TaskResult("bbc_probe", "accuracy", acc, len(test), labels=np.array([topics.index(p) for p in pred]),
+                      vectors=np.concatenate([x_train, x_test]))
+
+
+@_task("topic", "minilm-topic", "accuracy")
+def topic(s: Subject) -> TaskResult:
+    test = _by_length(list(datasets.bbc_split()[1]), lambda x: x[1])
+    pred, acc = _classify(s, [t for _, t in test], [y for y, _ in test], datasets.BBC_MAX_LENGTH)
+    return TaskResult("topic", "accuracy", acc, len(test), labels=pred)
+
+
+def require(module: str, requirement: str) -> Any:
+    """Import an optional dependency of the suites, or say what to install."""
+    import importlib
+
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ValueError(f"the accuracy suites need {requirement}: pip install '{requirement}' "
+                         "(or pip install -e '.[bench]')") from None
+
+
+def evaluate(task: str, subject: Subject) -> TaskResult:
+    """Run one task on one variant.
+
+    Example:
+        >>> r = evaluate("lee50", Subject(runner, tokenizer))  # doctest: +SKIP
+        >>> r.score, r.vectors.shape                            # doctest: +SKIP
+        (0.71, (50, 384))
+    """
+    if task not in TASKS:
+        raise ValueError(f"unknown accuracy task {task!r}; known: {', '.join(TASKS)}")
+    t0 = time.perf_counter()
+    result = TASKS[task].run(subject)
+    result.seconds = time.perf_counter() - t0
+    return result
+
+
+def compare(result: TaskResult, baseline: TaskResult | None) -> dict[str, Any]:
+    """JSON figures of one task: score, and against the baseline delta (points), agreement, cosine."""
+    out: dict[str, Any] = {"metric": result.metric, "score": result.score, "n": result.n,
+                           "seconds": round(result.seconds, 2), "delta_points": None, "agreement": None,
+                           "cosine_to_fp32": None}
+    if baseline is None:
+        return out
+    out["delta_points"] = 100.0 * (result.score - baseline.score)
+    if result.labels is not None and baseline.labels is not None:
+        out["agreement"] = float(np.mean(result.labels == baseline.labels))
+    if result.vectors is not None and baseline.vectors is not None:
+        out["cosine_to_fp32"] = float(np.mean(np.sum(result.vectors * baseline.vectors, axis=-1)))
+    return out

@@ -1,0 +1,37 @@
+"""The held-out data: fixed, disjoint from what compress validates on and from what the classifier learns."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from benchmarks import datasets
+from compress.data import default_texts
+
+
+def test_germlines_are_held_out_from_compress_validation(antiberty_tokenizer):
+    gate = {t.replace(" ", "") for t in default_texts(antiberty_tokenizer, 256)}
+    held = datasets.held_out_germlines(antiberty_tokenizer)
+    assert len(held) == 1454 - 256
+    assert not gate & {a.sequence for a in held}
+    picks = datasets.fill_mask_germlines(antiberty_tokenizer)
+    assert len(picks) == 400 and picks == datasets.fill_mask_germlines(antiberty_tokenizer)
+    species = datasets.labelled_germlines(antiberty_tokenizer, "species")
+    assert len(species) == 600 and all(a.species for a in species)
+    assert len({a.species for a in species}) >= 5
+
+
+def test_bbc_split_is_fixed_and_disjoint():
+    train, test = datasets.bbc_split()
+    assert (len(train), len(test)) == (1107, 1000)  # 118 duplicate articles dropped
+    topics, counts = np.unique([t for t, _ in test], return_counts=True)
+    assert list(counts) == [200] * 5 and len(topics) == 5
+    assert not {t for _, t in train} & {t for _, t in test}
+    probe = datasets.bbc_probe_train()
+    assert len(probe) == 300 and set(probe) <= set(train)
+    assert all(len(t.split()) <= datasets.BBC_WORDS for _, t in test)
+
+
+def test_lee50_has_50_documents_and_1225_pairs():
+    docs, human = datasets.lee50()
+    assert len(docs) == 50 and human.shape == (1225,)
+    assert human.min() >= 0 and human.max() <= 1

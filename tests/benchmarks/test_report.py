@@ -1,0 +1,98 @@
+"""Deltas, budgets, the misses list, the Markdown and PNG reports and --check, on synthetic figures."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from benchmarks import cli
+from benchmarks.accuracy import TaskResult, compare
+from benchmarks.criteria import accuracy_misses, misses, speed_misses
+from benchmarks.report import markdown, write_reports
+
+
+def _speed(seq_per_s: float) -> dict:
+    rows = [{"bucket": "medium", "batch_size": bs, "seq_per_s": tp, "tokens_per_s": 30 * tp, "mean_tokens": 30.0}
+            for bs, tp in ((32, seq_per_s), (1, seq_per_s / 4))]
+    return {"throughput": rows,
+            "latency_ms": {"p50": 10.0, "p95": 11.0, "p99": 12.0, "mean": 10.5}, "peak_rss_bytes": 5e8}
+
+
+def _acc(score: float, delta: float | None, agreement: float | None = None, cosine: float | None = None) -> dict:
+    return {"metric": "accuracy", "score": score, "n": 1000, "delta_points": delta, "agreement": agreement,
+            "cosine_to_fp32": cosine, "model": "m", "artifact": None, "seconds": 1.0}
+
+
+def _report(int8_tp: float, topic_delta: float) -> dict:
+    results = [
+        {"model": "minilm", "variant": "torch-fp32", "artifact": None, **_speed(100.0),
+         "accuracy": {"topic": _acc(0.94, None), "lee50": _acc(0.51, None)}},
+        {"model": "minilm", "variant": "int8", "artifact": "a", "size_bytes": 2.3e7, **_speed(int8_tp),
+         "accuracy": {"topic": _acc(0.94 + topic_delta / 100, topic_delta, agreement=0.99),
+                      "lee50": _acc(0.505, -0.5, cosine=0.993)}},
+    ]
+    return {"cpu": {"model": "cpu", "isa": "avx2"}, "threads": 2, "quick": True,
+            "tasks": {"topic": {}, "lee50": {}}, "results": results, "misses": misses(results), "seconds": 1.0}
+
+
+def test_compare_gives_delta_in_points_agreement_and_cosine():
+    base = TaskResult("t", "accuracy", 0.90, 4, labels=np.array([0, 1, 2, 3]), vectors=np.eye(4))
+    cand = TaskResult("t", "accuracy", 0.894, 4, labels=np.array([0, 1, 2, 0]), vectors=np.eye(4))
+    got = compare(cand, base)
+    assert got["delta_points"] == pytest.approx(-0.6)
+    assert got["agreement"] == 0.75
+    assert got["cosine_to_fp32"] == pytest.approx(1.0)
+    assert compare(base, None)["delta_points"] is None
+
+
+def test_budgets_flag_drops_and_low_agreement_but_never_gains():
+    res = {"model": "m", "variant": "int8", "accuracy": {
+        "topic": _acc(0.9, -0.51, agreement=0.995),      # drop beyond 0.5 points
+        "species": _acc(0.5, +3.0, agreement=0.97),      # a gain is fine, the agreement is not
+        "bbc_probe": _acc(0.9, -0.2, agreement=0.90),    # the refitted probe's agreement is not gated
+        "lee50": _acc(0.5, 0.0, cosine=0.985),           # cosine under 0.99
+        "chain": {"metric": "accuracy", "error": "no artifact"}}}
+    found = {(m["task"], m["kind"]) for m in accuracy_misses(res)}
+    assert found == {("topic", "accuracy"), ("species", "agreement"), ("lee50", "agreement"), ("chain", "accuracy")}
+    res["variant"] = "int4"  # 4-bit: 2 points, 95 % agreement, 0.98 cosine
+    assert {(m["task"], m["kind"]) for m in accuracy_misses(res)} == {("chain", "accuracy")}
+
+
+def test_speed_miss_is_listed_for_int8_only():
+    report = _report(int8_tp=240.0, topic_delta=0.0)
+    assert [m["kind"] for m in speed_misses(report["results"])] == ["speed"]
+    assert "2.40x torch-fp32" in speed_misses(report["results"])[0]["message"]
+    assert speed_misses(_report(int8_tp=260.0, topic_delta=0.0)["results"]) == []
+
+
+def test_markdown_marks_misses_plainly():
+    text = markdown(_report(int8_tp=240.0, topic_delta=-0.8))
+    assert "| int8 | 23.0 | 240.0 | 2.40x |" in text
+    assert "93.20 (-0.80; agree 99.0) **miss**" in text
+    assert "50.50 (-0.50; cos 0.9930) |" in text  # exactly at the budget: not a miss
+    assert "- minilm / int8: topic accuracy -0.80 points vs fp32 (budget -0.5)" in text
+    assert "- minilm / int8: 2.40x torch-fp32 throughput at batch 32 (target 2.5x)" in text
+    assert "None:" in markdown(_report(int8_tp=300.0, topic_delta=0.1))
+
+
+def test_write_reports_json_md_png(tmp_path):
+    write_reports(_report(int8_tp=300.0, topic_delta=0.0), tmp_path)
+    data = json.loads((tmp_path / "benchmark.json").read_text())
+    assert data["results"][1]["accuracy"]["topic"]["agreement"] == 0.99
+    png = (tmp_path / "benchmark.png").read_bytes()
+    assert png[:4] == b"\x89PNG" and len(png) > 20_000
+
+
+@pytest.mark.parametrize(("int8_tp", "topic_delta", "code"), [(240.0, 0.0, 0), (300.0, -0.8, 1)])
+def test_check_fails_on_accuracy_never_on_speed(monkeypatch, tmp_path, int8_tp, topic_delta, code):
+    monkeypatch.setattr("benchmarks.bench.run_benchmark", lambda opts: _report(int8_tp, topic_delta))
+    assert cli.main(["run", "--quick", "--check", "--out", str(tmp_path)]) == code
+    assert cli.main(["run", "--quick", "--out", str(tmp_path)]) == 0
+
+
+def test_a_variant_that_could_not_be_made_is_an_accuracy_miss():
+    res = {"model": "m", "variant": "int4", "error": "m int4 could not be made: the gate", "accuracy": {}}
+    assert [(m["kind"], m["message"]) for m in accuracy_misses(res)] == [
+        ("accuracy", "not measured: m int4 could not be made: the gate")]
