@@ -75,6 +75,9 @@ class Manifest(BaseModel):
     cpu: dict[str, str]
     created: str
     notes: list[str] = []
+    # Set when the model was pruned before export: method, config, per-layer heads and neurons kept,
+    # the plan in original indices, recovery losses, and validation figures against the unpruned model.
+    pruning: dict[str, Any] | None = None
 
 
 def read_manifest(directory: str | Path) -> Manifest:

@@ -20,6 +20,17 @@ Method = Literal["fp32", "int8", "int8-static", "int4", "fp16", "bnb-int8", "bnb
 DEFAULT_CATALOG = Path("models.yaml")
 
 
+class PruneRecipe(BaseModel):
+    """The optional ``prune:`` block of a recipe (see ``compress run --prune``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    fraction: float = Field(gt=0, lt=1, description="of the encoder's parameters")
+    method: Literal["structured", "heads", "neurons", "layers", "magnitude"] = "structured"
+    recover_steps: int = Field(150, ge=0)
+    recover_data: str | None = None
+    head_cost_factor: float | None = Field(None, gt=0)
+
+
 class Recipe(BaseModel):
     """How to compress a model: the default for `compress run NAME` when no method flag is given."""
 
@@ -29,6 +40,7 @@ class Recipe(BaseModel):
     block_size: int = Field(32, ge=16)
     quantize_embeddings: bool | None = None
     calibration: str | None = None
+    prune: PruneRecipe | None = None
 
 
 class ServeOptions(BaseModel):

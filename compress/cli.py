@@ -8,6 +8,7 @@ import shlex
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from compress import CompressError
 
@@ -48,6 +49,18 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--quantize-embeddings", action=argparse.BooleanOptionalAction, default=None,
                    help="quantize embedding tables too (default: on for int8, off for int4)")
     q.add_argument("--calibration", help="text file, one example per line, for --int8-static")
+    pr = run.add_argument_group("pruning (before quantization)")
+    pr.add_argument("--prune", type=float, metavar="FRACTION",
+                    help="remove this fraction of the encoder's parameters as whole heads and neurons, "
+                         "ranked by importance on sample data, then recover by distillation")
+    pr.add_argument("--prune-method", choices=("structured", "heads", "neurons", "layers", "magnitude"),
+                    default=None, help="structured (default: heads and neurons ranked together), heads, neurons, "
+                    "layers, or magnitude (unstructured zeros: smaller stored sparsely, not faster)")
+    pr.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default 150; 0: none)")
+    pr.add_argument("--recover-data", help="text file, one example per line, to score and distil on "
+                    "(default: in-domain data fitting the vocabulary)")
+    pr.add_argument("--recover-checkpoint", help="checkpoint file; an interrupted run resumes from it "
+                    "(default: beside the artifact, removed when it is written)")
     v = run.add_argument_group("validation")
     v.add_argument("--validate", help="text file of validation examples (default: data fitting the vocabulary)")
     v.add_argument("--n-validate", type=int, default=256, help="size of the default validation set")
@@ -72,6 +85,29 @@ def _default_name(spec: str) -> str:
     return path.name or spec.replace("/", "-")
 
 
+def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
+    """--prune flags over the models.yaml recipe's ``prune:`` block; None when neither asks for pruning."""
+    from compress.pipeline import PruneOptions
+
+    given = (args.prune_method, args.recover_steps, args.recover_data, args.recover_checkpoint)
+    if args.prune is None and recipe is None:
+        if any(v is not None for v in given):
+            raise CompressError("--prune-method/--recover-* need --prune FRACTION")
+        return None
+    fraction = args.prune if args.prune is not None else recipe.fraction
+    if not 0 < fraction < 1:
+        raise CompressError(f"--prune takes a fraction between 0 and 1 (exclusive), e.g. 0.4; got {fraction}")
+    if args.recover_steps is not None and args.recover_steps < 0:
+        raise CompressError("--recover-steps must be 0 or more")
+    if args.recover_data and not Path(args.recover_data).is_file():
+        raise CompressError(f"--recover-data {args.recover_data}: no such file")
+    base = recipe.model_dump() if recipe is not None else {}
+    base.pop("fraction", None)
+    chosen = {"method": args.prune_method, "recover_steps": args.recover_steps, "recover_data": args.recover_data,
+              "checkpoint": args.recover_checkpoint}
+    return PruneOptions(fraction=fraction, **{**base, **{k: v for k, v in chosen.items() if v is not None}})
+
+
 def _run_one(args: argparse.Namespace, spec: str) -> None:
     from compress.catalog import DEFAULT_CATALOG, load_catalog
     from compress.pipeline import RunOptions, compress_model
@@ -87,6 +123,7 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
             catalog.get(spec)  # raises: unknown name, listing the known ones
     recipe = entry.recipe if entry else None
     method = args.method or (recipe.method if recipe else "int8")
+    prune = _prune_options(args, recipe.prune if recipe else None)
     opts = RunOptions(
         method=method, opset=args.opset,
         optimize=None if method.startswith("bnb") else args.optimize or (recipe.optimize if recipe else None),
@@ -95,16 +132,17 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
         else (recipe.quantize_embeddings if recipe else None),
         calibration=args.calibration or (recipe.calibration if recipe else None),
         validate=args.validate, n_validate=args.n_validate, min_agreement=args.min_agreement,
-        min_cosine=args.min_cosine, gate=args.gate, threads=args.threads, bench=args.bench,
+        min_cosine=args.min_cosine, gate=args.gate, threads=args.threads, bench=args.bench, prune=prune,
     )
     labels = args.labels.split(",") if args.labels else (entry.labels if entry else None)
     name = entry.name if entry else _default_name(spec)
     if args.out:
         out = args.out
-    elif entry and (args.method is None or args.method == entry.recipe.method):
+    elif entry and (args.method is None or args.method == entry.recipe.method) and args.prune is None:
         out = entry.default_artifact()
     else:
-        out = Path("artifacts") / f"{name}-{method}"
+        tag = f"pruned{round(100 * prune.fraction)}-" if prune else ""
+        out = Path("artifacts") / f"{name}-{tag}{method}"
     from compress.artifact import check_writable
 
     check_writable(out, args.force)  # before the slow part

@@ -20,6 +20,7 @@ from compress.artifact import (
     GraphInfo,
     Manifest,
     TokenizerInfo,
+    check_writable,
     staged_directory,
     write_manifest,
 )
@@ -27,6 +28,7 @@ from compress.bnb import BnbConfig, BnbKind, quantize_bnb, weight_bytes
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx
+from compress.prune.magnitude import store_sparse
 from compress.quantize import QuantContext, get_method, quantize
 from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
 from compress.quantize.int4 import Int4Config
@@ -47,6 +49,28 @@ TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntim
 
 
 @dataclass
+class PruneOptions:
+    """``--prune``: remove structure before export, then recover by distillation from the original.
+
+    Args:
+        fraction: of the encoder layers' parameters (``structured``), or of the method's own units.
+        method: a registered pruning method (:func:`compress.prune.methods`).
+        recover_steps: distillation steps (0: none).
+        recover_data: text file, one example per line, to score and distil on (default: in-domain
+            data fitting the vocabulary, minus the validation texts).
+        checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
+        head_cost_factor: ``structured`` only: how much dearer a head's parameters count in the ranking.
+    """
+
+    fraction: float
+    method: str = "structured"
+    recover_steps: int = 150
+    recover_data: str | None = None
+    checkpoint: str | None = None
+    head_cost_factor: float | None = None
+
+
+@dataclass
 class RunOptions:
     """Everything `compress run` can be told; recorded in the manifest as the recipe."""
 
@@ -64,6 +88,7 @@ class RunOptions:
     threads: int | None = None
     bench: bool = True
     max_length: int | None = None
+    prune: PruneOptions | None = None
 
 
 def _progress(msg: str) -> None:
@@ -204,7 +229,19 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
     task = loaded.task
     tok = loaded.tokenizer
     max_length = _max_length(loaded, opts)
-    steps = _Steps(5)
+    texts = read_texts(opts.validate) if opts.validate else default_texts(tok, opts.n_validate)
+    steps = _Steps(6 if opts.prune else 5)
+    original: LoadedModel | None = None
+    pruning: dict[str, Any] | None = None
+    checkpoint = _checkpoint_path(out, opts.prune)
+    if opts.prune:
+        if method in BNB_METHODS:
+            raise CompressError("--prune makes ONNX artifacts; bitsandbytes artifacts reload through "
+                                "transformers, whose config cannot describe per-layer head and neuron counts")
+        check_writable(out, force)  # before the slow part
+        steps(f"pruning ({opts.prune.method}, {opts.prune.fraction:g}) and recovering by distillation")
+        original = loaded
+        loaded, pruning = _prune(loaded, opts.prune, texts, checkpoint)
     with staged_directory(out, force) as tmp:
         work = tmp / "_work"
         graph = TaskGraph(loaded.model, task, mask_token_id=tok.mask_token_id, pooling=loaded.pooling)
@@ -216,8 +253,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             base = work / "model_opt.onnx"
             _optimize(fp32, base, opts.optimize, loaded)
 
-        steps("running the original model on the validation set")
-        texts = read_texts(opts.validate) if opts.validate else default_texts(tok, opts.n_validate)
+        steps("running the " + ("pruned" if pruning else "original") + " model on the validation set")
         vs = build_validation_set(task, tok, texts, max_length=max_length)
         torch_runner = TorchRunner(graph, ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
         ref = collect(torch_runner, vs, desc="original model")
@@ -257,7 +293,18 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         if not passed and opts.gate:
             raise CompressError(f"{method} gives {PRIMARY[task]} {primary(task, metrics):.4f} < {threshold}; "
                                 "pick another method, lower the threshold, or pass --no-gate")
+        if pruning is not None and pruning["method"] == "magnitude":
+            sizes["dense_model_bytes"] = file_bytes(dst)
+            pruning["sparse_storage"] = store_sparse(dst, dst)
         cand_runner = cand if method in BNB_METHODS else OnnxRunner(dst, threads=opts.threads)
+        against_original: dict[str, float] = {}
+        if original is not None:
+            # The gate above measures quantization against the pruned model; users also want the
+            # whole change, pruning included, against the model they started from.
+            og = TaskGraph(original.model, task, mask_token_id=tok.mask_token_id, pooling=original.pooling)
+            ref0 = collect(TorchRunner(og, ginfo["inputs"], threads=opts.threads), vs,  # type: ignore[arg-type]
+                           desc="unpruned original")
+            against_original = compare(vs, ref0, collect(cand_runner, vs, "artifact vs unpruned"))
 
         speed: dict[str, Any] = {}
         if opts.bench:
@@ -290,13 +337,50 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
                    "model_bytes": file_bytes(dst), **sizes},
             validation={"texts": vs.n_texts, "items": vs.n_items, "data": opts.validate or "default", **metrics,
                         "threshold": {PRIMARY[task]: threshold}, "passed": passed,
-                        "gate": opts.gate, "sensitivity": sensitivity},
+                        "gate": opts.gate, "sensitivity": sensitivity,
+                        **({"against_unpruned": against_original} if against_original else {})},
             speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": isa},
             created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
             notes=list(loaded.notes), op_counts=op_counts(dst) if dst.suffix == ".onnx" else {},  # type: ignore[call-arg]
+            pruning=pruning,
         )
         shutil.rmtree(work)
         write_manifest(tmp, manifest)
         write_report(tmp, manifest, command)
+    if checkpoint is not None and checkpoint.exists() and not (opts.prune and opts.prune.checkpoint):
+        checkpoint.unlink()  # the artifact is written: nothing left to resume
     _progress(summary_table(manifest, out))
     return manifest
+
+
+def _checkpoint_path(out: Path, prune: PruneOptions | None) -> Path | None:
+    if prune is None:
+        return None
+    return Path(prune.checkpoint) if prune.checkpoint else out.parent / f".{out.name}.prune-checkpoint.pt"
+
+
+def _prune(loaded: LoadedModel, opts: PruneOptions, validate_texts: list[str],
+           checkpoint: Path | None) -> tuple[LoadedModel, dict[str, Any]]:
+    """Prune and recover ``loaded`` as ``opts`` say; training texts never include the validation texts."""
+    from compress.prune import make_config
+    from compress.prune.distill import DistillConfig
+    from compress.prune.workflow import prune_and_recover, recovery_texts
+
+    try:
+        overrides = {"head_cost_factor": opts.head_cost_factor} if opts.head_cost_factor else {}
+        config = make_config(opts.method, opts.fraction, **overrides)
+        recover = DistillConfig(steps=opts.recover_steps, checkpoint=str(checkpoint) if checkpoint else None)
+    except (TypeError, ValueError) as e:
+        raise CompressError(f"--prune: {e}") from None
+    held_out = set(validate_texts)
+    if opts.recover_data:
+        texts = [t for t in read_texts(opts.recover_data) if t not in held_out]
+        if not texts:
+            raise CompressError(f"--recover-data {opts.recover_data} has no texts outside the validation set")
+    else:
+        texts = recovery_texts(loaded.tokenizer, exclude=validate_texts)
+    try:
+        return prune_and_recover(loaded, config, texts, recover, validate_texts=validate_texts[:128],
+                                 data_name=opts.recover_data or "", progress=_progress)
+    except ValueError as e:
+        raise CompressError(str(e)) from None

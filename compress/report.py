@@ -37,6 +37,24 @@ def _rows(m: Manifest) -> list[tuple[str, str]]:
                               f"({sp['speedup']:.2f}x, batch {sp['batch_size']} x {sp['seq_len']} tokens)"))
     if m.excluded_nodes:
         rows.append(("kept in fp32", f"{len(m.excluded_nodes)} nodes (accuracy gate)"))
+    return rows + _pruning_rows(m)
+
+
+def _pruning_rows(m: Manifest) -> list[tuple[str, str]]:
+    p = m.pruning
+    if not p:
+        return []
+    rec = p.get("recovery", {})
+    rows = [("pruned", f"{100 * p['removed_fraction']:.1f} % of encoder parameters ({p['method']}), "
+                       + (f"recovered {rec['steps']} steps (loss {rec['first_loss']:.3f} -> {rec['last_loss']:.3f})"
+                          if rec.get("steps") else "not recovered"))]
+    kept = [r for r in p.get("layers", []) if not r["removed"]]
+    if kept:
+        rows.append(("layers kept", ", ".join(f"{r['layer']}: {len(r['heads_kept'])}h/{r['neurons_kept']}n"
+                                              for r in kept)))
+    against = m.validation.get("against_unpruned", {})
+    if against:
+        rows.append(("vs unpruned fp32", ", ".join(f"{k} {v:.4f}" for k, v in against.items())))
     return rows
 
 
@@ -64,6 +82,11 @@ def write_report(directory: Path, m: Manifest, command: str) -> None:
                   "absolute logit difference, or cosine; lower = more sensitive):", ""]
         lines += [f"- {g}: {s:.4f}" for g, s in sorted(m.validation["sensitivity"].items(), key=lambda x: x[1])]
         lines += ["", "Kept in higher precision: " + ", ".join(f"`{n}`" for n in m.excluded_nodes), ""]
+    if m.pruning:
+        lines += ["## Pruning", "", "Validation figures against the unpruned fp32 model (held-out texts):", ""]
+        for stage, figs in m.pruning.get("validation", {}).items():
+            lines.append(f"- after {stage}: " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items()))
+        lines.append("")
     if m.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in m.notes] + [""]
     (directory / "report.md").write_text("\n".join(lines))

@@ -1,0 +1,191 @@
+"""Pruning: one small config dataclass + one registered function per method.
+
+    result = prune_model(loaded, StructuredConfig(fraction=0.4), texts)
+
+A method scores the model on sample texts and prunes a copy of it. Structured methods (heads,
+neurons, layers, and ``structured`` = heads and neurons ranked together) remove whole units, so the
+exported graph is smaller and faster; they return the :class:`~compress.prune.plan.PrunePlan` they
+applied. ``magnitude`` zeroes single weights: smaller once compressed, not faster on dense runtimes.
+Recover accuracy afterwards with :func:`compress.prune.distill.distill` (or do both with
+:func:`compress.prune.workflow.prune_and_recover`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field, fields, is_dataclass
+from typing import TYPE_CHECKING, Any
+
+from compress.catalog import Task
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedModel
+
+    from compress.prune.batches import BatchStream
+    from compress.prune.plan import PrunePlan
+    from compress.sources import LoadedModel
+
+Progress = Callable[[str], None]
+
+
+@dataclass
+class PruneContext:
+    """What a method may need besides its config: the task, sample batches, the original model."""
+
+    task: Task
+    stream: BatchStream
+    teacher: PreTrainedModel  # the original, unmodified
+    pooling: str = "mean"
+    progress: Progress | None = None
+
+    def say(self, msg: str) -> None:
+        if self.progress:
+            self.progress(msg)
+
+
+@dataclass
+class MethodOutput:
+    """What a method returns: the structural plan it applied (None for unstructured methods), details
+    for the manifest, and a hook the recovery calls after each optimizer step (gradual pruning)."""
+
+    plan: PrunePlan | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    on_step: Callable[[int, int], None] | None = None  # (step, total steps)
+
+
+PruneFn = Callable[[Any, Any, PruneContext], "PrunePlan | MethodOutput"]
+
+
+@dataclass(frozen=True)
+class Method:
+    name: str
+    config_cls: type
+    fn: PruneFn
+    structured: bool = True
+
+
+_METHODS: dict[str, Method] = {}
+
+
+def register(name: str, config_cls: type, is_structured: bool = True) -> Callable[[PruneFn], PruneFn]:
+    """Register ``fn`` as pruning method ``name`` configured by ``config_cls``."""
+    def deco(fn: PruneFn) -> PruneFn:
+        _METHODS[name] = Method(name, config_cls, fn, is_structured)
+        return fn
+    return deco
+
+
+def get_method(name: str) -> Method:
+    """The registered method ``name``.
+
+    Raises:
+        ValueError: no such method; the message lists the registered ones.
+    """
+    try:
+        return _METHODS[name]
+    except KeyError:
+        raise ValueError(f"unknown pruning method {name!r}; registered: {', '.join(sorted(_METHODS))}") from None
+
+
+def methods() -> list[str]:
+    return sorted(_METHODS)
+
+
+def method_for(config: Any) -> Method:
+    """The registered method configured by ``config``'s class."""
+    for m in _METHODS.values():
+        if isinstance(config, m.config_cls):
+            return m
+    raise ValueError(f"{type(config).__name__} configures no registered pruning method; "
+                     f"registered: {', '.join(f'{m.name} ({m.config_cls.__name__})' for m in _METHODS.values())}")
+
+
+def make_config(method: str, fraction: float, **overrides: Any) -> Any:
+    """The config of ``method`` for a ``--prune FRACTION`` flag: the fraction of encoder parameters
+    (``structured``), of heads (``heads``), of neurons (``neurons``), of layers (``layers``) or of
+    linear weights zeroed (``magnitude``); other fields from ``overrides``.
+
+    Raises:
+        ValueError: unknown method, or a fraction the method cannot take.
+
+    Example:
+        >>> make_config("structured", 0.4).fraction
+        0.4
+    """
+    cls = get_method(method).config_cls
+    key = "sparsity" if "sparsity" in {f.name for f in fields(cls)} else "fraction"
+    return cls(**{key: fraction, **overrides})
+
+
+@dataclass
+class PruneResult:
+    """A pruned copy of the model and what was removed."""
+
+    model: PreTrainedModel
+    method: str
+    config: Any
+    plan: PrunePlan | None
+    params_before: int  # encoder layers, before
+    params_after: int  # encoder layers, after (non-zero ones for unstructured methods)
+    layers: list[dict[str, Any]]  # per original layer: heads kept, neurons kept, removed
+    details: dict[str, Any] = field(default_factory=dict)
+    on_step: Callable[[int, int], None] | None = None
+
+    @property
+    def removed_fraction(self) -> float:
+        return 1 - self.params_after / self.params_before
+
+    def record(self) -> dict[str, Any]:
+        """What the manifest records under ``pruning``."""
+        config = asdict(self.config) if is_dataclass(self.config) and not isinstance(self.config, type) else self.config
+        return {"method": self.method, "config": config,
+                "encoder_params_before": self.params_before, "encoder_params_after": self.params_after,
+                "removed_fraction": round(self.removed_fraction, 4), "layers": self.layers,
+                "plan": self.plan.to_dict() if self.plan is not None else None, **self.details}
+
+
+def prune_model(loaded: LoadedModel, config: Any, texts: list[str], progress: Progress | None = None, *,
+                seed: int = 0) -> PruneResult:
+    """Prune ``loaded.model`` with the method ``config`` configures, scored on ``texts``.
+
+    Args:
+        loaded: from :func:`compress.sources.load_model`; its task decides the scoring loss.
+        config: a registered method's config, e.g. ``StructuredConfig(fraction=0.4)``.
+        texts: unlabelled in-domain sample texts (a few hundred suffice); hold your test data out.
+        progress: called with short progress messages.
+        seed: for the sample batches.
+
+    Returns:
+        The pruned model (a copy; ``loaded.model`` is not modified) with the plan and per-layer figures.
+
+    Raises:
+        ValueError: an unknown config or family, or a config that removes everything.
+
+    Example:
+        >>> r = prune_model(loaded, StructuredConfig(fraction=0.4), texts)  # doctest: +SKIP
+        >>> r.removed_fraction, r.layers[0]["heads_kept"]  # doctest: +SKIP
+    """
+    from compress.prune.batches import BatchStream
+    from compress.prune.model_parts import encoder_params
+    from compress.prune.plan import PrunePlan, describe, plan_shape
+
+    method = method_for(config)
+    model = copy.deepcopy(loaded.model)
+    scoring = getattr(config, "scoring", None)
+    stream = BatchStream(loaded.task, loaded.tokenizer, texts, batch_size=getattr(scoring, "batch_size", 16),
+                         max_length=getattr(scoring, "max_length", 128), seed=seed)
+    ctx = PruneContext(loaded.task, stream, loaded.model.eval(), loaded.pooling, progress)
+    shape = plan_shape(model)
+    before = encoder_params(model)
+    out = method.fn(model, config, ctx)
+    if isinstance(out, PrunePlan):
+        out = MethodOutput(plan=out)
+    after = out.details.pop("nonzero_params", None) or encoder_params(model)
+    rows = describe(model, out.plan, shape) if out.plan is not None else []
+    return PruneResult(model.eval(), method.name, config, out.plan, before, int(after), rows, out.details,
+                       out.on_step)
+
+
+# Importing the method modules registers them.
+from compress.prune import heads, layers, magnitude, neurons, structured  # noqa: E402, F401

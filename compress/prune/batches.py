@@ -1,0 +1,60 @@
+"""Training batches for importance scoring and distillation, reproducible step by step.
+
+``BatchStream.batch(step)`` depends only on the texts, the seed and the step, so a resumed
+distillation sees exactly the batches it would have seen without the interruption.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from compress.catalog import Task
+from compress.data import encode, mask_tokens
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedTokenizerBase
+
+
+@dataclass
+class BatchStream:
+    """Endless shuffled batches over ``texts``; fill-mask batches are masked afresh every epoch."""
+
+    task: Task
+    tokenizer: PreTrainedTokenizerBase
+    texts: list[str]
+    batch_size: int = 16
+    max_length: int = 128
+    mask_rate: float = 0.15
+    seed: int = 0
+    input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
+
+    def __post_init__(self) -> None:
+        if not self.texts:
+            raise ValueError("no texts to make batches from")
+        self.batch_size = min(self.batch_size, len(self.texts))
+        self.per_epoch = len(self.texts) // self.batch_size
+
+    def batch(self, step: int) -> dict[str, torch.Tensor]:
+        """The batch of ``step``: input tensors; fill-mask adds ``mask_positions`` [N, 2] and ``mask_labels`` [N]."""
+        import torch
+
+        epoch, k = divmod(step, self.per_epoch)
+        order = np.random.default_rng([self.seed, epoch]).permutation(len(self.texts))
+        chunk = [self.texts[i] for i in order[k * self.batch_size:(k + 1) * self.batch_size]]
+        enc = encode(self.tokenizer, chunk, self.max_length)
+        out = {}
+        if self.task == "fill-mask":
+            enc, truth = mask_tokens(enc, self.tokenizer, self.mask_rate, seed=self.seed * 1_000_003 + step)
+            out["mask_labels"] = torch.from_numpy(truth)
+            # row-major, the order of ``truth``
+            out["mask_positions"] = torch.nonzero(torch.from_numpy(enc["input_ids"] == self.tokenizer.mask_token_id))
+        # token_type_ids always (zeros when the tokenizer has none); run() passes them only to families that take them
+        out.update({n: torch.from_numpy(enc[n]) for n in self.input_names})
+        return out
+
+    def batches(self, n: int, start: int = 0) -> list[dict[str, torch.Tensor]]:
+        return [self.batch(start + i) for i in range(n)]
