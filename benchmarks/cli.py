@@ -2,6 +2,7 @@
 
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
+    python -m benchmarks http --model minilm --concurrency 16 --requests 2000
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 
 from benchmarks.accuracy import QUICK_TASKS
 from compress import CompressError
+from serve.process import ServeStartError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +37,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", type=Path, default=Path("artifacts/bench"), help="where variant artifacts are kept")
     run.add_argument("--rebuild", action="store_true", help="re-make cached artifacts")
     run.add_argument("--catalog", default="models.yaml")
+    http = sub.add_parser("http", help="a real `serve` on 127.0.0.1 under bounded concurrent load, beside the "
+                          "in-process throughput of the same artifact")
+    http.add_argument("--model", required=True, help="a models.yaml name; its artifact is made with its recipe "
+                      "when missing")
+    http.add_argument("--artifact", type=Path, help="serve this artifact directory instead of the model's own")
+    http.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
+    http.add_argument("--requests", type=int, default=2000, help="requests per round, one input each (default 2000)")
+    http.add_argument("--rounds", type=int, default=1, help="HTTP and in-process runs, alternating (default 1)")
+    http.add_argument("--threads", type=int, default=None, help="server and in-process threads (default: all cores)")
+    http.add_argument("--max-batch-size", type=int, default=None, help="server batch limit (default: the model's "
+                      "serve.max_batch_size)")
+    http.add_argument("--port", type=int, default=None, help="server port on 127.0.0.1 (default: a free one)")
+    http.add_argument("--timeout", type=float, default=600.0, help="seconds for serving and measuring, after which "
+                      "the run stops, cut short (default 600)")
+    http.add_argument("--in-process-seconds", type=float, default=10.0, help="length of each in-process run "
+                      "(default 10)")
+    http.add_argument("--out", type=Path, default=Path("reports"), help="where http.json and http.md go")
+    http.add_argument("--catalog", default="models.yaml")
     mh = sub.add_parser("mask-head", help="gain of computing the LM head only at mask positions (vocab 30k)")
     mh.add_argument("--threads", type=int, default=None)
     mh.add_argument("--catalog", default="models.yaml")
@@ -72,12 +92,25 @@ def main(argv: list[str] | None = None) -> int:
             if args.check and failed:
                 print(f"check failed: {len(failed)} accuracy miss(es)", file=sys.stderr)
                 return 1
+        elif args.command == "http":
+            from benchmarks import http
+
+            opts = http.HttpOptions(args.model, catalog=args.catalog, artifact=args.artifact,
+                                    concurrency=args.concurrency, requests=args.requests, rounds=args.rounds,
+                                    threads=args.threads, max_batch_size=args.max_batch_size, port=args.port,
+                                    timeout=args.timeout, in_process_seconds=args.in_process_seconds)
+            report = http.run_http(opts)
+            http.write_reports(report, args.out)
+            print(http.markdown(report))
+            print(f"JSON: {args.out / 'http.json'} ({report['seconds']:.0f} s)", file=sys.stderr)
         elif args.command == "mask-head":
             from benchmarks import mask_head
             from compress.runtime import default_threads
 
             print(mask_head.markdown(mask_head.run(args.threads or default_threads(), args.catalog)))
         return 0
-    except (CompressError, ValueError) as e:
+    except (CompressError, ValueError, ServeStartError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        return 130

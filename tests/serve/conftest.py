@@ -8,89 +8,15 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
-import signal
-import socket
-import subprocess
-import sys
-import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import yaml
 
-from serve.loadtest import HttpClient
+from serve.process import start_server, write_models
 
 API_KEY = "test-key-123"
 LIMITS = {"max_body_bytes": 64 * 1024, "minilm_max_items": 8, "minilm_max_length": 32, "max_items": 16}
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class ServeProcess:
-    proc: subprocess.Popen
-    url: str
-    log: Path
-    api_key: str | None
-    config: Path
-
-    def client(self, api_key: str | None = "default") -> HttpClient:
-        return HttpClient(self.url, self.api_key if api_key == "default" else api_key)
-
-    def log_tail(self, n: int = 60) -> str:
-        return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:])
-
-    def stop(self) -> None:
-        """SIGTERM (graceful), then SIGKILL whatever is left of the process group we started."""
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                self.proc.wait(30)
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-
-def start_server(config: Path, log: Path, *, api_key: str | None = None, extra: tuple[str, ...] = (),
-                 wait_s: float = 300) -> ServeProcess:
-    """Start `python -m serve` and wait until /health says every model is loaded and warmed up."""
-    port = free_port()
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
-    env.pop("SERVE_API_KEY", None)
-    if api_key:
-        env["SERVE_API_KEY"] = api_key
-    cmd = [sys.executable, "-m", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
-           "--log-level", "info", *extra]
-    with open(log, "wb") as out:
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent,
-                                start_new_session=True)
-    server = ServeProcess(proc, f"http://127.0.0.1:{port}", log, api_key, config)
-    deadline = time.monotonic() + wait_s
-    client = HttpClient(server.url, timeout=5)
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise RuntimeError(f"serve exited with {proc.returncode}:\n{server.log_tail()}")
-        try:
-            if client.get("/health")[0] == 200:
-                return server
-        except OSError:
-            pass
-        time.sleep(0.5)
-    server.stop()
-    raise RuntimeError(f"serve was not healthy after {wait_s}s:\n{server.log_tail()}")
-
-
-def write_models(path: Path, entries: list[dict]) -> Path:
-    path.write_text(yaml.safe_dump({"models": entries}, sort_keys=False))
-    return path
 
 
 def packaged_entry(name: str, artifact: Path, **serve_opts: object) -> dict:
