@@ -104,6 +104,9 @@ def _speed(opts: BenchOptions, model: str, variant: str) -> dict[str, Any]:
         m = read_manifest(artifact)
         res.update(size_bytes=m.sizes["model_bytes"], fp32_onnx_bytes=m.sizes["fp32_onnx_bytes"],
                    validation=m.validation)
+        if m.pruning:
+            res["pruning"] = {k: m.pruning[k] for k in ("method", "removed_fraction", "encoder_params_before",
+                                                         "encoder_params_after", "layers")}
     return res
 
 

@@ -6,6 +6,8 @@
   seed, into a train part (the topic classifier and the linear probe learn from it) and a test part
   (200 per topic) that only evaluates. An article's text is its title and first lines (48 words,
   cut at 64 tokens).
+- Recovery texts: what a pruned variant scores importance and distils on: held-out germlines minus
+  the ones its own suite scores, or sentences of BBC train-split articles.
 - Lee-50: gensim's 50 news documents with the human similarity matrix; the upper triangle (1,225
   pairs) is the reference, as in gensim's ``test_lee.py``.
 """
@@ -14,12 +16,13 @@ from __future__ import annotations
 
 import functools
 import importlib.util
+import re
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from compress.data import Antibody, antibody_germlines, bbc_articles, default_texts
+from compress.data import Antibody, antibody_germlines, bbc_articles, default_texts, is_residue_vocab, space_residues
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -94,6 +97,32 @@ def bbc_probe_train() -> list[tuple[str, str]]:
     for topic in sorted({t for t, _ in train}):
         out += draw([x for x in train if x[0] == topic], BBC_PROBE_TRAIN_PER_TOPIC, SEED + 2)
     return out
+
+
+RECOVERY_SENTENCES = 3000
+
+
+def recovery_texts(tokenizer: PreTrainedTokenizerBase, scored_on: str | None = None) -> list[str]:
+    """In-domain texts for a pruned variant's importance scores and distillation: none of the items
+    its own accuracy suite scores.
+
+    Antibodies: held-out germlines minus the draw of ``scored_on`` ("masked_residue", "species" or
+    "chain"). English: up to RECOVERY_SENTENCES sentences of the BBC train-split articles (the BBC
+    suites score test-split articles; Lee-50 is another corpus).
+    """
+    if is_residue_vocab(tokenizer):
+        draws = {"masked_residue": lambda: fill_mask_germlines(tokenizer),
+                 "species": lambda: labelled_germlines(tokenizer, "species"),
+                 "chain": lambda: labelled_germlines(tokenizer, "chain")}
+        if scored_on not in draws:
+            raise ValueError(f"scored_on must be one of {', '.join(draws)} for antibodies, got {scored_on!r}")
+        scored = {a.sequence for a in draws[scored_on]()}
+        return [space_residues(a.sequence) for a in held_out_germlines(tokenizer) if a.sequence not in scored]
+    train = {text for _, text in bbc_split()[0]}
+    sentences = [s.strip() for _, article in bbc_articles() if bbc_text(article) in train
+                 for para in article.split("\n")[1:] for s in re.split(r"(?<=[.!?])\s+", para)
+                 if len(s.split()) >= 6]
+    return draw(sorted(set(sentences)), RECOVERY_SENTENCES, SEED + 3)
 
 
 def _gensim_test_data() -> Path:

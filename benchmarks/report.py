@@ -3,7 +3,8 @@
 ``benchmark.json`` (schema_version 2; keys are only ever added):
 
 - ``schema_version``, ``cpu`` {``model``, ``isa``}, ``threads``, ``quick``, ``seconds`` (wall time)
-- ``criteria``: ``speedup`` {``variant``, ``min``, ``batch_size``}, ``budgets`` {variant: {``max_drop_points``,
+- ``criteria``: ``speedup`` {``variant``, ``min``, ``batch_size``}, ``pruned`` {``variant``,
+  ``min_speedup_over_int8``, ``min_smaller_than_fp32_onnx``}, ``budgets`` {variant: {``max_drop_points``,
   ``min_agreement``, ``min_cosine``}}, ``default_budget`` (see criteria.py)
 - ``tasks``: {task: {``model``, ``metric``}} for the tasks scored (see accuracy.py)
 - ``results``: one per model x variant:
@@ -12,6 +13,8 @@
   the variant's artifact could not be made;
   with speed: ``throughput`` [{``bucket``, ``batch_size``, ``seq_per_s``, ``tokens_per_s``, ``mean_tokens``}],
   ``latency_ms`` {``p50``, ``p95``, ``p99``, ``mean``} (batch 1), ``peak_rss_bytes``;
+  for pruned variants ``pruning`` {``method``, ``removed_fraction``, ``encoder_params_before``,
+  ``encoder_params_after``, ``layers`` (per original layer: ``heads_kept``, ``neurons_kept``, ``removed``)};
   ``accuracy_seconds`` and ``accuracy`` {task: {``metric``, ``score`` (fraction; Spearman's rho),
   ``n``, ``delta_points`` (100 x (score - torch-fp32 score); null for the baseline), ``agreement``
   (share of items predicted as torch-fp32 does, or null), ``cosine_to_fp32`` (mean, embedding tasks,
@@ -27,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy import TASKS
-from benchmarks.criteria import budget, speedup
+from benchmarks.criteria import budget, pruning_summary, speedup
 from benchmarks.variants import BASELINE
 
 TASK_LABELS = {"masked_residue": "masked-residue top-1 %", "species": "species acc %", "chain": "chain acc %",
@@ -71,7 +74,7 @@ def _accuracy_cell(res: dict[str, Any], task: str) -> str:
         extra.append(f"agree {100 * acc['agreement']:.1f}")
     if acc.get("cosine_to_fp32") is not None:
         extra.append(f"cos {acc['cosine_to_fp32']:.4f}")
-    miss = acc["delta_points"] < -budget(res["variant"]).max_drop_points
+    miss = acc["delta_points"] < -budget(res["variant"]).max_drop(task)
     return f"{cell} ({'; '.join(extra)}){' **miss**' if miss else ''}"
 
 
@@ -100,6 +103,16 @@ def _model_table(report: dict[str, Any], model: str) -> list[str]:
         size = f"{r['size_bytes'] / 1e6:.1f}" if r.get("size_bytes") else "-"
         cells = [r["variant"], size, *_speed_cells(r, base, head), *[_accuracy_cell(r, t) for t in tasks]]
         lines.append("| " + " | ".join(cells) + " |")
+    summary = pruning_summary(report["results"], model)
+    if summary:
+        parts = []
+        if summary["removed_fraction"] is not None:
+            parts.append(f"{100 * summary['removed_fraction']:.1f} % of encoder parameters removed")
+        if summary["speedup_over_int8"]:
+            parts.append(f"{summary['speedup_over_int8']:.2f}x int8's throughput")
+        if summary["smaller_than_fp32_onnx"]:
+            parts.append(f"{summary['smaller_than_fp32_onnx']:.2f}x smaller than the fp32 ONNX export")
+        lines += ["", "pruned-int8: " + ", ".join(parts) + "."]
     return [*lines, ""]
 
 

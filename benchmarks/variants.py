@@ -3,6 +3,8 @@
 ``torch-fp32`` is what a user runs without this project: the transformers model in eager mode, full
 MLM logits at every position for fill-mask, the encoder plus the model's pooling for embeddings.
 Every other variant is an artifact made by ``compress`` with that method, cached under ``--cache``.
+``pruned-int8`` first removes PRUNE_FRACTION of the encoder's parameters (heads and neurons, ranked
+by importance) and recovers by distillation on texts no accuracy suite scores, then quantizes like int8.
 
 A model is a models.yaml name or ``minilm-topic``, the topic classifier the benchmarks train
 (benchmarks/topic.py), whose model directory is cached under ``--cache`` too.
@@ -19,6 +21,7 @@ import numpy as np
 from compress.artifact import load_artifact, read_manifest
 
 if TYPE_CHECKING:
+    from compress.pipeline import PruneOptions
     from compress.sources import LoadedModel
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -30,7 +33,16 @@ RECIPES: dict[str, dict[str, object]] = {
     "int8-noopt": {"method": "int8"},
     "int4": {"method": "int4"},
     "int8-static": {"method": "int8-static"},
+    "pruned-int8": {"method": "int8", "optimize": "O1"},
 }
+# pruned-int8: fraction of encoder parameters removed, by model family (the pruning targets), and how
+# much dearer a head counts in the ranking (AntiBERTy's 8 heads of 64 are worth removing for speed).
+PRUNE_FRACTION = {"antiberty": 0.4, "minilm": 0.3}
+HEAD_COST_FACTOR = {"antiberty": 8.0, "minilm": 2.0}
+
+
+def _family(model: str) -> str:
+    return "antiberty" if model.startswith("antiberty") else "minilm"
 
 
 def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", threads: int = 2) -> LoadedModel:
@@ -70,8 +82,24 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
     loaded = load_bench_model(model, cache, catalog)
     extra = topic.compress_options(cache / f"{topic.NAME}-model") if model == topic.NAME else {}
     opts = RunOptions(bench=False, **RECIPES[variant], **extra)  # type: ignore[arg-type]
+    if variant.startswith("pruned"):
+        opts.prune = _prune_options(model, loaded, cache)
     compress_model(loaded, out, name=model, opts=opts, force=True)
     return out
+
+
+def _prune_options(model: str, loaded: LoadedModel, cache: Path) -> PruneOptions:
+    """Pruning of ``model`` for pruned-int8, distilled on the recovery texts (written to the cache)."""
+    from benchmarks.datasets import recovery_texts
+    from compress.pipeline import PruneOptions
+
+    data = cache / f"{model}-recovery.txt"
+    data.parent.mkdir(parents=True, exist_ok=True)
+    suite = {"antiberty": "masked_residue", "antiberty-species": "species", "antiberty-chain": "chain"}.get(model)
+    data.write_text("\n".join(recovery_texts(loaded.tokenizer, suite)) + "\n")
+    family = _family(model)
+    return PruneOptions(fraction=PRUNE_FRACTION[family], recover_data=str(data),
+                        head_cost_factor=HEAD_COST_FACTOR[family])
 
 
 def torch_baseline(loaded: LoadedModel, threads: int) -> Runner:

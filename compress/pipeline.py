@@ -60,6 +60,8 @@ class PruneOptions:
             data fitting the vocabulary, minus the validation texts).
         checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
         head_cost_factor: ``structured`` only: how much dearer a head's parameters count in the ranking.
+        rounds: prune in this many steps, scoring again before each (default: the method's).
+        score_batches: batches of 16 texts importance is measured on (default: the method's).
     """
 
     fraction: float
@@ -68,6 +70,8 @@ class PruneOptions:
     recover_data: str | None = None
     checkpoint: str | None = None
     head_cost_factor: float | None = None
+    rounds: int | None = None
+    score_batches: int | None = None
 
 
 @dataclass
@@ -364,10 +368,15 @@ def _prune(loaded: LoadedModel, opts: PruneOptions, validate_texts: list[str],
     """Prune and recover ``loaded`` as ``opts`` say; training texts never include the validation texts."""
     from compress.prune import make_config
     from compress.prune.distill import DistillConfig
+    from compress.prune.importance import ScoreConfig
     from compress.prune.workflow import prune_and_recover, recovery_texts
 
     try:
-        overrides = {"head_cost_factor": opts.head_cost_factor} if opts.head_cost_factor else {}
+        overrides: dict[str, Any] = {"head_cost_factor": opts.head_cost_factor} if opts.head_cost_factor else {}
+        if opts.rounds:
+            overrides["rounds"] = opts.rounds
+        if opts.score_batches:
+            overrides["scoring"] = ScoreConfig(batches=opts.score_batches)
         config = make_config(opts.method, opts.fraction, **overrides)
         recover = DistillConfig(steps=opts.recover_steps, checkpoint=str(checkpoint) if checkpoint else None)
     except (TypeError, ValueError) as e:

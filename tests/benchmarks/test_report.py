@@ -96,3 +96,22 @@ def test_a_variant_that_could_not_be_made_is_an_accuracy_miss():
     res = {"model": "m", "variant": "int4", "error": "m int4 could not be made: the gate", "accuracy": {}}
     assert [(m["kind"], m["message"]) for m in accuracy_misses(res)] == [
         ("accuracy", "not measured: m int4 could not be made: the gate")]
+
+
+@pytest.mark.parametrize(("pruned_tp", "pruned_bytes", "expected"), [
+    (170.0, 1.6e7, set()),  # 1.70x int8, 6.45x smaller: no miss
+    (150.0, 1.6e7, {"speed"}),  # 1.50x int8
+    (170.0, 2.0e7, {"size"}),  # 5.16x smaller
+])
+def test_pruned_variant_is_judged_against_int8_speed_and_fp32_size(pruned_tp, pruned_bytes, expected):
+    report = _report(int8_tp=100.0, topic_delta=0.0)
+    report["results"][1]["fp32_onnx_bytes"] = 1.032e8
+    report["results"].append(
+        {"model": "minilm", "variant": "pruned-int8", "artifact": "p", "size_bytes": pruned_bytes,
+         "fp32_onnx_bytes": 6.3e7, "pruning": {"removed_fraction": 0.4}, **_speed(pruned_tp),
+         "accuracy": {"topic": _acc(0.935, -0.5, agreement=0.95), "lee50": _acc(0.49, -2.0, cosine=0.975)}})
+    got = [m for m in misses(report["results"]) if m["variant"] == "pruned-int8"]
+    assert {m["kind"] for m in got} == expected  # and Lee-50's -2 points sit within its 3-point budget
+    text = markdown({**report, "misses": got})
+    assert f"pruned-int8: 40.0 % of encoder parameters removed, {pruned_tp / 100:.2f}x int8's throughput" in text
+    assert f"{1.032e8 / pruned_bytes:.2f}x smaller than the fp32 ONNX export" in text
