@@ -99,7 +99,7 @@ def bbc_probe_train() -> list[tuple[str, str]]:
     return out
 
 
-RECOVERY_SENTENCES = 3000
+RECOVERY_SENTENCES = 20000
 
 
 def recovery_texts(tokenizer: PreTrainedTokenizerBase, scored_on: str | None = None) -> list[str]:

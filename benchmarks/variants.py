@@ -39,6 +39,7 @@ RECIPES: dict[str, dict[str, object]] = {
 # much dearer a head counts in the ranking (AntiBERTy's 8 heads of 64 are worth removing for speed).
 PRUNE_FRACTION = {"antiberty": 0.4, "minilm": 0.3}
 HEAD_COST_FACTOR = {"antiberty": 8.0, "minilm": 2.0}
+RECOVER_STEPS = {"antiberty": 500, "minilm": 1000}  # distillation steps (compress's default is 300)
 
 
 def _family(model: str) -> str:
@@ -98,7 +99,7 @@ def _prune_options(model: str, loaded: LoadedModel, cache: Path) -> PruneOptions
     suite = {"antiberty": "masked_residue", "antiberty-species": "species", "antiberty-chain": "chain"}.get(model)
     data.write_text("\n".join(recovery_texts(loaded.tokenizer, suite)) + "\n")
     family = _family(model)
-    return PruneOptions(fraction=PRUNE_FRACTION[family], recover_data=str(data),
+    return PruneOptions(fraction=PRUNE_FRACTION[family], recover_data=str(data), recover_steps=RECOVER_STEPS[family],
                         head_cost_factor=HEAD_COST_FACTOR[family])
 
 

@@ -26,7 +26,7 @@ class PruneRecipe(BaseModel):
     model_config = ConfigDict(extra="forbid")
     fraction: float = Field(gt=0, lt=1, description="of the encoder's parameters")
     method: Literal["structured", "heads", "neurons", "layers", "magnitude"] = "structured"
-    recover_steps: int = Field(150, ge=0)
+    recover_steps: int = Field(300, ge=0)
     recover_data: str | None = None
     head_cost_factor: float | None = Field(None, gt=0)
 

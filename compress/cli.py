@@ -56,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--prune-method", choices=("structured", "heads", "neurons", "layers", "magnitude"),
                     default=None, help="structured (default: heads and neurons ranked together), heads, neurons, "
                     "layers, or magnitude (unstructured zeros: smaller stored sparsely, not faster)")
-    pr.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default 150; 0: none)")
+    pr.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default 300; 0: none)")
     pr.add_argument("--recover-data", help="text file, one example per line, to score and distil on "
                     "(default: in-domain data fitting the vocabulary)")
     pr.add_argument("--recover-checkpoint", help="checkpoint file; an interrupted run resumes from it "

@@ -66,7 +66,7 @@ class PruneOptions:
 
     fraction: float
     method: str = "structured"
-    recover_steps: int = 150
+    recover_steps: int = 300
     recover_data: str | None = None
     checkpoint: str | None = None
     head_cost_factor: float | None = None

@@ -32,8 +32,11 @@ Progress = Callable[[str], None]
 class DistillConfig:
     """How long and how hard to train the pruned model.
 
-    The default (150 steps of 16 texts of up to 128 tokens) takes a few minutes on 2 CPU cores for
-    models of AntiBERTy's size (26 M parameters) once they are pruned.
+    The default (300 steps of 16 texts of up to 128 tokens) takes about 7 minutes on 2 CPU cores for
+    AntiBERTy (26 M parameters) once it is pruned, 3 for MiniLM at 64 tokens. The learning rate is
+    high for fine-tuning: the student starts far from the teacher and has few steps to close the gap
+    (AntiBERTy at 40 %: 4.4 points of masked-residue accuracy lost after repair; 250 steps at 1e-4
+    left 1.35 points, 500 at 2e-4 left 0.96).
 
     Args:
         steps: optimizer steps (0: no recovery).
@@ -51,10 +54,10 @@ class DistillConfig:
         seed: of the batch order and masks.
     """
 
-    steps: int = 150
+    steps: int = 300
     batch_size: int = 16
     max_length: int = 128
-    lr: float = 3e-5
+    lr: float = 2e-4
     warmup: float = 0.1
     mask_rate: float = 0.15
     weights: LossWeights = field(default_factory=LossWeights)

@@ -1,7 +1,7 @@
 """Prune, repair and recover in one call, with the figures the manifest records: what ``--prune`` runs.
 
     loaded2, record = prune_and_recover(loaded, StructuredConfig(fraction=0.4), texts,
-                                        DistillConfig(steps=150, checkpoint="prune.ckpt"))
+                                        DistillConfig(steps=300, checkpoint="prune.ckpt"))
     compress_model(loaded2, out, name=..., opts=..., extra={"pruning": record})
 
 An interrupted run given the same checkpoint resumes: the pruned structure and weights come from the

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT
+from tests.conftest import ROOT, shared_cache
 
 
 @pytest.fixture(scope="session")
@@ -25,4 +25,4 @@ def antiberty_tokenizer():
 @pytest.fixture(scope="session")
 def bench_cache(tmp_path_factory) -> Path:
     """A benchmark cache directory (the trained topic classifier and its artifacts), once per session."""
-    return tmp_path_factory.mktemp("bench-cache")
+    return shared_cache(tmp_path_factory, "bench-cache")
