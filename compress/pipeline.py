@@ -170,19 +170,27 @@ def _threshold(task: str, opts: RunOptions) -> float:
 
 def _gated_quantize(base: Path, dst: Path, opts: RunOptions, config: Any, ctx: QuantContext,
                     vs: ValidationSet, ref: list, threshold: float, steps: _Steps,
-                    ) -> tuple[dict[str, Any], dict[str, float], list[str], dict[str, float]]:
-    """Quantize; while the gate fails, keep the most sensitive layers in fp32 and try again."""
+                    ) -> tuple[dict[str, Any], dict[str, float], list[str], dict[str, float], list]:
+    """Quantize; while the gate fails, keep the most sensitive layers in fp32 and try again.
+
+    Returns the details, the figures, the nodes kept in fp32, the sensitivities, and the kept
+    candidate's outputs on the whole validation set.
+    """
     task = vs.task
+
+    outputs: list = []
 
     def attempt(exclude: list[str], label: str, subset: int | None = None) -> tuple[dict[str, Any], dict[str, float]]:
         details = quantize(opts.method, base, dst, config, ctx, exclude)
         part = vs.head(subset) if subset else vs
         cand = collect(OnnxRunner(dst, threads=opts.threads), part, desc=label)
+        if not subset:
+            outputs[:] = cand
         return details, compare(part, ref[: len(part.batches)], cand)
 
     details, metrics = attempt([], "validating")
     if primary(task, metrics) >= threshold or not opts.gate:
-        return details, metrics, [], {}
+        return details, metrics, [], {}, outputs
     _progress(f"  accuracy gate: {PRIMARY[task]} {primary(task, metrics):.4f} < {threshold}; "
               "measuring which layers are sensitive")
     nodes = weight_nodes(base, get_method(opts.method).op_types)
@@ -197,7 +205,7 @@ def _gated_quantize(base: Path, dst: Path, opts: RunOptions, config: Any, ctx: Q
         _progress(f"  keeping {', '.join(order[:k])} in higher precision")
         details, metrics = attempt(exclude, f"validating (-{k} groups)")
         if primary(task, metrics) >= threshold:
-            return details, metrics, exclude, sensitivity
+            return details, metrics, exclude, sensitivity, outputs
     raise CompressError(
         f"{opts.method} cannot reach {PRIMARY[task]} >= {threshold} even with only one layer group "
         f"quantized (best {primary(task, metrics):.4f}); lower the threshold, pick another method, "
@@ -272,7 +280,8 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         sizes: dict[str, int] = {}
         if method == "fp32":
             shutil.copyfile(base, dst)
-            metrics = compare(vs, ref, collect(OnnxRunner(dst, threads=opts.threads), vs, "validating"))
+            cand_out = collect(OnnxRunner(dst, threads=opts.threads), vs, "validating")
+            metrics = compare(vs, ref, cand_out)
         elif method in BNB_METHODS:
             config = BnbConfig(kind=BNB_METHODS[method])
             loaded.model.save_pretrained(str(tmp), safe_serialization=True)
@@ -281,7 +290,8 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             qgraph = TaskGraph(quantized, task, mask_token_id=tok.mask_token_id,  # type: ignore[arg-type]
                                pooling=loaded.pooling)
             cand = TorchRunner(qgraph, ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
-            metrics = compare(vs, ref, collect(cand, vs, "validating"))
+            cand_out = collect(cand, vs, "validating")
+            metrics = compare(vs, ref, cand_out)
             sizes = {"fp32_memory_bytes": weight_bytes(loaded.model), "memory_bytes": weight_bytes(quantized)}
             details = {"backend": "torch", "quantized_at": "load", "note": "bitsandbytes is slower than fp32 on CPU"}
         else:
@@ -291,7 +301,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
                 calib = build_validation_set(task, tok, read_texts(calibration), max_length=max_length,
                                              batch_size=8).batches
             ctx = QuantContext(isa=isa, calibration=calib)
-            details, metrics, excluded, sensitivity = _gated_quantize(
+            details, metrics, excluded, sensitivity, cand_out = _gated_quantize(
                 base, dst, opts, config, ctx, vs, ref, threshold, steps)
         passed = primary(task, metrics) >= threshold
         if not passed and opts.gate:
@@ -308,7 +318,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
             og = TaskGraph(original.model, task, mask_token_id=tok.mask_token_id, pooling=original.pooling)
             ref0 = collect(TorchRunner(og, ginfo["inputs"], threads=opts.threads), vs,  # type: ignore[arg-type]
                            desc="unpruned original")
-            against_original = compare(vs, ref0, collect(cand_runner, vs, "artifact vs unpruned"))
+            against_original = compare(vs, ref0, cand_out)  # the candidate's outputs from validation
 
         speed: dict[str, Any] = {}
         if opts.bench:
