@@ -177,8 +177,7 @@ def _gated_quantize(base: Path, dst: Path, opts: RunOptions, config: Any, ctx: Q
     candidate's outputs on the whole validation set.
     """
     task = vs.task
-
-    outputs: list = []
+    outputs: list = []  # the last full validation's outputs, returned with the figures
 
     def attempt(exclude: list[str], label: str, subset: int | None = None) -> tuple[dict[str, Any], dict[str, float]]:
         details = quantize(opts.method, base, dst, config, ctx, exclude)
@@ -310,7 +309,6 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         if pruning is not None and pruning["method"] == "magnitude":
             sizes["dense_model_bytes"] = file_bytes(dst)
             pruning["sparse_storage"] = store_sparse(dst, dst)
-        cand_runner = cand if method in BNB_METHODS else OnnxRunner(dst, threads=opts.threads)
         against_original: dict[str, float] = {}
         if original is not None:
             # The gate above measures quantization against the pruned model; users also want the
@@ -324,6 +322,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         if opts.bench:
             steps("measuring speed (original PyTorch vs artifact, one batch)")
             batch = max(vs.batches, key=lambda b: b["input_ids"].shape[0])
+            cand_runner = cand if method in BNB_METHODS else OnnxRunner(dst, threads=opts.threads)
             speed = {"batch_size": int(batch["input_ids"].shape[0]),
                      "seq_len": int(batch["input_ids"].shape[1]),
                      "torch_fp32_seq_per_s": throughput(torch_runner, batch),
