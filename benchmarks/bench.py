@@ -1,7 +1,8 @@
 """One benchmark run: every model x variant, speed in fresh processes, accuracy on held-out data.
 
 For each model the torch-fp32 baseline is scored first on each of the model's tasks (accuracy.py);
-then each variant gets its speed (speed.py, on the model's own artifact) and its accuracy figures with
+then every variant's artifact is made (or taken from the cache), all of them are timed side by side in
+alternating rounds (speed.py, on the model's own artifact), and each gets its accuracy figures with
 the deltas against that baseline. Tasks that run on a sibling model (AntiBERTy's species and chain
 heads, the MiniLM topic classifier) use that sibling's artifact of the same variant.
 """
@@ -20,7 +21,7 @@ from benchmarks.criteria import criteria, misses
 from benchmarks.variants import BASELINE, RECIPES, artifact_runner, build_artifact, load_bench_model, torch_baseline
 from compress import CompressError
 
-QUICK_SPEED = {"batch_sizes": (32,), "buckets": ("medium",), "repeats": 3, "latency_runs": 10}
+QUICK_SPEED = {"batch_sizes": (32,), "buckets": ("medium",), "rounds": 5, "latency_runs": 10}
 
 
 @dataclass
@@ -85,8 +86,8 @@ def _score(opts: BenchOptions, task: str, variant: str) -> tuple[accuracy.TaskRe
     return result, {"model": model, "artifact": artifact}
 
 
-def _speed(opts: BenchOptions, model: str, variant: str) -> dict[str, Any]:
-    from benchmarks.speed import SpeedJob, measure
+def _variant_row(opts: BenchOptions, model: str, variant: str) -> dict[str, Any]:
+    """The row of (model, variant) with its artifact's size and pruning, or the error that kept it from being made."""
     from compress.artifact import read_manifest
 
     res: dict[str, Any] = {"model": model, "variant": variant, "threads": opts.threads, "artifact": None}
@@ -95,11 +96,6 @@ def _speed(opts: BenchOptions, model: str, variant: str) -> dict[str, Any]:
     except CompressError as e:  # e.g. the accuracy gate refuses the method: the row says so, the run goes on
         return {**res, "error": str(e)}
     res["artifact"] = artifact
-    if opts.speed:
-        _log(f"measuring {model} / {variant} ({opts.threads} threads)")
-        job = SpeedJob(model, variant, artifact, opts.threads, catalog=opts.catalog, cache=str(opts.cache),
-                       **(QUICK_SPEED if opts.quick else {}))  # type: ignore[arg-type]
-        res.update(measure(job), artifact=artifact)
     if artifact:
         m = read_manifest(artifact)
         res.update(size_bytes=m.sizes["model_bytes"], fp32_onnx_bytes=m.sizes["fp32_onnx_bytes"],
@@ -110,15 +106,34 @@ def _speed(opts: BenchOptions, model: str, variant: str) -> dict[str, Any]:
     return res
 
 
+def _measure_speed(opts: BenchOptions, model: str, rows: list[dict[str, Any]]) -> None:
+    """Time every variant of ``model`` that exists, side by side in alternating rounds (speed.py); in place."""
+    from benchmarks.speed import SpeedJob, SpeedSettings, measure_side_by_side
+
+    todo = [r for r in rows if not r.get("error")]
+    if not opts.speed or not todo:
+        return
+    settings = SpeedSettings(opts.threads, catalog=opts.catalog, cache=str(opts.cache),
+                             **(QUICK_SPEED if opts.quick else {}))  # type: ignore[arg-type]
+    _log(f"measuring {model}: {', '.join(r['variant'] for r in todo)} side by side, {settings.rounds} rounds "
+         f"({opts.threads} threads)")
+    jobs = [SpeedJob(model, r["variant"], r["artifact"]) for r in todo]
+    for row, figures in zip(todo, measure_side_by_side(jobs, settings, _log), strict=True):
+        if "error" in figures:  # loaded but not timed: the row keeps its accuracy, the report says why
+            figures["speed_error"] = figures.pop("error")
+        row.update({k: v for k, v in figures.items() if k not in ("model", "variant")})
+
+
 def _model_results(opts: BenchOptions, model: str) -> list[dict[str, Any]]:
     tasks = opts.tasks_of(model)
     base: dict[str, accuracy.TaskResult | None] = {}
     base_info: dict[str, dict[str, Any]] = {}
     for task in tasks:
         base[task], base_info[task] = _score(opts, task, BASELINE)
-    rows = []
-    for variant in opts.variants:
-        res = _speed(opts, model, variant)
+    rows = [_variant_row(opts, model, variant) for variant in opts.variants]
+    _measure_speed(opts, model, rows)
+    for res in rows:
+        variant = res["variant"]
         t0 = time.perf_counter()
         res["accuracy"] = {}
         for task in tasks:
@@ -128,7 +143,6 @@ def _model_results(opts: BenchOptions, model: str) -> list[dict[str, Any]]:
                 info = {**info, "error": "the torch-fp32 baseline of this task failed"}
             res["accuracy"][task] = {**accuracy.compare(result, reference), **info} if result else info
         res["accuracy_seconds"] = round(time.perf_counter() - t0, 1)
-        rows.append(res)
     return rows
 
 

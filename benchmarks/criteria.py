@@ -99,8 +99,9 @@ def speedup(res: dict[str, Any], base: dict[str, Any] | None, bucket: str, bs: i
 
 
 def speed_misses(results: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """int8 rows below MIN_SPEEDUP x torch-fp32 at batch 32 (medium inputs)."""
-    out = []
+    """Variants that could not be timed, and int8 rows below MIN_SPEEDUP x torch-fp32 at batch 32 (medium inputs)."""
+    out = [{"model": r["model"], "variant": r["variant"], "task": None, "kind": "speed",
+            "message": f"not timed: {r['speed_error']}"} for r in results if r.get("speed_error")]
     for r in results:
         if r["variant"] != SPEEDUP_VARIANT:
             continue

@@ -11,8 +11,9 @@
   ``model``, ``variant``, ``threads``, ``artifact`` (null for torch-fp32), ``size_bytes``,
   ``fp32_onnx_bytes``, ``validation`` (compress's gate figures from the manifest), ``error`` when
   the variant's artifact could not be made;
-  with speed: ``throughput`` [{``bucket``, ``batch_size``, ``seq_per_s``, ``tokens_per_s``, ``mean_tokens``}],
-  ``latency_ms`` {``p50``, ``p95``, ``p99``, ``mean``} (batch 1), ``peak_rss_bytes``;
+  with speed: ``throughput`` [{``bucket``, ``batch_size``, ``seq_per_s`` (median of the rounds), ``tokens_per_s``,
+  ``mean_tokens``, ``seq_per_s_rounds``}], ``rounds``, ``latency_ms`` {``p50``, ``p95``, ``p99``, ``mean``}
+  (batch 1), ``peak_rss_bytes``, or ``speed_error`` when the variant could not be timed;
   for pruned variants ``pruning`` {``method``, ``removed_fraction``, ``encoder_params_before``,
   ``encoder_params_after``, ``layers`` (per original layer: ``heads_kept``, ``neurons_kept``, ``removed``)};
   ``accuracy_seconds`` and ``accuracy`` {task: {``metric``, ``score`` (fraction; Spearman's rho),

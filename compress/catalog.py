@@ -24,11 +24,18 @@ class PruneRecipe(BaseModel):
     """The optional ``prune:`` block of a recipe (see ``compress run --prune``)."""
 
     model_config = ConfigDict(extra="forbid")
-    fraction: float = Field(gt=0, lt=1, description="of the encoder's parameters")
+    fraction: float | None = Field(None, gt=0, lt=1, description="of the encoder's parameters")
+    speedup: float | None = Field(None, gt=1, description="instead of a fraction: estimated int8 CPU speed-up")
     method: Literal["structured", "heads", "neurons", "layers", "magnitude"] = "structured"
     recover_steps: int = Field(300, ge=0)
     recover_data: str | None = None
     head_cost_factor: float | None = Field(None, gt=0)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> PruneRecipe:
+        if (self.fraction is None) == (self.speedup is None):
+            raise ValueError("prune: give fraction (e.g. 0.4) or speedup (e.g. 1.6), exactly one")
+        return self
 
 
 class Recipe(BaseModel):

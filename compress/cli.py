@@ -50,9 +50,10 @@ def _parser() -> argparse.ArgumentParser:
                    help="quantize embedding tables too (default: on for int8, off for int4)")
     q.add_argument("--calibration", help="text file, one example per line, for --int8-static")
     pr = run.add_argument_group("pruning (before quantization)")
-    pr.add_argument("--prune", type=float, metavar="FRACTION",
-                    help="remove this fraction of the encoder's parameters as whole heads and neurons, "
-                         "ranked by importance on sample data, then recover by distillation")
+    pr.add_argument("--prune", type=_prune_target, metavar="FRACTION|SPEEDUPx",
+                    help="remove this fraction of the encoder's parameters (0.4), or enough for this estimated "
+                         "int8 CPU speed-up (1.6x), as whole heads and neurons ranked by importance on sample "
+                         "data, then recover by distillation")
     pr.add_argument("--prune-method", choices=("structured", "heads", "neurons", "layers", "magnitude"),
                     default=None, help="structured (default: heads and neurons ranked together), heads, neurons, "
                     "layers, or magnitude (unstructured zeros: smaller stored sparsely, not faster)")
@@ -85,6 +86,24 @@ def _default_name(spec: str) -> str:
     return path.name or spec.replace("/", "-")
 
 
+def _prune_target(value: str) -> tuple[float | None, float | None]:
+    """``--prune``: "0.4" -> (fraction, None); "1.6x" -> (None, speed-up)."""
+    text = value.strip().lower()
+    try:
+        number = float(text[:-1] if text.endswith("x") else text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: give a fraction of parameters (0.4) or a speed-up (1.6x)") \
+            from None
+    if text.endswith("x"):
+        if not number > 1:
+            raise argparse.ArgumentTypeError(f"{value!r}: a speed-up must be above 1x, e.g. 1.6x")
+        return None, number
+    if not 0 < number < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: a fraction lies between 0 and 1 (exclusive), e.g. 0.4; "
+                                         "for a speed-up write 1.6x")
+    return number, None
+
+
 def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
     """--prune flags over the models.yaml recipe's ``prune:`` block; None when neither asks for pruning."""
     from compress.pipeline import PruneOptions
@@ -92,20 +111,20 @@ def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
     given = (args.prune_method, args.recover_steps, args.recover_data, args.recover_checkpoint)
     if args.prune is None and recipe is None:
         if any(v is not None for v in given):
-            raise CompressError("--prune-method/--recover-* need --prune FRACTION")
+            raise CompressError("--prune-method/--recover-* need --prune FRACTION or --prune SPEEDUPx")
         return None
-    fraction = args.prune if args.prune is not None else recipe.fraction
-    if not 0 < fraction < 1:
-        raise CompressError(f"--prune takes a fraction between 0 and 1 (exclusive), e.g. 0.4; got {fraction}")
+    fraction, speedup = args.prune if args.prune is not None else (recipe.fraction, recipe.speedup)
     if args.recover_steps is not None and args.recover_steps < 0:
         raise CompressError("--recover-steps must be 0 or more")
     if args.recover_data and not Path(args.recover_data).is_file():
         raise CompressError(f"--recover-data {args.recover_data}: no such file")
     base = recipe.model_dump() if recipe is not None else {}
     base.pop("fraction", None)
+    base.pop("speedup", None)
     chosen = {"method": args.prune_method, "recover_steps": args.recover_steps, "recover_data": args.recover_data,
               "checkpoint": args.recover_checkpoint}
-    return PruneOptions(fraction=fraction, **{**base, **{k: v for k, v in chosen.items() if v is not None}})
+    return PruneOptions(fraction=fraction, speedup=speedup,
+                        **{**base, **{k: v for k, v in chosen.items() if v is not None}})
 
 
 def _run_one(args: argparse.Namespace, spec: str) -> None:
@@ -141,7 +160,8 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     elif entry and (args.method is None or args.method == entry.recipe.method) and args.prune is None:
         out = entry.default_artifact()
     else:
-        tag = f"pruned{round(100 * prune.fraction)}-" if prune else ""
+        tag = ("" if not prune else f"pruned{prune.speedup:g}x-" if prune.speedup
+               else f"pruned{round(100 * prune.fraction)}-")
         out = Path("artifacts") / f"{name}-{tag}{method}"
     from compress.artifact import check_writable
 

@@ -48,6 +48,10 @@ def _pruning_rows(m: Manifest) -> list[tuple[str, str]]:
     rows = [("pruned", f"{100 * p['removed_fraction']:.1f} % of encoder parameters ({p['method']}), "
                        + (f"recovered {rec['steps']} steps (loss {rec['first_loss']:.3f} -> {rec['last_loss']:.3f})"
                           if rec.get("steps") else "not recovered"))]
+    est = p.get("estimated_speedup")
+    if est:
+        rows.append(("estimated speed-up", f"{est['value']:.2f}x (int8 CPU cost model, {est['seq_len']} tokens; "
+                                           "the speed row above is measured)"))
     kept = [r for r in p.get("layers", []) if not r["removed"]]
     if kept:
         rows.append(("layers kept", ", ".join(f"{r['layer']}: {len(r['heads_kept'])}h/{r['neurons_kept']}n"

@@ -101,20 +101,31 @@ def method_for(config: Any) -> Method:
                      f"registered: {', '.join(f'{m.name} ({m.config_cls.__name__})' for m in _METHODS.values())}")
 
 
-def make_config(method: str, fraction: float, **overrides: Any) -> Any:
-    """The config of ``method`` for a ``--prune FRACTION`` flag: the fraction of encoder parameters
-    (``structured``), of heads (``heads``), of neurons (``neurons``), of layers (``layers``) or of
-    linear weights zeroed (``magnitude``); other fields from ``overrides``.
+def make_config(method: str, fraction: float | None = None, *, speedup: float | None = None, **overrides: Any) -> Any:
+    """The config of ``method`` for a ``--prune`` flag: ``--prune FRACTION`` is the fraction of encoder
+    parameters (``structured``), of heads (``heads``), of neurons (``neurons``), of layers (``layers``) or of
+    linear weights zeroed (``magnitude``); ``--prune 1.6x`` is an estimated speed-up (``structured`` only).
+    Other fields come from ``overrides``.
 
     Raises:
-        ValueError: unknown method, or a fraction the method cannot take.
+        ValueError: unknown method, or a target the method cannot take.
 
     Example:
         >>> make_config("structured", 0.4).fraction
         0.4
+        >>> make_config("structured", speedup=1.6).speedup
+        1.6
     """
     cls = get_method(method).config_cls
-    key = "sparsity" if "sparsity" in {f.name for f in fields(cls)} else "fraction"
+    names = {f.name for f in fields(cls)}
+    if speedup is not None:
+        if "speedup" not in names:
+            raise ValueError(f"a speed-up target (--prune {speedup:g}x) needs the structured method; "
+                             f"{method} takes a fraction, e.g. --prune 0.4")
+        return cls(speedup=speedup, **overrides)
+    if fraction is None:
+        raise ValueError("give a fraction (--prune 0.4) or a speed-up (--prune 1.6x)")
+    key = "sparsity" if "sparsity" in names else "fraction"
     return cls(**{key: fraction, **overrides})
 
 

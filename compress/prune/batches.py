@@ -58,3 +58,7 @@ class BatchStream:
 
     def batches(self, n: int, start: int = 0) -> list[dict[str, torch.Tensor]]:
         return [self.batch(start + i) for i in range(n)]
+
+    def padded_length(self, n: int = 8) -> int:
+        """Mean padded length of ``n`` batches: the sequence length the model runs at (attention grows with it)."""
+        return round(float(np.mean([self.batch(i)["input_ids"].shape[1] for i in range(n)])))

@@ -13,9 +13,10 @@ from compress.data import encode, mask_tokens
 from compress.export import TaskGraph, export_onnx
 from compress.prune import get_method, methods, prune_model
 from compress.prune.batches import BatchStream
+from compress.prune.cost import TimeCost
 from compress.prune.distill import DistillConfig, distill
 from compress.prune.heads import HeadsConfig
-from compress.prune.importance import ScoreConfig, gates, layer_importance, unit_importance
+from compress.prune.importance import Importance, ScoreConfig, gates, layer_importance, unit_importance
 from compress.prune.layers import LayersConfig
 from compress.prune.magnitude import MagnitudeConfig, linear_weights, schedule, store_sparse, zeros_fraction
 from compress.prune.model_parts import all_parts, encoder_params, head_cost, neuron_cost, set_layers
@@ -23,7 +24,7 @@ from compress.prune.neurons import NeuronsConfig
 from compress.prune.objectives import LossWeights, distill_loss, run
 from compress.prune.plan import PrunePlan, apply_plan, compose, plan_shape
 from compress.prune.reconstruct import reconstruct
-from compress.prune.structured import StructuredConfig
+from compress.prune.structured import StructuredConfig, select
 from compress.prune.workflow import prune_and_recover
 from compress.runtime import OnnxRunner, TorchRunner
 from compress.sources import load_model
@@ -135,6 +136,50 @@ def test_structured_meets_the_fraction_and_keeps_a_head_per_layer(bert):
     rec = result.record()
     assert rec["method"] == "structured" and rec["plan"] == result.plan.to_dict()
     assert rec["config"]["fraction"] == 0.5 and bert.model is not result.model
+    assert rec["estimated_speedup"]["value"] > 1 and rec["estimated_speedup"]["seq_len"] <= 32
+
+
+def test_structured_targets_are_a_fraction_or_a_speedup():
+    assert StructuredConfig().fraction == 0.4 and StructuredConfig().head_cost_factor == 2.0
+    fast = StructuredConfig(speedup=1.6)
+    assert fast.fraction is None and fast.head_cost_factor == 1.0  # estimated time already counts attention
+    with pytest.raises(ValueError, match="not both"):
+        StructuredConfig(fraction=0.4, speedup=1.6)
+    with pytest.raises(ValueError, match="above 1"):
+        StructuredConfig(speedup=0.8)
+
+
+@pytest.mark.parametrize("target", [1.2, 1.45])  # the tiny model reaches 1.59x at most
+def test_speed_budget_removes_just_enough_estimated_time(bert, target):
+    cfg = StructuredConfig(speedup=target, seq_len=32, min_neurons=16, neuron_multiple=8, rounds=2, scoring=SCORING)
+    result = prune_model(bert, cfg, SENTENCES)
+    clock = TimeCost(seq_len=32)
+    before, after = clock.encoder(bert.model), clock.encoder(result.model)
+    assert before / after >= target
+    assert result.record()["estimated_speedup"] == {"value": round(before / after, 3), "seq_len": 32}
+    # greedy by whole units: one unit less would miss the target
+    parts = all_parts(bert.model)[0]
+    assert after > before / target - max(clock.head(parts), 8 * clock.neuron(parts))
+    assert all(len(r["heads_kept"]) >= 1 and r["neurons_kept"] >= 16 for r in result.layers)
+
+
+def test_time_cost_makes_heads_dearer_for_long_sequences(bert):
+    parts = all_parts(bert.model)
+    short, long = TimeCost(seq_len=8), TimeCost(seq_len=512)
+    assert long.head(parts[0]) > 4 * short.head(parts[0]) and long.neuron(parts[0]) == short.neuron(parts[0])
+    # Every head scores 1, every neuron 0.005: per unit of time a neuron is cheaper to lose at 8 tokens,
+    # a head at 512, where its attention work dominates; the first unit removed shows the ranking.
+    imp = Importance(heads=[torch.ones(4) for _ in parts], neurons=[torch.full((128,), 0.005) for _ in parts])
+    cfg = StructuredConfig(speedup=1.3, neuron_multiple=8, min_neurons=16)
+    first = {clock.seq_len: select(parts, imp, cfg, 1.0, clock) for clock in (short, long)}
+    assert first[8].neurons and not any(first[8].heads.values())
+    assert sum(map(len, first[512].heads.values())) == 1 and not first[512].neurons
+
+
+def test_speed_budget_out_of_reach_says_how_far_it_can_go(bert):
+    cfg = StructuredConfig(speedup=20, seq_len=32, min_neurons=16, neuron_multiple=8, scoring=SCORING)
+    with pytest.raises(ValueError, match=r"out of reach .* at most \d+\.\d+x"):
+        prune_model(bert, cfg, SENTENCES)
 
 
 def test_layers_method_keeps_the_layer_that_matters_more(bert):

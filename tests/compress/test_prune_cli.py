@@ -100,10 +100,21 @@ def test_magnitude_pruning_is_stored_sparsely_and_says_it_is_not_faster(tiny, sp
     assert logits.shape == (3, 3) and np.isfinite(logits).all()
 
 
+@pytest.mark.parametrize(("value", "message"), [
+    ("1.5", "between 0 and 1"), ("0", "between 0 and 1"), ("0.9x", "above 1x"), ("fast", "or a speed-up (1.6x)"),
+])
+def test_prune_flag_takes_a_fraction_or_a_speedup(tiny, tmp_path, capsys, value, message):
+    with pytest.raises(SystemExit) as e:
+        _run(str(tiny("bert", "fill-mask")), "--out", str(tmp_path / "art"), "--prune", value)
+    assert e.value.code == 2 and message in capsys.readouterr().err
+    assert not (tmp_path / "art").exists()
+
+
 @pytest.mark.parametrize(("extra", "message"), [
-    (["--prune", "1.5"], "between 0 and 1"),
     (["--prune", "0.3", "--bnb-int8"], "per-layer head and neuron counts"),
     (["--recover-steps", "3"], "need --prune FRACTION"),
+    (["--prune", "1.5x", "--prune-method", "heads"], "needs the structured method"),
+    (["--prune", "20x", "--recover-steps", "0"], "out of reach by heads and neurons alone"),
     (["--prune", "0.3", "--recover-data", "missing.txt"], "no such file"),
     (["--prune", "0.99", "--prune-method", "heads"], "can go (keeping 1 per layer)"),
 ])
@@ -112,3 +123,30 @@ def test_bad_prune_flags_are_clear_errors_and_write_nothing(tiny, tmp_path, caps
     assert _run(str(tiny("bert", "fill-mask")), "--out", str(out), *extra) == 2
     assert message in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_speed_budget_run_records_its_estimate(tiny, split, tmp_path):
+    src, (train, val) = tiny("bert", "embedding"), split
+    out = tmp_path / "fast"
+    assert _run(str(src), "--int8", "--prune", "1.3x", "--recover-steps", "2", "--recover-data", str(train),
+                "--validate", str(val), "--out", str(out), "--no-gate") == 0
+    p = read_manifest(out).pruning
+    assert p["config"]["speedup"] == 1.3 and p["config"]["fraction"] is None
+    assert p["estimated_speedup"]["value"] >= 1.3
+    assert "estimated speed-up" in (out / "report.md").read_text()
+
+
+def test_models_yaml_prune_block_takes_a_fraction_or_a_speedup():
+    from pydantic import ValidationError
+
+    from compress.catalog import PruneRecipe
+    from compress.cli import _parser, _prune_options
+
+    for bad in ({}, {"fraction": 0.4, "speedup": 1.6}, {"speedup": 0.9}):
+        with pytest.raises(ValidationError, match=r"exactly one|greater than 1"):
+            PruneRecipe(**bad)
+    args = _parser().parse_args(["run", "model.pt"])
+    opts = _prune_options(args, PruneRecipe(speedup=1.6, recover_steps=50))
+    assert (opts.fraction, opts.speedup, opts.recover_steps) == (None, 1.6, 50)
+    args = _parser().parse_args(["run", "model.pt", "--prune", "0.3"])  # the flag wins over the recipe
+    assert (_prune_options(args, PruneRecipe(speedup=1.6)).fraction, _prune_options(args, None).speedup) == (0.3, None)
