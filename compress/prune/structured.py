@@ -48,7 +48,7 @@ class StructuredConfig:
         rounds: prune in this many steps, scoring again before each.
         head_cost_factor: weight of a head's cost in the ranking, not in the target (default 2 with a
             fraction, 1 with a speed-up).
-        seq_len: tokens per sequence the time estimate is for (default: the sample texts' mean).
+        seq_len: tokens per sequence the time estimate is for (default: the sample batches' mean padded length).
         refit: least-squares repair after each round (None: off).
         heads: rank heads (off: neurons only).
         neurons: rank neurons (off: heads only).
@@ -81,7 +81,7 @@ class StructuredConfig:
             object.__setattr__(self, "head_cost_factor", 2.0 if self.speedup is None else 1.0)
         if self.min_heads < 1 or self.min_neurons < 1 or self.neuron_multiple < 1 or self.rounds < 1:
             raise ValueError("min_heads, min_neurons, neuron_multiple and rounds must be at least 1")
-        if self.head_cost_factor is not None and self.head_cost_factor <= 0:
+        if self.head_cost_factor is not None and self.head_cost_factor <= 0:  # set above; for the type checker
             raise ValueError(f"head_cost_factor must be positive, got {self.head_cost_factor}")
         if not (self.heads or self.neurons):
             raise ValueError("rank heads, neurons or both")
