@@ -1,0 +1,21 @@
+"""The pruned-int8 recipes: what each benchmark model is pruned to and distilled on."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+from benchmarks import datasets, variants
+
+
+def test_pruned_recipes_distil_classifiers_shorter_on_texts_their_suite_never_scores(antiberty_tokenizer, tmp_path):
+    loaded = SimpleNamespace(tokenizer=antiberty_tokenizer)
+    fill_mask = variants._prune_options("antiberty", loaded, tmp_path)
+    species = variants._prune_options("antiberty-species", loaded, tmp_path)
+    for opts in (fill_mask, species):
+        assert (opts.fraction, opts.head_cost_factor) == (0.4, 8.0)
+    assert fill_mask.recover_steps == 1000 and species.recover_steps == 500
+    texts = {t.replace(" ", "") for t in Path(species.recover_data).read_text().split("\n") if t}
+    scored = {a.sequence for a in datasets.labelled_germlines(antiberty_tokenizer, "species")}
+    assert len(texts) == len(datasets.held_out_germlines(antiberty_tokenizer)) - len(scored)
+    assert not texts & scored and species.recover_data != fill_mask.recover_data
