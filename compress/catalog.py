@@ -29,6 +29,7 @@ class PruneRecipe(BaseModel):
     method: Literal["structured", "heads", "neurons", "layers", "magnitude"] = "structured"
     recover_steps: int = Field(300, ge=0)
     recover_data: str | None = None
+    recover_hidden_weight: float | None = Field(None, ge=0, description="hidden-state MSE weight in distillation")
     head_cost_factor: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")

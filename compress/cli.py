@@ -60,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     pr.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default 300; 0: none)")
     pr.add_argument("--recover-data", help="text file, one example per line, to score and distil on "
                     "(default: in-domain data fitting the vocabulary)")
+    pr.add_argument("--recover-hidden-weight", type=float, default=None, metavar="W",
+                    help="weight of the hidden-state MSE against the task's distillation loss (default 1)")
     pr.add_argument("--recover-checkpoint", help="checkpoint file; an interrupted run resumes from it "
                     "(default: beside the artifact, removed when it is written)")
     v = run.add_argument_group("validation")
@@ -108,7 +110,8 @@ def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
     """--prune flags over the models.yaml recipe's ``prune:`` block; None when neither asks for pruning."""
     from compress.pipeline import PruneOptions
 
-    given = (args.prune_method, args.recover_steps, args.recover_data, args.recover_checkpoint)
+    given = (args.prune_method, args.recover_steps, args.recover_data, args.recover_checkpoint,
+             args.recover_hidden_weight)
     if args.prune is None and recipe is None:
         if any(v is not None for v in given):
             raise CompressError("--prune-method/--recover-* need --prune FRACTION or --prune SPEEDUPx")
@@ -116,13 +119,15 @@ def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
     fraction, speedup = args.prune if args.prune is not None else (recipe.fraction, recipe.speedup)
     if args.recover_steps is not None and args.recover_steps < 0:
         raise CompressError("--recover-steps must be 0 or more")
+    if args.recover_hidden_weight is not None and args.recover_hidden_weight < 0:
+        raise CompressError("--recover-hidden-weight must be 0 or more")
     if args.recover_data and not Path(args.recover_data).is_file():
         raise CompressError(f"--recover-data {args.recover_data}: no such file")
     base = recipe.model_dump() if recipe is not None else {}
     base.pop("fraction", None)
     base.pop("speedup", None)
     chosen = {"method": args.prune_method, "recover_steps": args.recover_steps, "recover_data": args.recover_data,
-              "checkpoint": args.recover_checkpoint}
+              "checkpoint": args.recover_checkpoint, "recover_hidden_weight": args.recover_hidden_weight}
     return PruneOptions(fraction=fraction, speedup=speedup,
                         **{**base, **{k: v for k, v in chosen.items() if v is not None}})
 

@@ -57,6 +57,8 @@ class PruneOptions:
         speedup: instead of a fraction, an estimated int8 CPU speed-up of the encoder (``structured``).
         method: a registered pruning method (:func:`compress.prune.methods`).
         recover_steps: distillation steps (0: none).
+        recover_hidden_weight: weight of the hidden-state MSE against the task's distillation loss
+            (default 1; see :class:`compress.prune.objectives.LossWeights`).
         recover_data: text file, one example per line, to score and distil on (default: in-domain
             data fitting the vocabulary, minus the validation texts).
         checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
@@ -70,6 +72,7 @@ class PruneOptions:
     method: str = "structured"
     recover_steps: int = 300
     recover_data: str | None = None
+    recover_hidden_weight: float | None = None
     checkpoint: str | None = None
     head_cost_factor: float | None = None
     rounds: int | None = None
@@ -381,6 +384,7 @@ def _prune(loaded: LoadedModel, opts: PruneOptions, validate_texts: list[str],
     from compress.prune import make_config
     from compress.prune.distill import DistillConfig
     from compress.prune.importance import ScoreConfig
+    from compress.prune.objectives import LossWeights
     from compress.prune.workflow import prune_and_recover, recovery_texts
 
     try:
@@ -390,7 +394,10 @@ def _prune(loaded: LoadedModel, opts: PruneOptions, validate_texts: list[str],
         if opts.score_batches:
             overrides["scoring"] = ScoreConfig(batches=opts.score_batches)
         config = make_config(opts.method, opts.fraction, speedup=opts.speedup, **overrides)
-        recover = DistillConfig(steps=opts.recover_steps, checkpoint=str(checkpoint) if checkpoint else None)
+        hidden = opts.recover_hidden_weight
+        weights = LossWeights() if hidden is None else LossWeights(hidden=hidden)
+        recover = DistillConfig(steps=opts.recover_steps, weights=weights,
+                                checkpoint=str(checkpoint) if checkpoint else None)
     except (TypeError, ValueError) as e:
         raise CompressError(f"--prune: {e}") from None
     held_out = set(validate_texts)

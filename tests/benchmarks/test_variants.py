@@ -15,6 +15,7 @@ def test_pruned_recipes_distil_classifiers_shorter_on_texts_their_suite_never_sc
     for opts in (fill_mask, species):
         assert (opts.fraction, opts.head_cost_factor) == (0.4, 8.0)
     assert fill_mask.recover_steps == 1000 and species.recover_steps == 500
+    assert fill_mask.recover_hidden_weight is None and species.recover_hidden_weight is None
     texts = {t.replace(" ", "") for t in Path(species.recover_data).read_text().split("\n") if t}
     scored = {a.sequence for a in datasets.labelled_germlines(antiberty_tokenizer, "species")}
     assert len(texts) == len(datasets.held_out_germlines(antiberty_tokenizer)) - len(scored)

@@ -32,7 +32,7 @@ def test_pruned_artifact_records_what_was_removed(tiny, split, tmp_path):
     out, plain = tmp_path / "pruned", tmp_path / "plain"
     assert _run(str(src), "--fp32", "--out", str(plain), "--validate", str(val)) == 0
     assert _run(str(src), "--int8", "--prune", "0.3", "--recover-steps", "6", "--recover-data", str(train),
-                "--validate", str(val), "--out", str(out), "--no-gate") == 0
+                "--recover-hidden-weight", "4", "--validate", str(val), "--out", str(out), "--no-gate") == 0
     m = read_manifest(out)
     p = m.pruning
     assert p is not None and p["method"] == "structured"
@@ -43,6 +43,7 @@ def test_pruned_artifact_records_what_was_removed(tiny, split, tmp_path):
     assert len(p["layers"]) == 2 and all(1 <= len(r["heads_kept"]) <= 4 for r in p["layers"])
     assert all(64 <= r["neurons_kept"] <= 128 and r["neurons_kept"] % 16 == 0 for r in p["layers"])
     assert p["recovery"]["steps"] == 6 and p["recovery"]["data"] == str(train)
+    assert p["recovery"]["config"]["weights"]["hidden"] == 4.0 and m.recipe["prune"]["recover_hidden_weight"] == 4.0
     assert set(p["validation"]) == {"pruned", "recovered"}
     assert "top1_agreement" in m.validation["against_unpruned"]
     # the removed parameters are gone from the graph, not zeroed
@@ -116,6 +117,8 @@ def test_prune_flag_takes_a_fraction_or_a_speedup(tiny, tmp_path, capsys, value,
     (["--prune", "1.5x", "--prune-method", "heads"], "needs the structured method"),
     (["--prune", "20x", "--recover-steps", "0"], "out of reach by heads and neurons alone"),
     (["--prune", "0.3", "--recover-data", "missing.txt"], "no such file"),
+    (["--prune", "0.3", "--recover-hidden-weight", "-1"], "--recover-hidden-weight must be 0 or more"),
+    (["--recover-hidden-weight", "2"], "need --prune FRACTION"),
     (["--prune", "0.99", "--prune-method", "heads"], "can go (keeping 1 per layer)"),
 ])
 def test_bad_prune_flags_are_clear_errors_and_write_nothing(tiny, tmp_path, capsys, extra, message):
@@ -146,7 +149,7 @@ def test_models_yaml_prune_block_takes_a_fraction_or_a_speedup():
         with pytest.raises(ValidationError, match=r"exactly one|greater than 1"):
             PruneRecipe(**bad)
     args = _parser().parse_args(["run", "model.pt"])
-    opts = _prune_options(args, PruneRecipe(speedup=1.6, recover_steps=50))
-    assert (opts.fraction, opts.speedup, opts.recover_steps) == (None, 1.6, 50)
+    opts = _prune_options(args, PruneRecipe(speedup=1.6, recover_steps=50, recover_hidden_weight=10))
+    assert (opts.fraction, opts.speedup, opts.recover_steps, opts.recover_hidden_weight) == (None, 1.6, 50, 10)
     args = _parser().parse_args(["run", "model.pt", "--prune", "0.3"])  # the flag wins over the recipe
     assert (_prune_options(args, PruneRecipe(speedup=1.6)).fraction, _prune_options(args, None).speedup) == (0.3, None)
