@@ -57,10 +57,10 @@ class PruneOptions:
         speedup: instead of a fraction, an estimated int8 CPU speed-up of the encoder (``structured``).
         method: a registered pruning method (:func:`compress.prune.methods`).
         recover_steps: distillation steps (0: none).
-        recover_hidden_weight: weight of the hidden-state MSE against the task's distillation loss
-            (default 1; see :class:`compress.prune.objectives.LossWeights`).
         recover_data: text file, one example per line, to score and distil on (default: in-domain
             data fitting the vocabulary, minus the validation texts).
+        recover_hidden_weight: weight of the hidden-state MSE against the task's distillation loss
+            (default 1; see :class:`compress.prune.objectives.LossWeights`).
         checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
         head_cost_factor: ``structured`` only: how much dearer a head counts in the ranking.
         rounds: prune in this many steps, scoring again before each (default: the method's).
