@@ -7,7 +7,9 @@
   (200 per topic) that only evaluates. An article's text is its title and first lines (48 words,
   cut at 64 tokens).
 - Recovery texts: what a pruned variant scores importance and distils on: held-out germlines minus
-  the ones its own suite scores, or sentences of BBC train-split articles.
+  the ones its own suite scores, or passages of 1 to RECOVERY_WINDOW consecutive sentences of BBC
+  train-split articles and of gensim's Lee background corpus (300 news documents from Lee-50's
+  source, none of them among the 50).
 - Lee-50: gensim's 50 news documents with the human similarity matrix; the upper triangle (1,225
   pairs) is the reference, as in gensim's ``test_lee.py``.
 """
@@ -99,7 +101,12 @@ def bbc_probe_train() -> list[tuple[str, str]]:
     return out
 
 
-RECOVERY_SENTENCES = 20000
+RECOVERY_WINDOW = 4  # sentences per English recovery passage, at most
+
+
+def _sentences(text: str) -> list[str]:
+    """The sentences of ``text`` of 6 words or more."""
+    return [s.strip() for s in re.split(r"(?<=[.!?])\s+", text) if len(s.split()) >= 6]
 
 
 def recovery_texts(tokenizer: PreTrainedTokenizerBase, scored_on: str | None = None) -> list[str]:
@@ -107,8 +114,11 @@ def recovery_texts(tokenizer: PreTrainedTokenizerBase, scored_on: str | None = N
     its own accuracy suite scores.
 
     Antibodies: held-out germlines minus the draw of ``scored_on`` ("masked_residue", "species" or
-    "chain"). English: up to RECOVERY_SENTENCES sentences of the BBC train-split articles (the BBC
-    suites score test-split articles; Lee-50 is another corpus).
+    "chain"). English: every run of 1 to RECOVERY_WINDOW consecutive sentences (about 80,000) of the
+    BBC train-split articles, leaving out the sentences a test-split article (what the BBC suites
+    score) also holds, and of gensim's ``lee_background.cor``: news from Lee-50's source, without its
+    50. Passages of mixed length show the pruned model longer texts than single sentences do (Lee-50
+    scores documents of up to 256 tokens); see benchmarks/variants.py for what they gave.
     """
     if is_residue_vocab(tokenizer):
         draws = {"masked_residue": lambda: fill_mask_germlines(tokenizer),
@@ -118,11 +128,14 @@ def recovery_texts(tokenizer: PreTrainedTokenizerBase, scored_on: str | None = N
             raise ValueError(f"scored_on must be one of {', '.join(draws)} for antibodies, got {scored_on!r}")
         scored = {a.sequence for a in draws[scored_on]()}
         return [space_residues(a.sequence) for a in held_out_germlines(tokenizer) if a.sequence not in scored]
-    train = {text for _, text in bbc_split()[0]}
-    sentences = [s.strip() for _, article in bbc_articles() if bbc_text(article) in train
-                 for para in article.split("\n")[1:] for s in re.split(r"(?<=[.!?])\s+", para)
-                 if len(s.split()) >= 6]
-    return draw(sorted(set(sentences)), RECOVERY_SENTENCES, SEED + 3)
+    train, test = ({text for _, text in part} for part in bbc_split())
+    scored = " ".join(test)  # near-duplicate articles share sentences across the split: drop those
+    docs = [[s for para in article.split("\n")[1:] for s in _sentences(para) if s not in scored]
+            for _, article in bbc_articles() if bbc_text(article) in train]
+    docs += [_sentences(doc) for doc in lee_background()]
+    passages = (" ".join(doc[i:i + k]) for doc in docs for k in range(1, RECOVERY_WINDOW + 1)
+                for i in range(len(doc) - k + 1))
+    return list(dict.fromkeys(passages))  # in order, each once (near-duplicate articles repeat runs)
 
 
 def _gensim_test_data() -> Path:
@@ -130,6 +143,13 @@ def _gensim_test_data() -> Path:
     if spec is None or not spec.submodule_search_locations:
         raise ValueError("Lee-50 ships with gensim's test data: pip install 'gensim>=4.3'")
     return Path(next(iter(spec.submodule_search_locations))) / "test" / "test_data"
+
+
+@functools.cache
+def lee_background() -> tuple[str, ...]:
+    """gensim's Lee background corpus: 300 news documents (unlabelled) from Lee-50's source."""
+    path = _gensim_test_data() / "lee_background.cor"
+    return tuple(line.strip() for line in path.read_text(encoding="latin1").splitlines() if line.strip())
 
 
 @functools.cache

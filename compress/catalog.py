@@ -30,6 +30,7 @@ class PruneRecipe(BaseModel):
     recover_steps: int = Field(300, ge=0)
     recover_data: str | None = None
     recover_hidden_weight: float | None = Field(None, ge=0, description="hidden-state MSE weight in distillation")
+    recover_group_by_length: bool | None = Field(None, description="distil on batches of similar-length texts")
     head_cost_factor: float | None = Field(None, gt=0)
 
     @model_validator(mode="after")

@@ -62,6 +62,8 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: in-domain data fitting the vocabulary)")
     pr.add_argument("--recover-hidden-weight", type=float, default=None, metavar="W",
                     help="weight of the hidden-state MSE against the task's distillation loss (default 1)")
+    pr.add_argument("--recover-group-by-length", action=argparse.BooleanOptionalAction, default=None,
+                    help="distil on batches of texts of similar length: less padding, faster (default: on)")
     pr.add_argument("--recover-checkpoint", help="checkpoint file; an interrupted run resumes from it "
                     "(default: beside the artifact, removed when it is written)")
     v = run.add_argument_group("validation")
@@ -111,7 +113,7 @@ def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
     from compress.pipeline import PruneOptions
 
     given = (args.prune_method, args.recover_steps, args.recover_data, args.recover_checkpoint,
-             args.recover_hidden_weight)
+             args.recover_hidden_weight, args.recover_group_by_length)
     if args.prune is None and recipe is None:
         if any(v is not None for v in given):
             raise CompressError("--prune-method/--recover-* need --prune FRACTION or --prune SPEEDUPx")
@@ -127,7 +129,8 @@ def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
     base.pop("fraction", None)
     base.pop("speedup", None)
     chosen = {"method": args.prune_method, "recover_steps": args.recover_steps, "recover_data": args.recover_data,
-              "checkpoint": args.recover_checkpoint, "recover_hidden_weight": args.recover_hidden_weight}
+              "checkpoint": args.recover_checkpoint, "recover_hidden_weight": args.recover_hidden_weight,
+              "recover_group_by_length": args.recover_group_by_length}
     return PruneOptions(fraction=fraction, speedup=speedup,
                         **{**base, **{k: v for k, v in chosen.items() if v is not None}})
 

@@ -61,6 +61,8 @@ class PruneOptions:
             data fitting the vocabulary, minus the validation texts).
         recover_hidden_weight: weight of the hidden-state MSE against the task's distillation loss
             (default 1; see :class:`compress.prune.objectives.LossWeights`).
+        recover_group_by_length: batch distillation texts of similar length together (default on; off:
+            random batches, see :class:`compress.prune.distill.DistillConfig`).
         checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
         head_cost_factor: ``structured`` only: how much dearer a head counts in the ranking.
         rounds: prune in this many steps, scoring again before each (default: the method's).
@@ -73,6 +75,7 @@ class PruneOptions:
     recover_steps: int = 300
     recover_data: str | None = None
     recover_hidden_weight: float | None = None
+    recover_group_by_length: bool | None = None
     checkpoint: str | None = None
     head_cost_factor: float | None = None
     rounds: int | None = None
@@ -396,8 +399,9 @@ def _prune(loaded: LoadedModel, opts: PruneOptions, validate_texts: list[str],
         config = make_config(opts.method, opts.fraction, speedup=opts.speedup, **overrides)
         hidden = opts.recover_hidden_weight
         weights = LossWeights() if hidden is None else LossWeights(hidden=hidden)
+        grouping = {} if opts.recover_group_by_length is None else {"group_by_length": opts.recover_group_by_length}
         recover = DistillConfig(steps=opts.recover_steps, weights=weights,
-                                checkpoint=str(checkpoint) if checkpoint else None)
+                                checkpoint=str(checkpoint) if checkpoint else None, **grouping)
     except (TypeError, ValueError) as e:
         raise CompressError(f"--prune: {e}") from None
     held_out = set(validate_texts)

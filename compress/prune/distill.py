@@ -46,6 +46,8 @@ class DistillConfig:
         warmup: fraction of the steps spent warming up.
         mask_rate: fraction of tokens masked in fill-mask batches.
         weights: loss terms.
+        group_by_length: batch texts of similar length together: the same texts every epoch, less
+            padding (see :mod:`compress.prune.batches`); off: batches drawn at random.
         train_embeddings: also train the embedding tables (off: pruning leaves them as they were, and
             updating a 30k-row table every step is most of the optimizer's work for small encoders).
         checkpoint: file to resume from and save to (None: no checkpoint).
@@ -61,6 +63,7 @@ class DistillConfig:
     warmup: float = 0.1
     mask_rate: float = 0.15
     weights: LossWeights = field(default_factory=LossWeights)
+    group_by_length: bool = True
     train_embeddings: bool = False
     checkpoint: str | None = None
     checkpoint_every: int = 25

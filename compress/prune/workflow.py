@@ -149,7 +149,7 @@ def prune_and_recover(loaded: LoadedModel, prune_config: Any, texts: list[str],
     report = DistillReport(steps=0)
     if recover.steps:
         stream = BatchStream(loaded.task, loaded.tokenizer, texts, recover.batch_size, recover.max_length,
-                             recover.mask_rate, seed=seed + 1)
+                             recover.mask_rate, seed=seed + 1, group_by_length=recover.group_by_length)
         extra = {"plan": result.plan.to_dict() if result.plan is not None else None, "details": result.details}
         if recover.checkpoint and state is None:
             Path(recover.checkpoint).parent.mkdir(parents=True, exist_ok=True)

@@ -35,3 +35,19 @@ def test_lee50_has_50_documents_and_1225_pairs():
     docs, human = datasets.lee50()
     assert len(docs) == 50 and human.shape == (1225,)
     assert human.min() >= 0 and human.max() <= 1
+
+
+def test_english_recovery_texts_are_passages_of_consecutive_sentences_no_suite_scores(packaged_model):
+    texts = datasets.recovery_texts(packaged_model("minilm").tokenizer)
+    assert len(texts) == len(set(texts)) > 50_000
+    sentences = {s for t in texts for s in datasets._sentences(t)}
+    single = [t for t in texts if datasets._sentences(t) == [t]]
+    assert set(single) == sentences  # every sentence alone too, and passages of up to RECOVERY_WINDOW of them
+    assert max(len(datasets._sentences(t)) for t in texts) == datasets.RECOVERY_WINDOW
+    for doc in datasets.lee_background()[:20]:  # the Lee background corpus, in its own order
+        parts = datasets._sentences(doc)
+        assert " ".join(parts[:2]) in texts and parts[-1] in texts
+    lee_openings = {doc[:60] for doc in datasets.lee50()[0]}
+    assert not {t[:60] for t in texts} & lee_openings  # no Lee-50 document, whole or by its opening
+    scored = " ".join(text for _, text in datasets.bbc_split()[1])
+    assert not [s for s in sentences if s in scored]  # no sentence of what the BBC suites score

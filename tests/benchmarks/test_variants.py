@@ -16,7 +16,18 @@ def test_pruned_recipes_distil_classifiers_shorter_on_texts_their_suite_never_sc
         assert (opts.fraction, opts.head_cost_factor) == (0.4, 8.0)
     assert fill_mask.recover_steps == 1000 and species.recover_steps == 500
     assert fill_mask.recover_hidden_weight is None and species.recover_hidden_weight is None
+    assert fill_mask.recover_group_by_length is False and species.recover_group_by_length is False
     texts = {t.replace(" ", "") for t in Path(species.recover_data).read_text().split("\n") if t}
     scored = {a.sequence for a in datasets.labelled_germlines(antiberty_tokenizer, "species")}
     assert len(texts) == len(datasets.held_out_germlines(antiberty_tokenizer)) - len(scored)
     assert not texts & scored and species.recover_data != fill_mask.recover_data
+
+
+def test_minilm_distils_on_passages_batched_by_length(packaged_model, tmp_path):
+    tokenizer = packaged_model("minilm").tokenizer
+    opts = variants._prune_options("minilm", SimpleNamespace(tokenizer=tokenizer), tmp_path)
+    recipe = (opts.fraction, opts.head_cost_factor, opts.recover_steps, opts.recover_hidden_weight)
+    assert recipe == (0.3, 0.5, 8000, 10)
+    assert opts.recover_group_by_length is None  # compress's default: grouped
+    lines = Path(opts.recover_data).read_text().split("\n")[:-1]
+    assert lines == datasets.recovery_texts(tokenizer)

@@ -241,6 +241,23 @@ def test_refit_and_distillation_bring_the_pruned_model_back(bert):
     assert report.last_loss < 0.5 * report.first_loss and len(report.history) == 2
 
 
+def test_length_grouped_batches_hold_each_epochs_texts_once_and_pad_less(bert):
+    texts = [" ".join(SENTENCES[i % len(SENTENCES)].split()[: 1 + i % 9] * (1 + i % 4)) for i in range(1003)]
+    plain, grouped = (BatchStream("embedding", bert.tokenizer, texts, batch_size=8, max_length=32, seed=3,
+                                  group_by_length=g) for g in (False, True))
+    for epoch in range(2):  # the same texts each epoch, each once, in another order
+        steps = range(epoch * plain.per_epoch, (epoch + 1) * plain.per_epoch)
+        a, b = (np.concatenate([s._indices(k) for k in steps]) for s in (plain, grouped))
+        assert sorted(a.tolist()) == sorted(b.tolist()) and len(set(b.tolist())) == len(b) == 1000  # 3 left over
+        assert not np.array_equal(a, b)
+    padded = [sum(s.batch(k)["input_ids"].numel() for k in range(plain.per_epoch)) for s in (plain, grouped)]
+    assert padded[1] < 0.8 * padded[0]
+    spread = [np.ptp(grouped.lengths[grouped._indices(k)]) for k in range(grouped.per_epoch)]
+    assert np.median(spread) <= 1  # a window of 50 batches sorted by length: neighbours in length
+    again = BatchStream("embedding", bert.tokenizer, texts, batch_size=8, max_length=32, seed=3, group_by_length=True)
+    assert all(torch.equal(again.batch(k)["input_ids"], grouped.batch(k)["input_ids"]) for k in (0, 77, 130))
+
+
 def test_distillation_resumes_from_its_checkpoint(bert, tmp_path):
     teacher = bert.model.eval()
     plan = PrunePlan(heads={1: [0]}, neurons={0: list(range(64))})

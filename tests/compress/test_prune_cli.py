@@ -44,6 +44,7 @@ def test_pruned_artifact_records_what_was_removed(tiny, split, tmp_path):
     assert all(64 <= r["neurons_kept"] <= 128 and r["neurons_kept"] % 16 == 0 for r in p["layers"])
     assert p["recovery"]["steps"] == 6 and p["recovery"]["data"] == str(train)
     assert p["recovery"]["config"]["weights"]["hidden"] == 4.0 and m.recipe["prune"]["recover_hidden_weight"] == 4.0
+    assert p["recovery"]["config"]["group_by_length"] is True  # the default
     assert set(p["validation"]) == {"pruned", "recovered"}
     assert "top1_agreement" in m.validation["against_unpruned"]
     # the removed parameters are gone from the graph, not zeroed
@@ -119,6 +120,7 @@ def test_prune_flag_takes_a_fraction_or_a_speedup(tiny, tmp_path, capsys, value,
     (["--prune", "0.3", "--recover-data", "missing.txt"], "no such file"),
     (["--prune", "0.3", "--recover-hidden-weight", "-1"], "--recover-hidden-weight must be 0 or more"),
     (["--recover-hidden-weight", "2"], "need --prune FRACTION"),
+    (["--no-recover-group-by-length"], "need --prune FRACTION"),
     (["--prune", "0.99", "--prune-method", "heads"], "can go (keeping 1 per layer)"),
 ])
 def test_bad_prune_flags_are_clear_errors_and_write_nothing(tiny, tmp_path, capsys, extra, message):
@@ -149,7 +151,11 @@ def test_models_yaml_prune_block_takes_a_fraction_or_a_speedup():
         with pytest.raises(ValidationError, match=r"exactly one|greater than 1"):
             PruneRecipe(**bad)
     args = _parser().parse_args(["run", "model.pt"])
-    opts = _prune_options(args, PruneRecipe(speedup=1.6, recover_steps=50, recover_hidden_weight=10))
+    opts = _prune_options(args, PruneRecipe(speedup=1.6, recover_steps=50, recover_hidden_weight=10,
+                                            recover_group_by_length=False))
     assert (opts.fraction, opts.speedup, opts.recover_steps, opts.recover_hidden_weight) == (None, 1.6, 50, 10)
+    assert opts.recover_group_by_length is False
+    args = _parser().parse_args(["run", "model.pt", "--recover-group-by-length"])
+    assert _prune_options(args, PruneRecipe(speedup=1.6, recover_group_by_length=False)).recover_group_by_length
     args = _parser().parse_args(["run", "model.pt", "--prune", "0.3"])  # the flag wins over the recipe
     assert (_prune_options(args, PruneRecipe(speedup=1.6)).fraction, _prune_options(args, None).speedup) == (0.3, None)
