@@ -129,8 +129,8 @@ def recovery_texts(tokenizer: PreTrainedTokenizerBase, scored_on: str | None = N
         scored = {a.sequence for a in draws[scored_on]()}
         return [space_residues(a.sequence) for a in held_out_germlines(tokenizer) if a.sequence not in scored]
     train, test = ({text for _, text in part} for part in bbc_split())
-    scored = " ".join(test)  # near-duplicate articles share sentences across the split: drop those
-    docs = [[s for para in article.split("\n")[1:] for s in _sentences(para) if s not in scored]
+    scored_text = " ".join(test)  # near-duplicate articles share sentences across the split: drop those
+    docs = [[s for para in article.split("\n")[1:] for s in _sentences(para) if s not in scored_text]
             for _, article in bbc_articles() if bbc_text(article) in train]
     docs += [_sentences(doc) for doc in lee_background()]
     passages = (" ".join(doc[i:i + k]) for doc in docs for k in range(1, RECOVERY_WINDOW + 1)

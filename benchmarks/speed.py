@@ -12,6 +12,7 @@ Only one worker runs at a time; the others wait on their pipe.
 
 from __future__ import annotations
 
+import functools
 import multiprocessing as mp
 import resource
 import statistics
@@ -189,9 +190,9 @@ def measure_side_by_side(jobs: list[SpeedJob], settings: SpeedSettings,
             if progress:
                 progress(f"  round {r + 1}/{settings.rounds}: {', '.join(jobs[order[k]].variant for k in turn)}")
             for cell in settings.grid():
+                keep = functools.partial(_append_rate, tps, cell)
                 for k in turn:
-                    _collect(order[k], workers, results, ("throughput", cell),
-                             lambda i, v, cell=cell: tps[i].setdefault(cell, []).append(v))
+                    _collect(order[k], workers, results, ("throughput", cell), keep)
             span = (r * per_round, min((r + 1) * per_round, settings.latency_runs))
             for k in turn:
                 _collect(order[k], workers, results, ("latency", span), lambda i, v: lat[i].extend(v))
@@ -215,6 +216,11 @@ def _ask(conn: Any, command: tuple[str, Any] | None) -> tuple[str, Any]:
         return conn.recv()
     except (EOFError, OSError, BrokenPipeError):
         return "error", "the measuring process died (out of memory?)"
+
+
+def _append_rate(tps: dict[int, dict[tuple[str, int], list[float]]], cell: tuple[str, int], i: int,
+                 rate: float) -> None:
+    tps[i].setdefault(cell, []).append(rate)
 
 
 def _collect(i: int, workers: dict[int, tuple[Any, Any]], results: list[dict[str, Any]], command: tuple[str, Any],

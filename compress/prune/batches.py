@@ -5,9 +5,9 @@ distillation sees exactly the batches it would have seen without the interruptio
 
 With ``group_by_length`` each epoch's shuffled order is cut into windows of ``GROUP_BATCHES`` batches,
 the texts of a window are sorted by token length and batched, and the window's batches come in a
-shuffled order (transformers' ``LengthGroupedSampler`` does the same for training): a batch pads to
-less, which halves the CPU time of a step on sentences of mixed lengths (BBC sentences, 16 a batch: 588
-padded tokens for 449 real ones against 1,243 for 527, 0.26 s a step of MiniLM distillation against 0.49).
+shuffled order (transformers' ``LengthGroupedSampler`` does the same for training). A batch pads to
+less, so a step costs less: on passages of 1 to 4 BBC sentences, 16 a batch, 1,093 padded tokens for
+1,075 real ones against 1,979 at random, and a step of MiniLM distillation 0.6 s on 2 cores against 0.95.
 """
 
 from __future__ import annotations
