@@ -250,6 +250,8 @@ def test_length_grouped_batches_hold_each_epochs_texts_once_and_pad_less(bert):
         a, b = (np.concatenate([s._indices(k) for k in steps]) for s in (plain, grouped))
         assert sorted(a.tolist()) == sorted(b.tolist()) and len(set(b.tolist())) == len(b) == 1000  # 3 left over
         assert not np.array_equal(a, b)
+    first = np.random.default_rng([3, 0]).permutation(len(texts))  # ungrouped: the epoch's order, as it always was
+    assert all(np.array_equal(plain._indices(k), first[8 * k:8 * k + 8]) for k in range(plain.per_epoch))
     padded = [sum(s.batch(k)["input_ids"].numel() for k in range(plain.per_epoch)) for s in (plain, grouped)]
     assert padded[1] < 0.8 * padded[0]
     spread = [np.ptp(grouped.lengths[grouped._indices(k)]) for k in range(grouped.per_epoch)]
