@@ -61,8 +61,9 @@ class PruneOptions:
             data fitting the vocabulary, minus the validation texts).
         recover_hidden_weight: weight of the hidden-state MSE against the task's distillation loss
             (default 1; see :class:`compress.prune.objectives.LossWeights`).
-        recover_group_by_length: batch distillation texts of similar length together (default on; off:
-            random batches, see :class:`compress.prune.distill.DistillConfig`).
+        recover_group_by_length: batch distillation texts of similar length together (True), or at
+            random (False); default: grouped when that saves at least a quarter of the padded tokens
+            (see :class:`compress.prune.distill.DistillConfig`).
         checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
         head_cost_factor: ``structured`` only: how much dearer a head counts in the ranking.
         rounds: prune in this many steps, scoring again before each (default: the method's).

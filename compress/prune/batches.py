@@ -3,11 +3,14 @@
 ``BatchStream.batch(step)`` depends only on the texts, the seed and the step, so a resumed
 distillation sees exactly the batches it would have seen without the interruption.
 
-With ``group_by_length`` each epoch's shuffled order is cut into windows of ``GROUP_BATCHES`` batches,
-the texts of a window are sorted by token length and batched, and the window's batches come in a
-shuffled order (transformers' ``LengthGroupedSampler`` does the same for training). A batch pads to
-less, so a step costs less: on passages of 1 to 4 BBC sentences, 16 a batch, 1,093 padded tokens for
-1,075 real ones against 1,979 at random, and a step of MiniLM distillation 0.6 s on 2 cores against 0.95.
+Grouped by length, each epoch's shuffled order is cut into windows of ``GROUP_BATCHES`` batches, the
+texts of a window are sorted by token length and batched, and the window's batches come in a shuffled
+order (transformers' ``LengthGroupedSampler`` does the same for training). A batch pads to less, so a
+step costs less: on passages of 1 to 4 BBC sentences, 16 a batch, 1,093 padded tokens for 1,075 real
+ones against 1,979 at random, and a step of MiniLM distillation 0.6 s on 2 cores against 0.95. Where
+the texts are of about one length (antibody germlines: 91-102 residues) grouping saves little and
+only makes batches less varied (a length often goes with a chain type), so ``group_by_length=None``
+groups only when that saves at least GROUP_MIN_SAVING of the padded tokens.
 """
 
 from __future__ import annotations
@@ -25,14 +28,17 @@ if TYPE_CHECKING:
     import torch
     from transformers import PreTrainedTokenizerBase
 
-GROUP_BATCHES = 50  # batches per window that ``group_by_length`` sorts (transformers' megabatch)
+GROUP_BATCHES = 50  # batches per window that grouping sorts (transformers' megabatch)
+GROUP_MIN_SAVING = 0.25  # group_by_length=None groups when that pads at least this much less than random
 
 
 @dataclass
 class BatchStream:
     """Endless shuffled batches over ``texts``; fill-mask batches are masked afresh every epoch.
 
-    ``group_by_length``: batch texts of similar token length together (see the module docstring).
+    ``group_by_length``: batch texts of similar token length together (True), draw batches at random
+    (False), or group when that saves at least GROUP_MIN_SAVING of the padded tokens (None); see
+    the module docstring and :attr:`grouped`.
     """
 
     task: Task
@@ -43,7 +49,7 @@ class BatchStream:
     mask_rate: float = 0.15
     seed: int = 0
     input_names: tuple[str, ...] = ("input_ids", "attention_mask", "token_type_ids")
-    group_by_length: bool = False
+    group_by_length: bool | None = False
 
     def __post_init__(self) -> None:
         if not self.texts:
@@ -72,7 +78,7 @@ class BatchStream:
         epoch, k = divmod(step, self.per_epoch)
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.texts))
         order = order[:self.per_epoch * self.batch_size]
-        if not self.group_by_length:
+        if not self.grouped:
             return order[k * self.batch_size:(k + 1) * self.batch_size]
         window, j = divmod(k, GROUP_BATCHES)
         size = GROUP_BATCHES * self.batch_size
@@ -80,6 +86,23 @@ class BatchStream:
         members = members[np.argsort(self.lengths[members], kind="stable")]
         batches = members.reshape(-1, self.batch_size)
         return batches[np.random.default_rng([self.seed, epoch, window]).permutation(len(batches))[j]]
+
+    @cached_property
+    def grouped(self) -> bool:
+        """Whether batches are grouped by length: ``group_by_length``, or for None whether grouping would
+        pad the first epoch to at most 1 - GROUP_MIN_SAVING of the tokens random batches pad to."""
+        if self.group_by_length is not None:
+            return self.group_by_length
+        return self.padded_tokens(grouped=True) <= (1 - GROUP_MIN_SAVING) * self.padded_tokens(grouped=False)
+
+    def padded_tokens(self, grouped: bool) -> int:
+        """Tokens the first epoch's batches pad to, grouped by length or drawn at random."""
+        order = np.random.default_rng([self.seed, 0]).permutation(len(self.texts))
+        lengths = self.lengths[order[:self.per_epoch * self.batch_size]]
+        if grouped:
+            size = GROUP_BATCHES * self.batch_size
+            lengths = np.concatenate([np.sort(lengths[i:i + size]) for i in range(0, len(lengths), size)])
+        return int(lengths.reshape(-1, self.batch_size).max(axis=1).sum()) * self.batch_size
 
     @cached_property
     def lengths(self) -> np.ndarray:

@@ -47,7 +47,8 @@ class DistillConfig:
         mask_rate: fraction of tokens masked in fill-mask batches.
         weights: loss terms.
         group_by_length: batch texts of similar length together: the same texts every epoch, less
-            padding (see :mod:`compress.prune.batches`); off: batches drawn at random.
+            padding (see :mod:`compress.prune.batches`); False: batches drawn at random; None (default):
+            grouped when that saves at least a quarter of the padded tokens (texts of mixed length).
         train_embeddings: also train the embedding tables (off: pruning leaves them as they were, and
             updating a 30k-row table every step is most of the optimizer's work for small encoders).
         checkpoint: file to resume from and save to (None: no checkpoint).
@@ -63,7 +64,7 @@ class DistillConfig:
     warmup: float = 0.1
     mask_rate: float = 0.15
     weights: LossWeights = field(default_factory=LossWeights)
-    group_by_length: bool = True
+    group_by_length: bool | None = None
     train_embeddings: bool = False
     checkpoint: str | None = None
     checkpoint_every: int = 25
@@ -85,10 +86,12 @@ class DistillReport:
     first_loss: float | None = None
     last_loss: float | None = None  # mean over the last log interval
     history: list[tuple[int, float]] = field(default_factory=list)  # (step, loss) at each progress line
+    grouped_by_length: bool | None = None  # how the batches were made (None: no recovery)
 
     def record(self) -> dict[str, Any]:
         return {"steps": self.steps, "resumed_from": self.resumed_from, "seconds": round(self.seconds, 1),
-                "first_loss": self.first_loss, "last_loss": self.last_loss}
+                "first_loss": self.first_loss, "last_loss": self.last_loss,
+                "grouped_by_length": self.grouped_by_length}
 
 
 def _schedule(cfg: DistillConfig) -> Callable[[int], float]:
@@ -150,6 +153,7 @@ def distill(student: PreTrainedModel, teacher: PreTrainedModel, task: Task, stre
     report = DistillReport(steps=cfg.steps)
     if cfg.steps == 0:
         return report
+    report.grouped_by_length = stream.grouped
     teacher.eval()
     student.eval()  # dropout off: the targets are the teacher's deterministic outputs
     frozen = set() if cfg.train_embeddings else {id(p) for p in student.get_input_embeddings().parameters()}

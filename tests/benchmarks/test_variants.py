@@ -28,6 +28,6 @@ def test_minilm_distils_on_passages_batched_by_length(packaged_model, tmp_path):
     opts = variants._prune_options("minilm", SimpleNamespace(tokenizer=tokenizer), tmp_path)
     recipe = (opts.fraction, opts.head_cost_factor, opts.recover_steps, opts.recover_hidden_weight)
     assert recipe == (0.3, 0.5, 8000, 10)
-    assert opts.recover_group_by_length is None  # compress's default: grouped
+    assert opts.recover_group_by_length is True
     lines = Path(opts.recover_data).read_text().split("\n")[:-1]
     assert lines == datasets.recovery_texts(tokenizer)

@@ -258,6 +258,12 @@ def test_length_grouped_batches_hold_each_epochs_texts_once_and_pad_less(bert):
     assert np.median(spread) <= 1  # a window of 50 batches sorted by length: neighbours in length
     again = BatchStream("embedding", bert.tokenizer, texts, batch_size=8, max_length=32, seed=3, group_by_length=True)
     assert all(torch.equal(again.batch(k)["input_ids"], grouped.batch(k)["input_ids"]) for k in (0, 77, 130))
+    # None groups only where that pads at least a quarter less: mixed lengths, not texts of about one length
+    auto = BatchStream("embedding", bert.tokenizer, texts, batch_size=8, max_length=32, seed=3, group_by_length=None)
+    assert auto.grouped and auto.padded_tokens(grouped=True) == padded[1] and auto.padded_tokens(False) == padded[0]
+    even = [f"{SENTENCES[i % len(SENTENCES)].split()[0]} " + "word " * (20 + i % 3) for i in range(400)]
+    flat = BatchStream("embedding", bert.tokenizer, even, batch_size=8, max_length=32, seed=3, group_by_length=None)
+    assert not flat.grouped and flat.padded_tokens(grouped=True) > 0.75 * flat.padded_tokens(grouped=False)
 
 
 def test_distillation_resumes_from_its_checkpoint(bert, tmp_path):

@@ -44,7 +44,8 @@ def test_pruned_artifact_records_what_was_removed(tiny, split, tmp_path):
     assert all(64 <= r["neurons_kept"] <= 128 and r["neurons_kept"] % 16 == 0 for r in p["layers"])
     assert p["recovery"]["steps"] == 6 and p["recovery"]["data"] == str(train)
     assert p["recovery"]["config"]["weights"]["hidden"] == 4.0 and m.recipe["prune"]["recover_hidden_weight"] == 4.0
-    assert p["recovery"]["config"]["group_by_length"] is True  # the default
+    assert p["recovery"]["config"]["group_by_length"] is None  # the default: grouped where that pads much less
+    assert isinstance(p["recovery"]["grouped_by_length"], bool)
     assert set(p["validation"]) == {"pruned", "recovered"}
     assert "top1_agreement" in m.validation["against_unpruned"]
     # the removed parameters are gone from the graph, not zeroed

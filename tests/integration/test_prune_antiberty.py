@@ -34,6 +34,7 @@ def test_antiberty_pruned_a_quarter_keeps_masked_residue_accuracy(packaged_model
     assert sum(8 - len(r["heads_kept"]) for r in kept) >= 6  # heads go too, where they matter least
     assert len({r["neurons_kept"] for r in kept}) > 1  # spread by score, not uniformly
     assert p["recovery"]["steps"] == 60 and p["recovery"]["last_loss"] < p["recovery"]["first_loss"]
+    assert p["recovery"]["grouped_by_length"] is False  # germlines are of about one length: random batches
     before, after = p["validation"]["pruned"], p["validation"]["recovered"]
     assert after["top1_accuracy"] > before["top1_accuracy"]  # distillation gives back what pruning took
     assert m.validation["passed"]  # int8 agrees with the pruned fp32 model (the gate)
