@@ -21,7 +21,7 @@ import numpy as np
 from compress.artifact import load_artifact, read_manifest
 
 if TYPE_CHECKING:
-    from compress.pipeline import PruneOptions
+    from compress.prune.options import PruneOptions
     from compress.sources import LoadedModel
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -117,7 +117,7 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
 def _prune_options(model: str, loaded: LoadedModel, cache: Path) -> PruneOptions:
     """Pruning of ``model`` for pruned-int8, distilled on the recovery texts (written to the cache)."""
     from benchmarks.datasets import recovery_texts
-    from compress.pipeline import PruneOptions
+    from compress.prune.options import PruneOptions
 
     data = cache / f"{model}-recovery.txt"
     data.parent.mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,7 @@ def _prune_target(value: str) -> tuple[float | None, float | None]:
 
 def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
     """--prune flags over the models.yaml recipe's ``prune:`` block; None when neither asks for pruning."""
-    from compress.pipeline import PruneOptions
+    from compress.prune.options import PruneOptions
 
     given = (args.prune_method, args.recover_steps, args.recover_data, args.recover_checkpoint,
              args.recover_hidden_weight, args.recover_group_by_length)

@@ -29,6 +29,7 @@ from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx
 from compress.prune.magnitude import store_sparse
+from compress.prune.options import PruneOptions, checkpoint_path, prune_for_run
 from compress.quantize import QuantContext, get_method, quantize
 from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
 from compress.quantize.int4 import Int4Config
@@ -46,41 +47,6 @@ DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
 SENSITIVITY_BATCHES = 3  # batches of 32 used to rank layers by sensitivity
 BNB_METHODS: dict[str, BnbKind] = {"bnb-int8": "int8", "bnb-nf4": "nf4"}
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
-
-
-@dataclass
-class PruneOptions:
-    """``--prune``: remove structure before export, then recover by distillation from the original.
-
-    Args:
-        fraction: of the encoder layers' parameters (``structured``), or of the method's own units.
-        speedup: instead of a fraction, an estimated int8 CPU speed-up of the encoder (``structured``).
-        method: a registered pruning method (:func:`compress.prune.methods`).
-        recover_steps: distillation steps (0: none).
-        recover_data: text file, one example per line, to score and distil on (default: in-domain
-            data fitting the vocabulary, minus the validation texts).
-        recover_hidden_weight: weight of the hidden-state MSE against the task's distillation loss
-            (default 1; see :class:`compress.prune.objectives.LossWeights`).
-        recover_group_by_length: batch distillation texts of similar length together (True), or at
-            random (False); default: grouped when that saves at least a quarter of the padded tokens
-            (see :class:`compress.prune.distill.DistillConfig`).
-        checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
-        head_cost_factor: ``structured`` only: how much dearer a head counts in the ranking.
-        rounds: prune in this many steps, scoring again before each (default: the method's).
-        score_batches: batches of 16 texts importance is measured on (default: the method's).
-    """
-
-    fraction: float | None = None
-    speedup: float | None = None
-    method: str = "structured"
-    recover_steps: int = 300
-    recover_data: str | None = None
-    recover_hidden_weight: float | None = None
-    recover_group_by_length: bool | None = None
-    checkpoint: str | None = None
-    head_cost_factor: float | None = None
-    rounds: int | None = None
-    score_batches: int | None = None
 
 
 @dataclass
@@ -253,7 +219,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
     steps = _Steps(6 if opts.prune else 5)
     original: LoadedModel | None = None
     pruning: dict[str, Any] | None = None
-    checkpoint = _checkpoint_path(out, opts.prune)
+    checkpoint = checkpoint_path(out, opts.prune)
     if opts.prune:
         if method in BNB_METHODS:
             raise CompressError("--prune makes ONNX artifacts; bitsandbytes artifacts reload through "
@@ -262,7 +228,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         target = f"{opts.prune.speedup:g}x" if opts.prune.speedup else f"{opts.prune.fraction:g}"
         steps(f"pruning ({opts.prune.method}, {target}) and recovering by distillation")
         original = loaded
-        loaded, pruning = _prune(loaded, opts.prune, texts, checkpoint)
+        loaded, pruning = prune_for_run(loaded, opts.prune, texts, checkpoint, progress=_progress)
     with staged_directory(out, force) as tmp:
         work = tmp / "_work"
         graph = TaskGraph(loaded.model, task, mask_token_id=tok.mask_token_id, pooling=loaded.pooling)
@@ -374,46 +340,3 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         checkpoint.unlink()  # the artifact is written: nothing left to resume
     _progress(summary_table(manifest, out))
     return manifest
-
-
-def _checkpoint_path(out: Path, prune: PruneOptions | None) -> Path | None:
-    if prune is None:
-        return None
-    return Path(prune.checkpoint) if prune.checkpoint else out.parent / f".{out.name}.prune-checkpoint.pt"
-
-
-def _prune(loaded: LoadedModel, opts: PruneOptions, validate_texts: list[str],
-           checkpoint: Path | None) -> tuple[LoadedModel, dict[str, Any]]:
-    """Prune and recover ``loaded`` as ``opts`` say; training texts never include the validation texts."""
-    from compress.prune import make_config
-    from compress.prune.distill import DistillConfig
-    from compress.prune.importance import ScoreConfig
-    from compress.prune.objectives import LossWeights
-    from compress.prune.workflow import prune_and_recover, recovery_texts
-
-    try:
-        overrides: dict[str, Any] = {"head_cost_factor": opts.head_cost_factor} if opts.head_cost_factor else {}
-        if opts.rounds:
-            overrides["rounds"] = opts.rounds
-        if opts.score_batches:
-            overrides["scoring"] = ScoreConfig(batches=opts.score_batches)
-        config = make_config(opts.method, opts.fraction, speedup=opts.speedup, **overrides)
-        hidden = opts.recover_hidden_weight
-        weights = LossWeights() if hidden is None else LossWeights(hidden=hidden)
-        grouping = {} if opts.recover_group_by_length is None else {"group_by_length": opts.recover_group_by_length}
-        recover = DistillConfig(steps=opts.recover_steps, weights=weights,
-                                checkpoint=str(checkpoint) if checkpoint else None, **grouping)
-    except (TypeError, ValueError) as e:
-        raise CompressError(f"--prune: {e}") from None
-    held_out = set(validate_texts)
-    if opts.recover_data:
-        texts = [t for t in read_texts(opts.recover_data) if t not in held_out]
-        if not texts:
-            raise CompressError(f"--recover-data {opts.recover_data} has no texts outside the validation set")
-    else:
-        texts = recovery_texts(loaded.tokenizer, exclude=validate_texts)
-    try:
-        return prune_and_recover(loaded, config, texts, recover, validate_texts=validate_texts[:128],
-                                 data_name=opts.recover_data or "", progress=_progress)
-    except ValueError as e:
-        raise CompressError(str(e)) from None

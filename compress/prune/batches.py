@@ -56,6 +56,7 @@ class BatchStream:
             raise ValueError("no texts to make batches from")
         self.batch_size = min(self.batch_size, len(self.texts))
         self.per_epoch = len(self.texts) // self.batch_size
+        self._cached: tuple[int, bool, np.ndarray] | None = None  # the last epoch's batches
 
     def batch(self, step: int) -> dict[str, torch.Tensor]:
         """The batch of ``step``: input tensors; fill-mask adds ``mask_positions`` [N, 2] and ``mask_labels`` [N]."""
@@ -76,16 +77,23 @@ class BatchStream:
     def _indices(self, step: int) -> np.ndarray:
         """Which texts make the batch of ``step``."""
         epoch, k = divmod(step, self.per_epoch)
+        return self._epoch_batches(epoch, self.grouped)[k]
+
+    def _epoch_batches(self, epoch: int, grouped: bool) -> np.ndarray:
+        """Text indices of ``epoch``'s batches [per_epoch, batch_size], in the order they come."""
+        if self._cached is not None and self._cached[:2] == (epoch, grouped):
+            return self._cached[2]
         order = np.random.default_rng([self.seed, epoch]).permutation(len(self.texts))
-        order = order[:self.per_epoch * self.batch_size]
-        if not self.grouped:
-            return order[k * self.batch_size:(k + 1) * self.batch_size]
-        window, j = divmod(k, GROUP_BATCHES)
-        size = GROUP_BATCHES * self.batch_size
-        members = order[window * size:(window + 1) * size]
-        members = members[np.argsort(self.lengths[members], kind="stable")]
-        batches = members.reshape(-1, self.batch_size)
-        return batches[np.random.default_rng([self.seed, epoch, window]).permutation(len(batches))[j]]
+        batches = order[:self.per_epoch * self.batch_size].reshape(-1, self.batch_size)
+        if grouped:
+            windows = []
+            for w, start in enumerate(range(0, len(batches), GROUP_BATCHES)):
+                members = batches[start:start + GROUP_BATCHES].ravel()
+                by_length = members[np.argsort(self.lengths[members], kind="stable")].reshape(-1, self.batch_size)
+                windows.append(by_length[np.random.default_rng([self.seed, epoch, w]).permutation(len(by_length))])
+            batches = np.concatenate(windows)
+        self._cached = (epoch, grouped, batches)
+        return batches
 
     @cached_property
     def grouped(self) -> bool:
@@ -97,12 +105,7 @@ class BatchStream:
 
     def padded_tokens(self, grouped: bool) -> int:
         """Tokens the first epoch's batches pad to, grouped by length or drawn at random."""
-        order = np.random.default_rng([self.seed, 0]).permutation(len(self.texts))
-        lengths = self.lengths[order[:self.per_epoch * self.batch_size]]
-        if grouped:
-            size = GROUP_BATCHES * self.batch_size
-            lengths = np.concatenate([np.sort(lengths[i:i + size]) for i in range(0, len(lengths), size)])
-        return int(lengths.reshape(-1, self.batch_size).max(axis=1).sum()) * self.batch_size
+        return int(self.lengths[self._epoch_batches(0, grouped)].max(axis=1).sum()) * self.batch_size
 
     @cached_property
     def lengths(self) -> np.ndarray:

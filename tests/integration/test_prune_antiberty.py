@@ -12,7 +12,8 @@ from benchmarks.accuracy import Subject, masked_residue
 from benchmarks.datasets import recovery_texts
 from compress.artifact import load_artifact
 from compress.export import TaskGraph
-from compress.pipeline import PruneOptions, RunOptions, compress_model
+from compress.pipeline import RunOptions, compress_model
+from compress.prune.options import PruneOptions
 from compress.runtime import TorchRunner
 
 pytestmark = pytest.mark.integration
