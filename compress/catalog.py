@@ -62,8 +62,11 @@ class ServeOptions(BaseModel):
     # For the source weights on torch: fp32, or bitsandbytes 8-bit / 4-bit NF4 linears.
     precision: Literal["fp32", "bnb-int8", "bnb-nf4"] = "fp32"
     threads: int | None = Field(None, ge=1, description="intra-op threads (default: all cores)")
-    max_batch_size: int = Field(32, ge=1, le=1024, description="sequences per forward pass")
-    batch_timeout: float = Field(0.005, ge=0, le=1, description="seconds a request waits for company")
+    max_batch_size: int = Field(32, ge=1, le=1024, description="sequences per formed batch")
+    max_batch_tokens: int = Field(8192, ge=16, description="padded tokens per forward pass")
+    batch_timeout: float = Field(0.005, ge=0, le=1, description="seconds a request waits for company when idle")
+    max_queue_requests: int = Field(32, ge=1, description="requests admitted and not yet answered; beyond: 429")
+    max_queue_tokens: int = Field(65536, ge=16, description="their tokens; beyond: 429")
     max_items: int = Field(64, ge=1, le=4096, description="inputs per request")
     max_length: int | None = Field(None, ge=4, description="tokens per input (default: the artifact's)")
     truncate: bool = False

@@ -29,11 +29,28 @@ def _parser() -> argparse.ArgumentParser:
                    "neither: no auth)")
     p.add_argument("--max-body-size", default="1MB", help="larger request bodies are answered 413 (default 1MB)")
     p.add_argument("--timeout", default=30.0, type=float, help="seconds a request may wait in the queue (default 30)")
-    p.add_argument("--api-servers", default=1, type=int, help="HTTP server processes (default 1)")
+    limits = p.add_argument_group("limits for every model (over models.yaml's serve: blocks)")
+    for name, what in (("max-batch-size", "sequences per formed batch"),
+                       ("max-batch-tokens", "padded tokens per forward pass"),
+                       ("max-queue-requests", "requests admitted and not yet answered, per model; beyond: 429"),
+                       ("max-queue-tokens", "their tokens, per model; beyond: 429")):
+        limits.add_argument(f"--{name}", type=int, help=what)
+    p.add_argument("--drain-grace", default=5.0, type=float,
+                   help="on SIGTERM/SIGINT: seconds /ready answers 503 while requests are still served (default 5)")
+    p.add_argument("--drain-timeout", default=30.0, type=float,
+                   help="on SIGTERM/SIGINT: seconds until the server has exited, admitted requests answered "
+                   "(default 30)")
+    p.add_argument("--watch", default=2.0, type=float, dest="watch_interval",
+                   help="seconds between checks for a changed artifact, reloaded live (default 2; 0: off)")
+    p.add_argument("--host-kind", default="native", choices=("native", "litserve"),
+                   help="web host: native (default, one process, fastest) or litserve (HTTP and inference "
+                   "in separate processes)")
+    p.add_argument("--api-servers", default=1, type=int, help="HTTP server processes (litserve host; default 1)")
     p.add_argument("--no-compress", dest="compress_missing", action="store_false",
                    help="fail instead of compressing a model whose artifact is missing")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--metrics-dir", help="directory for Prometheus multiprocess files (default: a fresh temp dir)")
+    p.add_argument("--metrics-dir", help="litserve host: directory for Prometheus multiprocess files (default: a "
+                   "fresh temp dir)")
     return p
 
 
@@ -68,14 +85,17 @@ def _stop_on_sigterm() -> None:
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # the HTTP servers are forked after tokenizers load
-    metrics_dir, created = _prepare_metrics_dir(args.metrics_dir)
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # LitServe forks after tokenizers load
+    metrics_dir, created = _prepare_metrics_dir(args.metrics_dir) if args.host_kind == "litserve" else (None, False)
     _stop_on_sigterm()
     try:
         settings = Settings(config=args.config, host=args.host, port=args.port,
                             api_key=read_api_key(args.api_key_file), max_body_bytes=parse_size(args.max_body_size),
                             timeout=args.timeout, api_servers=args.api_servers, compress_missing=args.compress_missing,
-                            log_level=args.log_level)
+                            log_level=args.log_level, host_kind=args.host_kind, drain_grace=args.drain_grace,
+                            drain_timeout=args.drain_timeout, watch_interval=args.watch_interval,
+                            limits={k: getattr(args, k) for k in ("max_batch_size", "max_batch_tokens",
+                                                                   "max_queue_requests", "max_queue_tokens")})
         from compress import CompressError
         from serve.server import run
 
@@ -89,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     finally:
-        if created:
+        if created and metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
     return 0
 

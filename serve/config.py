@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Literal
 
 if TYPE_CHECKING:
     from compress.catalog import ModelEntry
@@ -33,6 +33,12 @@ class Settings:
     api_servers: int = 1
     compress_missing: bool = True
     log_level: str = "info"
+    host_kind: Literal["native", "litserve"] = "native"
+    drain_grace: float = 5.0
+    drain_timeout: float = 30.0
+    watch_interval: float = 2.0
+    # per-model limits from the command line, over models.yaml's serve: blocks (None: as there)
+    limits: dict[str, int | None] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.host not in ("127.0.0.1", "0.0.0.0", "::"):
@@ -45,6 +51,16 @@ class Settings:
             raise ConfigError("--timeout must be positive")
         if self.api_servers < 1:
             raise ConfigError("--api-servers must be at least 1")
+        if self.api_servers > 1 and self.host_kind != "litserve":
+            raise ConfigError("--api-servers applies to --host-kind litserve; the native host is one process "
+                              "(run more replicas behind a load balancer, or on Ray, to scale out)")
+        if self.drain_grace < 0 or self.drain_timeout <= 0:
+            raise ConfigError("--drain-grace must be >= 0 and --drain-timeout positive")
+        if self.watch_interval < 0:
+            raise ConfigError("--watch must be >= 0 seconds (0 turns watching off)")
+        for name, value in self.limits.items():
+            if value is not None and value < 1:
+                raise ConfigError(f"--{name.replace('_', '-')} must be at least 1 (got {value})")
 
 
 def read_api_key(key_file: str | Path | None) -> str | None:

@@ -2,9 +2,10 @@
 
     {"error": {"message": "what went wrong and how to fix the request", "type": "invalid_request", "param": "inputs"}}
 
-A client mistake is a :class:`ServeError` (an ``HTTPException``, so it also crosses LitServe's worker
-queue intact). Anything else is a server error: logged with the request id, answered 500 without
-internals.
+A client mistake, an overload or a draining server is a :class:`ServeError`: a plain exception with a
+kind from :data:`STATUS`, so the engine raises it without knowing any web framework and every host
+answers it the same way. Anything else is a server error: logged with the request id, answered 500
+without internals.
 """
 
 from __future__ import annotations
@@ -13,12 +14,12 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-from fastapi import HTTPException
 from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
+    from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
 
 log = logging.getLogger("serve")
@@ -33,8 +34,10 @@ STATUS: dict[str, int] = {
     "input_too_long": 413,
     "payload_too_large": 413,
     "invalid_request": 422,
+    "overloaded": 429,
     "server_error": 500,
     "not_ready": 503,
+    "unavailable": 503,
     "timeout": 504,
 }
 
@@ -49,11 +52,24 @@ class ErrorResponse(BaseModel):
     error: ErrorInfo
 
 
-class ServeError(HTTPException):
-    """A client error with the fix in its message."""
+class ServeError(Exception):
+    """An error the client is told about: its kind (and so its status), a message with the fix, the field.
 
-    def __init__(self, kind: str, message: str, param: str | None = None) -> None:
-        super().__init__(STATUS[kind], detail={"message": message, "type": kind, "param": param})
+    ``headers`` go on the response (``Retry-After`` on a 429 or 503).
+    """
+
+    def __init__(self, kind: str, message: str, param: str | None = None,
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.kind, self.message, self.param = kind, message, param
+        self.status_code = STATUS[kind]
+        self.headers = dict(headers or {})
+
+    def __reduce__(self) -> tuple[Any, ...]:  # crosses process queues (the LitServe host) intact
+        return (ServeError, (self.kind, self.message, self.param, self.headers))
+
+    def body(self) -> dict[str, Any]:
+        return error_body(self.kind, self.message, self.param)
 
 
 def error_body(kind: str, message: str, param: str | None = None) -> dict[str, Any]:
@@ -76,6 +92,8 @@ _BY_STATUS = {400: ("invalid_json", "the request body could not be parsed; send 
               404: ("not_found", "no such endpoint; see /docs for the endpoints"),
               405: ("method_not_allowed", "method not allowed on this endpoint; see /docs"),
               413: ("payload_too_large", "the request body is too large; send fewer or shorter inputs"),
+              429: ("overloaded", "the server is at capacity; retry after the Retry-After seconds"),
+              503: ("unavailable", "the server is not able to answer now; retry shortly"),
               504: ("timeout", "the request waited too long in the queue; retry later or lower the load")}
 
 
@@ -84,7 +102,7 @@ def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
 
     if isinstance(exc.detail, dict) and "message" in exc.detail:
         body = {"error": exc.detail}
-    elif exc.status_code >= 500:
+    elif exc.status_code >= 500 and exc.status_code not in _BY_STATUS:
         return _server_error(request, exc)
     else:
         kind, message = _BY_STATUS.get(exc.status_code, ("invalid_request", str(exc.detail)))
@@ -125,6 +143,7 @@ def request_id(request: Request) -> str:
 
 
 def _server_error(request: Request, exc: BaseException) -> JSONResponse:
+    from starlette.exceptions import HTTPException
     from starlette.responses import JSONResponse
 
     rid = request_id(request)
@@ -135,11 +154,18 @@ def _server_error(request: Request, exc: BaseException) -> JSONResponse:
                         status_code=500)
 
 
+def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
+    from starlette.responses import JSONResponse
+
+    return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
+
+
 def install_error_handlers(app: FastAPI) -> None:
     """Answer every error, including FastAPI's own 404/405/422, in the one error shape."""
     from fastapi.exceptions import RequestValidationError
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
+    app.add_exception_handler(ServeError, _serve_error)  # type: ignore[arg-type]
     app.add_exception_handler(StarletteHTTPException, _http_error)  # type: ignore[arg-type]
     app.add_exception_handler(RequestValidationError, _request_validation_error)  # type: ignore[arg-type]
     app.add_exception_handler(Exception, _server_error)

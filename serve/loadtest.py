@@ -74,26 +74,41 @@ class HttpClient:
 @dataclass
 class LoadReport:
     requests: int
-    errors: int
+    errors: int  # non-2xx answers and transport errors (status 0), 429s included
     seconds: float
-    throughput: float  # answered requests per second (errors excluded)
-    p50_ms: float
+    throughput: float  # answered requests per second (errors excluded): the goodput
+    p50_ms: float  # latency of every request, errors included
     p95_ms: float
     p99_ms: float
     statuses: dict[int, int]
     client_cpu_s: float  # CPU time the load client itself used (it shares the machine with the server)
+    ok_p50_ms: float = 0.0  # latency of the answered (200) requests
+    ok_p99_ms: float = 0.0
+    rejected: int = 0  # 429s
+    rejected_p50_ms: float = 0.0  # how fast a 429 came back
+    rejected_p99_ms: float = 0.0
+    server_errors: int = 0  # 5xx answers
+
+
+def _quantiles(values: list[float]) -> list[float]:
+    """Percentiles 1..99 in ms (zeros when there are fewer than two values)."""
+    if len(values) < 2:
+        return [values[0] * 1000 if values else 0.0] * 99
+    return [q * 1000 for q in statistics.quantiles(values, n=100)]
 
 
 def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concurrency: int = 16,
-             requests: int = 1000, max_seconds: float = 60.0, api_key: str | None = None) -> LoadReport:
+             requests: int = 1000, max_seconds: float = 60.0, api_key: str | None = None,
+             honor_retry_after: bool = True) -> LoadReport:
     """Send ``requests`` POSTs (``make_body(i)`` each) from ``concurrency`` closed-loop clients.
 
-    Bounded twice: by the request count and by ``max_seconds``.
+    Bounded twice: by the request count and by ``max_seconds``. A client answered 429 waits the
+    ``Retry-After`` seconds before its next request when ``honor_retry_after`` (as HTTP clients such
+    as OpenAI's SDK do); otherwise it sends the next one at once.
     """
     lock = threading.Lock()
     next_i = 0
-    latencies: list[float] = []
-    statuses: dict[int, int] = {}
+    latencies: dict[int, list[float]] = {}
     deadline = time.perf_counter() + max_seconds
 
     def client() -> None:
@@ -106,13 +121,17 @@ def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concu
                 if i >= requests:
                     return
                 t0 = time.perf_counter()
+                retry_after = 0.0
                 try:
-                    status, _ = c.post(path, make_body(i))
+                    status, headers, _ = c.request("POST", path, make_body(i))
+                    if status == 429 and honor_retry_after:
+                        retry_after = float(headers.get("retry-after", "1") or 1)
                 except OSError:
                     status = 0
                 with lock:
-                    latencies.append(time.perf_counter() - t0)
-                    statuses[status] = statuses.get(status, 0) + 1
+                    latencies.setdefault(status, []).append(time.perf_counter() - t0)
+                if retry_after:
+                    time.sleep(max(0.0, min(retry_after, deadline - time.perf_counter())))
         finally:
             c.close()
 
@@ -123,11 +142,15 @@ def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concu
     for t in threads:
         t.join(max_seconds + 30)
     seconds = time.perf_counter() - t0
-    ok = statuses.get(200, 0)
-    q = statistics.quantiles(latencies, n=100) if len(latencies) >= 2 else [0.0] * 99
-    return LoadReport(requests=len(latencies), errors=len(latencies) - ok, seconds=seconds, throughput=ok / seconds,
-                      p50_ms=q[49] * 1000, p95_ms=q[94] * 1000, p99_ms=q[98] * 1000, statuses=statuses,
-                      client_cpu_s=time.process_time() - cpu0)
+    statuses = {k: len(v) for k, v in latencies.items()}
+    everything = [x for v in latencies.values() for x in v]
+    ok, rejected = latencies.get(200, []), latencies.get(429, [])
+    q, q_ok, q_rej = _quantiles(everything), _quantiles(ok), _quantiles(rejected)
+    return LoadReport(requests=len(everything), errors=len(everything) - len(ok), seconds=seconds,
+                      throughput=len(ok) / seconds, p50_ms=q[49], p95_ms=q[94], p99_ms=q[98], statuses=statuses,
+                      client_cpu_s=time.process_time() - cpu0, ok_p50_ms=q_ok[49], ok_p99_ms=q_ok[98],
+                      rejected=len(rejected), rejected_p50_ms=q_rej[49], rejected_p99_ms=q_rej[98],
+                      server_errors=sum(n for k, n in statuses.items() if k >= 500))
 
 
 def scrape(base_url: str, api_key: str | None = None) -> dict[str, float]:

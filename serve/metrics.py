@@ -1,16 +1,16 @@
-"""Prometheus metrics, shared by the HTTP process and the inference workers.
+"""Prometheus metrics of the server and its engine.
 
-The server runs in several processes (HTTP servers, one inference worker per endpoint), so metrics
-use prometheus_client's multiprocess mode: ``PROMETHEUS_MULTIPROC_DIR`` must name an empty directory
-before this module is imported (``serve.cli`` sets it up), and ``/metrics`` merges every process's
-values.
+The default host runs in one process and uses prometheus_client's default registry. A host that
+runs the engine in other processes (LitServe) sets ``PROMETHEUS_MULTIPROC_DIR`` to an empty
+directory before this module is imported, and ``/metrics`` merges every process's values (gauges
+are then summed over live processes).
 """
 
 from __future__ import annotations
 
 import os
 
-from prometheus_client import Counter, Histogram
+from prometheus_client import Counter, Gauge, Histogram
 
 ENV_DIR = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
@@ -19,15 +19,24 @@ BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512, 1024)
 REQUESTS = Counter("serve_requests", "HTTP requests by endpoint and status code", ["endpoint", "status"])
 REQUEST_SECONDS = Histogram("serve_request_seconds", "HTTP request latency, receipt to response",
                             ["endpoint"], buckets=LATENCY_BUCKETS)
-QUEUE_SECONDS = Histogram("serve_queue_seconds", "time a request waited before its batch started",
-                          ["endpoint"], buckets=LATENCY_BUCKETS)
-BATCH_REQUESTS = Histogram("serve_batch_requests", "requests collected into one batch", ["endpoint"],
-                           buckets=BATCH_BUCKETS)
-BATCH_SIZE = Histogram("serve_batch_size", "sequences per forward pass", ["model"], buckets=BATCH_BUCKETS)
+QUEUE_SECONDS = Histogram("serve_queue_seconds", "time a request waited before its first forward pass",
+                          ["model"], buckets=LATENCY_BUCKETS)
+BATCH_SIZE = Histogram("serve_batch_size", "sequences per formed batch (cut into passes of similar length)",
+                       ["model"], buckets=BATCH_BUCKETS)
+PASS_SIZE = Histogram("serve_pass_size", "sequences per forward pass", ["model"], buckets=BATCH_BUCKETS)
 INFERENCE_SECONDS = Histogram("serve_inference_seconds", "forward pass time", ["model"], buckets=LATENCY_BUCKETS)
 TOKENS = Counter("serve_tokens", "tokens run through the model (special tokens included, padding not)", ["model"])
 PADDING = Counter("serve_padding_tokens", "padding tokens added to batches", ["model"])
 ITEMS = Counter("serve_items", "inputs answered", ["model"])
+QUEUE_REQUESTS = Gauge("serve_queue_requests", "requests admitted and not yet answered", ["model"],
+                       multiprocess_mode="livesum")
+QUEUE_TOKENS = Gauge("serve_queue_tokens", "tokens of the requests admitted and not yet answered", ["model"],
+                     multiprocess_mode="livesum")
+QUEUE_ITEMS = Gauge("serve_queue_items", "sequences waiting for a forward pass", ["model"],
+                    multiprocess_mode="livesum")
+REJECTIONS = Counter("serve_rejections", "requests refused with 429 because the model's queue was full", ["model"])
+MODEL_INFO = Gauge("serve_model_info", "the artifact version each model serves (1 per served version)",
+                   ["model", "version"], multiprocess_mode="livemax")
 
 
 def render() -> tuple[bytes, str]:

@@ -1,7 +1,9 @@
-"""The edge of every request (pure ASGI): request id, API key, body size limit, request metrics.
+"""The edge of every request (pure ASGI): request id, API key, body size limit, request metrics, drain.
 
 Checks run before FastAPI parses anything, so an unauthenticated or oversized request costs nothing
-and gets the same error shape as every other error.
+and gets the same error shape as every other error. While the server drains, every response says
+``Connection: close``, so keep-alive clients reconnect (elsewhere, once the load balancer saw
+``/ready`` fail) instead of sending on a connection that is about to close.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from serve import metrics
-from serve.errors import STATUS, error_body
+from serve.errors import STATUS, ServeError, error_body
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
@@ -22,7 +24,7 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/health", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/health", "/ready", "/live", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 
 
 async def send_error(send: Send, kind: str, message: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -41,13 +43,20 @@ class EdgeMiddleware:
         api_key: the key clients must send as ``Authorization: Bearer KEY``; None turns auth off.
         max_body_bytes: larger bodies are answered 413.
         endpoints: paths counted under their own label in the metrics (others count as "other").
+        closing: True while the server drains (responses then close their connection).
+        gate: for a path, an error to answer at once without reading the request (a 429 when every
+            model behind the path is at capacity), or None to go on.
     """
 
-    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int, endpoints: frozenset[str]) -> None:
+    def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int, endpoints: frozenset[str],
+                 closing: Callable[[], bool] = lambda: False,
+                 gate: Callable[[str], ServeError | None] = lambda path: None) -> None:
         self.app = app
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
         self.endpoints = endpoints
+        self.closing = closing
+        self.gate = gate
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -62,7 +71,10 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                message["headers"] = [*message.get("headers", []), (b"x-request-id", rid.encode())]
+                extra = [(b"x-request-id", rid.encode())]
+                if self.closing():
+                    extra.append((b"connection", b"close"))
+                message["headers"] = [*message.get("headers", []), *extra]
             await send(message)
 
         path = scope["path"]
@@ -70,6 +82,11 @@ class EdgeMiddleware:
             if self.api_key and path not in OPEN_PATHS and not self._authorized(scope):
                 await send_error(send_with_id, "unauthorized", "missing or wrong API key; send the header "
                                  "Authorization: Bearer YOUR_KEY", ((b"www-authenticate", b"Bearer"),))
+                return
+            refusal = self.gate(path)
+            if refusal is not None:
+                headers = tuple((k.lower().encode(), v.encode()) for k, v in refusal.headers.items())
+                await send_error(send_with_id, refusal.kind, refusal.message, headers)
                 return
             body = await self._read_body(scope, receive, send_with_id)
             if body is None:

@@ -1,8 +1,7 @@
 """The served models: made ready at start (compressed on first start if need be), tokenized per request.
 
-:class:`ModelSpec` is what an inference worker needs (small, picklable); :class:`ServedModel` adds the
-tokenizer and the request-side checks (``encode_pre``), run in the HTTP process so the inference
-loop only pads and runs.
+:class:`ModelSpec` is what a backend needs to load and run a model (small, picklable);
+:class:`ServedModel` adds the tokenizer, the labels and the request-side checks.
 """
 
 from __future__ import annotations
@@ -73,11 +72,22 @@ class ServedModel:
         Raises:
             ServeError: a text cannot be tokenized, or is too long and the model does not truncate.
         """
-        if self.split_chars:
-            from compress.data import space_residues
+        return self.fit(self.encode(texts, param), texts, param)
 
-            texts = [space_residues(t, self.mask_token or "[MASK]") for t in texts]
-        ids = self._encode(texts, param, truncate=False)
+    def encode(self, texts: list[str], param: str = "inputs") -> list[list[int]]:
+        """Token ids of each text in one tokenizer call, whatever their length.
+
+        Raises:
+            ServeError: a text cannot be tokenized.
+        """
+        return self._encode(self._prepared(texts), param, truncate=False)
+
+    def fit(self, ids: list[list[int]], texts: list[str], param: str = "inputs") -> list[list[int]]:
+        """``ids`` of ``texts`` within ``max_length``: a longer one is truncated, or refused (413).
+
+        Raises:
+            ServeError: a text is too long and the model does not truncate.
+        """
         for i, seq in enumerate(ids):
             if len(seq) <= self.max_length:
                 continue
@@ -85,8 +95,15 @@ class ServedModel:
                 raise ServeError("input_too_long", f"{param}[{i}] is {len(seq)} tokens long; model {self.name!r} "
                                  f"takes at most {self.max_length} (special tokens included): shorten or split it",
                                  param)
-            ids[i] = self._encode([texts[i]], param, truncate=True)[0]
+            ids[i] = self._encode(self._prepared([texts[i]]), param, truncate=True)[0]
         return ids
+
+    def _prepared(self, texts: list[str]) -> list[str]:
+        if not self.split_chars:
+            return texts
+        from compress.data import space_residues
+
+        return [space_residues(t, self.mask_token or "[MASK]") for t in texts]
 
     def _encode(self, texts: list[str], param: str, truncate: bool) -> list[list[int]]:
         try:
@@ -190,3 +207,13 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
 
 def prepare_models(entries: list[ModelEntry], base: Path, compress_missing: bool = True) -> list[ServedModel]:
     return [prepare_model(e, base, compress_missing) for e in entries]
+
+
+def reload_model(model: ServedModel) -> ServedModel:
+    """``model`` read again from its artifact directory (a live swap), never compressing.
+
+    Raises:
+        ConfigError: the artifact is gone or no longer fits the entry.
+    """
+    entry = model.spec.entry.model_copy(update={"artifact": model.spec.artifact})
+    return prepare_model(entry, Path(model.spec.artifact), compress_missing=False)

@@ -1,35 +1,31 @@
-"""One LitAPI (inference worker) and one LitSpec (HTTP side) per task.
+"""The HTTP API over the engine: request and response models and the route of each task.
 
-==============  ==========================  ===============
-task            routes                      worker
-==============  ==========================  ===============
-fill-mask       /v1/fill-mask               FillMaskAPI
-classification  /v1/classify                ClassifyAPI
-embedding       /v1/embed, /v1/embeddings   EmbedAPI
-==============  ==========================  ===============
+==============  ==========================  =================
+task            routes                      module
+==============  ==========================  =================
+fill-mask       /v1/fill-mask               fill_mask
+classification  /v1/classify                classify
+embedding       /v1/embed, /v1/embeddings   embed
+==============  ==========================  =================
+
+Each module's ``routes(engine)`` gives ``(path, endpoint, response model, summary, task)``; a host
+(serve/hosts/) mounts them on its app. The endpoints validate with pydantic, call
+:meth:`serve.engine.Engine.infer`, and answer JSON made by pydantic's serializer, with the artifact
+version in ``X-Model-Version``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from serve.apis.base import TaskAPI, TaskSpec
-    from serve.models import ServedModel
+    from serve.engine import Engine
+
+Route = tuple[str, Any, type, str, str]
 
 
-def build_apis(models: list[ServedModel], log_level: str = "info") -> tuple[list[TaskSpec], list[TaskAPI]]:
-    """Specs for every task (a task with no model answers 404 listing the served ones) and a worker
-    API for each task that has models."""
-    from serve.apis.classify import ClassifyAPI, ClassifySpec
-    from serve.apis.embed import EmbedAPI, EmbedSpec
-    from serve.apis.fill_mask import FillMaskAPI, FillMaskSpec
+def task_routes(engine: Engine) -> list[Route]:
+    """Every task's routes (a task with no model answers 404 listing the served ones)."""
+    from serve.apis import classify, embed, fill_mask
 
-    specs, apis = [], []
-    for spec_cls, api_cls in ((FillMaskSpec, FillMaskAPI), (ClassifySpec, ClassifyAPI), (EmbedSpec, EmbedAPI)):
-        mine = [m for m in models if m.task == spec_cls.task]
-        spec = spec_cls(mine, models)
-        specs.append(spec)
-        if mine:
-            apis.append(api_cls([m.spec for m in mine], spec, log_level))
-    return specs, apis
+    return [*fill_mask.routes(engine), *classify.routes(engine), *embed.routes(engine)]

@@ -2,17 +2,17 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-import numpy as np
 from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, ConfigDict, Field
+from starlette.responses import Response  # resolved at runtime by FastAPI
 
-from serve.apis.base import TaskAPI, TaskSpec
-from serve.apis.schemas import Inputs, ModelName, Usage, usage
+from serve.apis.schemas import Inputs, ModelName, Usage, as_list, json_response, usage
 
 if TYPE_CHECKING:
-    from serve.models import ModelSpec
+    from serve.apis import Route
+    from serve.engine import Engine
 
 
 class ClassifyRequest(BaseModel):
@@ -35,30 +35,11 @@ class ClassifyResponse(BaseModel):
     usage: Usage
 
 
-class ClassifyAPI(TaskAPI):
-    task = "classification"
+def routes(engine: Engine) -> list[Route]:
+    async def classify(body: ClassifyRequest, request: Request) -> Response:
+        answer = await engine.infer("classification", body.model, as_list(body.inputs), {"top_k": body.top_k},
+                                    path=request.url.path)
+        response = ClassifyResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
+        return json_response(response, answer.version)
 
-    def split_rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], spec: ModelSpec) -> list[Any]:
-        logits = out["logits"].astype(np.float64)
-        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return list(z / z.sum(axis=-1, keepdims=True))
-
-
-class ClassifySpec(TaskSpec):
-    task = "classification"
-    paths = ("/v1/classify",)
-
-    def routes(self) -> list[tuple[str, Any, type, str]]:
-        return [(self.paths[0], self.classify, ClassifyResponse, "Score the model's labels for each input")]
-
-    async def classify(self, body: ClassifyRequest, request: Request) -> ClassifyResponse:
-        model = self.pick(body.model, request)
-        texts = self.as_list(body.inputs)
-        ids = self.encode_pre(model, texts)
-        out = await self.submit(request, {"model": model.name, "ids": ids})
-        results = []
-        for probs in out["items"]:
-            labels = model.labels or [f"LABEL_{i}" for i in range(len(probs))]
-            order = np.argsort(-probs, kind="stable")[: body.top_k]
-            results.append(ClassifyResult(labels=[labels[i] for i in order], scores=probs[order].tolist()))
-        return ClassifyResponse(model=model.name, results=results, usage=usage(ids))
+    return [("/v1/classify", classify, ClassifyResponse, "Score the model's labels for each input", "classification")]

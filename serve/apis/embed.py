@@ -1,6 +1,6 @@
 """``POST /v1/embed`` and the OpenAI-compatible ``POST /v1/embeddings``: one vector per input.
 
-Both routes feed the same inference worker, so their requests batch together and each embedding
+Both routes feed the same lane of the engine, so their requests batch together and each embedding
 model is loaded once.
 """
 
@@ -9,16 +9,16 @@ from __future__ import annotations
 import base64
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-import numpy as np
 from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from starlette.responses import Response  # resolved at runtime by FastAPI
 
-from serve.apis.base import TaskAPI, TaskSpec
-from serve.apis.schemas import Inputs, ModelName, Text, Usage, check_texts, usage
+from serve.apis.schemas import Inputs, ModelName, Text, Usage, as_list, check_texts, json_response, usage
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
-    from serve.models import ModelSpec, ServedModel
+    from serve.apis import Route
+    from serve.engine import Engine
 
 
 class EmbedRequest(BaseModel):
@@ -69,46 +69,27 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: Usage
 
 
-class EmbedAPI(TaskAPI):
-    task = "embedding"
+def routes(engine: Engine) -> list[Route]:
+    async def embed(body: EmbedRequest, request: Request) -> Response:
+        answer = await engine.infer("embedding", body.model, as_list(body.inputs), {"normalize": body.normalize},
+                                    path=request.url.path)
+        normalized = engine.models[answer.model].manifest.normalize if body.normalize is None else body.normalize
+        response = EmbedResponse(model=answer.model, embeddings=[v.tolist() for v in answer.results],
+                                 dimensions=len(answer.results[0]), normalized=normalized, usage=usage(answer.ids))
+        return json_response(response, answer.version)
 
-    def split_rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], spec: ModelSpec) -> list[Any]:
-        return list(out["sentence_embedding"].astype(np.float32))
-
-    def finish(self, row: np.ndarray, payload: dict[str, Any]) -> np.ndarray:
-        if payload["normalize"]:
-            return row / max(float(np.linalg.norm(row)), 1e-12)
-        return row
-
-
-class EmbedSpec(TaskSpec):
-    task = "embedding"
-    paths = ("/v1/embed", "/v1/embeddings")
-
-    def routes(self) -> list[tuple[str, Any, type, str]]:
-        return [(self.paths[0], self.embed, EmbedResponse, "Embed each input"),
-                (self.paths[1], self.embeddings, OpenAIEmbeddingResponse, "Embeddings, OpenAI-compatible")]
-
-    async def _vectors(self, request: Request, model: ServedModel, texts: list[str], param: str,
-                       normalize: bool) -> tuple[list[np.ndarray], list[list[int]]]:
-        ids = self.encode_pre(model, texts, param)
-        out = await self.submit(request, {"model": model.name, "ids": ids, "normalize": normalize})
-        return out["items"], ids
-
-    async def embed(self, body: EmbedRequest, request: Request) -> EmbedResponse:
-        model = self.pick(body.model, request)
-        normalize = model.manifest.normalize if body.normalize is None else body.normalize
-        vecs, ids = await self._vectors(request, model, self.as_list(body.inputs), "inputs", normalize)
-        return EmbedResponse(model=model.name, embeddings=[v.tolist() for v in vecs], dimensions=len(vecs[0]),
-                             normalized=normalize, usage=usage(ids))
-
-    async def embeddings(self, body: OpenAIEmbeddingRequest, request: Request) -> OpenAIEmbeddingResponse:
-        model = self.pick(body.model, request)
-        vecs, ids = await self._vectors(request, model, self.as_list(body.input), "input", model.manifest.normalize)
-        if body.dimensions is not None and body.dimensions != len(vecs[0]):
-            raise ServeError("invalid_request", f"model {model.name!r} returns {len(vecs[0])} dimensions; leave "
-                             f"dimensions out or set it to {len(vecs[0])}", "dimensions")
+    async def embeddings(body: OpenAIEmbeddingRequest, request: Request) -> Response:
+        answer = await engine.infer("embedding", body.model, as_list(body.input), {"normalize": None},
+                                    param="input", path=request.url.path)
+        size = len(answer.results[0])
+        if body.dimensions is not None and body.dimensions != size:
+            raise ServeError("invalid_request", f"model {answer.model!r} returns {size} dimensions; leave "
+                             f"dimensions out or set it to {size}", "dimensions")
+        b64 = body.encoding_format == "base64"
         data = [OpenAIEmbedding(index=i, embedding=base64.b64encode(v.astype("<f4").tobytes()).decode("ascii")
-                                if body.encoding_format == "base64" else v.tolist())
-                for i, v in enumerate(vecs)]
-        return OpenAIEmbeddingResponse(data=data, model=model.name, usage=usage(ids))
+                                if b64 else v.tolist()) for i, v in enumerate(answer.results)]
+        response = OpenAIEmbeddingResponse(data=data, model=answer.model, usage=usage(answer.ids))
+        return json_response(response, answer.version)
+
+    return [("/v1/embed", embed, EmbedResponse, "Embed each input", "embedding"),
+            ("/v1/embeddings", embeddings, OpenAIEmbeddingResponse, "Embeddings, OpenAI-compatible", "embedding")]

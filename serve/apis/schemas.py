@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
+from starlette.responses import Response
 
 Text = Annotated[str, Field(min_length=1)]
 
@@ -49,3 +50,15 @@ class Usage(BaseModel):
 def usage(ids: list[list[int]]) -> Usage:
     n = sum(len(s) for s in ids)
     return Usage(prompt_tokens=n, total_tokens=n)
+
+
+def as_list(inputs: str | list[str]) -> list[str]:
+    return [inputs] if isinstance(inputs, str) else list(inputs)
+
+
+VERSION_HEADER = "X-Model-Version"
+
+
+def json_response(body: BaseModel, version: str) -> Response:
+    """``body`` serialized by pydantic (no second validation pass), with the artifact version header."""
+    return Response(body.model_dump_json(), media_type="application/json", headers={VERSION_HEADER: version})

@@ -55,7 +55,7 @@ def test_http_benchmark_end_to_end(tiny_catalog, tmp_path, capsys):
     assert r["http_vs_in_process"] == pytest.approx(r["throughput"] / r["in_process_per_s"])
     assert 1 <= r["mean_batch_size"] <= 8
     assert r["server_peak_rss_bytes"] >= r["server_rss_bytes"] > 50e6  # a few Python processes
-    assert r["server_processes"] >= 2  # the API server and at least one LitServe inference worker
+    assert r["server_processes"] >= 1  # the server (and the helpers a host may start)
     assert set(report["median"]) == set(MEDIAN_KEYS) and report["median"]["requests"] == 60
 
     md = (out / "http.md").read_text()

@@ -1,7 +1,9 @@
-"""End-to-end fixtures: real `serve` processes on 127.0.0.1 over the packaged models, one per session.
+"""Serving fixtures.
 
-- ``server``: AntiBERTy fill-mask, AntiBERTy species classifier, MiniLM embedder; API key on; small
-  limits so each bad-input case is cheap to provoke.
+- ``tiny_models``: tiny random BERTs (fill-mask, classifier, a bitsandbytes torch artifact) made ready
+  the way `serve` makes them, for in-process tests of backends and the engine.
+- ``server``: a real `serve` process on 127.0.0.1: AntiBERTy fill-mask, AntiBERTy species classifier,
+  MiniLM embedder; API key on; small limits so each bad-input case is cheap to provoke.
 - ``open_server``: MiniLM plus a tiny random BERT that has no artifact yet (compressed on first
   start); no API key.
 """
@@ -24,6 +26,31 @@ def packaged_entry(name: str, artifact: Path, **serve_opts: object) -> dict:
 
     entry = load_catalog(ROOT / "models.yaml").get(name).model_dump(exclude_none=True, exclude={"serve", "artifact"})
     return {**entry, "artifact": str(artifact), "serve": serve_opts}
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    """A tiny fill-mask BERT and a tiny classifier, compressed (fp32) the way `serve` does on first start."""
+    from compress.catalog import ModelEntry
+    from compress.pipeline import RunOptions, compress_model
+    from compress.sources import load_model
+    from serve.models import prepare_model
+    from tests.conftest import build_tiny
+
+    tmp = tmp_path_factory.mktemp("tiny")
+    out = {}
+    for task in ("fill-mask", "classification"):
+        build_tiny(tmp / task, "bert", task)
+        entry = ModelEntry(name=f"tiny-{task}", source=str(tmp / task), task=task, recipe={"method": "fp32"},
+                           artifact=str(tmp / f"art-{task}"), serve={"max_batch_size": 3, "threads": 1})
+        out[task] = prepare_model(entry, tmp)
+    # A bitsandbytes recipe makes a `backend: torch` artifact; serve follows the manifest.
+    compress_model(load_model(str(tmp / "fill-mask")), tmp / "art-bnb", name="tiny-bnb",
+                   opts=RunOptions(method="bnb-int8", gate=False, bench=False, n_validate=32))
+    entry = ModelEntry(name="tiny-bnb", source=str(tmp / "fill-mask"), task="fill-mask",
+                       artifact=str(tmp / "art-bnb"), serve={"threads": 1})
+    out["bnb"] = prepare_model(entry, tmp)
+    return out
 
 
 @pytest.fixture(scope="session")

@@ -20,8 +20,8 @@ def test_api_key_required(server, key, status):
         assert headers["www-authenticate"] == "Bearer"
 
 
-@pytest.mark.parametrize(("path", "status"), [("/health", 200), ("/openapi.json", 200), ("/metrics", 401),
-                                              ("/v1/models", 401)])
+@pytest.mark.parametrize(("path", "status"), [("/health", 200), ("/ready", 200), ("/live", 200),
+                                              ("/openapi.json", 200), ("/metrics", 401), ("/v1/models", 401)])
 def test_open_and_protected_paths(server, path, status):
     assert server.client(api_key=None).get(path)[0] == status
 
@@ -48,10 +48,8 @@ def test_concurrent_requests_are_batched(server):
         return after.get(key, 0.0) - before.get(key, 0.0)
 
     assert mean_batch_size(before, after, "minilm") > 1.5
-    assert delta('serve_batch_requests_sum{endpoint="/v1/embed"}') / delta(
-        'serve_batch_requests_count{endpoint="/v1/embed"}') > 1.5
     assert delta('serve_requests_total{endpoint="/v1/embed",status="200"}') == 192
-    assert delta('serve_queue_seconds_count{endpoint="/v1/embed"}') == 192
+    assert delta('serve_queue_seconds_count{model="minilm"}') == 192
     assert delta('serve_items_total{model="minilm"}') == 192
     assert delta('serve_tokens_total{model="minilm"}') >= 192 * 3
     assert delta('serve_request_seconds_count{endpoint="/v1/embed"}') == 192
@@ -62,7 +60,8 @@ def test_metrics_cover_status_and_latency(server):
     c.post("/v1/embed", {"inputs": ""})  # a 422
     text = c.get("/metrics")[1]
     for name in ("serve_requests_total", "serve_request_seconds_bucket", "serve_queue_seconds_bucket",
-                 "serve_batch_size_bucket", "serve_inference_seconds_bucket", "serve_tokens_total",
-                 "serve_padding_tokens_total"):
+                 "serve_batch_size_bucket", "serve_pass_size_bucket", "serve_inference_seconds_bucket",
+                 "serve_tokens_total", "serve_padding_tokens_total", 'serve_queue_requests{model="minilm"}',
+                 'serve_queue_tokens{model="minilm"}', "serve_model_info{"):
         assert name in text, name
     assert 'serve_requests_total{endpoint="/v1/embed",status="422"}' in text

@@ -1,29 +1,25 @@
-"""The serving pieces on their own: padding, top-k, batch collection, error shapes, options, the CLI."""
+"""The serving pieces on their own: padding, top-k, error shapes, options, the CLI."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import pickle
-import queue
 import subprocess
 import sys
 import time
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from fastapi import HTTPException
 from pydantic import ValidationError
 from starlette.requests import Request
 
 from compress.catalog import ModelEntry, ServeOptions
-from serve.apis.base import NaturalBatchLoop, TaskSpec, pad_batch
-from serve.apis.fill_mask import top_k
 from serve.apis.schemas import check_texts
-from serve.config import ConfigError, parse_size, read_api_key
-from serve.errors import _server_error, _validation_message
+from serve.config import ConfigError, Settings, parse_size, read_api_key
+from serve.engine.batch import pad_batch
+from serve.engine.tasks import top_k
+from serve.errors import ServeError, _serve_error, _server_error, _validation_message
 
 
 def _request(rid: str = "abc123", path: str = "/v1/embed") -> Request:
@@ -32,12 +28,11 @@ def _request(rid: str = "abc123", path: str = "/v1/embed") -> Request:
 
 
 def test_pad_batch_pads_right_and_masks():
-    enc, padding = pad_batch([[2, 5, 3], [2, 3]], pad_id=0, input_names=["input_ids", "attention_mask",
-                                                                          "token_type_ids"])
+    enc = pad_batch([[2, 5, 3], [2, 3]], pad_id=0, input_names=["input_ids", "attention_mask", "token_type_ids"])
     assert enc["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
     assert enc["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
-    assert enc["token_type_ids"].sum() == 0 and padding == 1 and enc["input_ids"].dtype == np.int64
-    assert "token_type_ids" not in pad_batch([[1]], 0, ["input_ids", "attention_mask"])[0]
+    assert enc["token_type_ids"].sum() == 0 and enc["input_ids"].dtype == np.int64
+    assert "token_type_ids" not in pad_batch([[1]], 0, ["input_ids", "attention_mask"])
 
 
 def test_top_k_is_sorted_softmax():
@@ -74,51 +69,14 @@ def test_server_error_is_logged_with_request_id_and_hidden(caplog):
     assert "rid-42" in caplog.text and "secret internals" in caplog.text  # the traceback is in the log
 
 
-class _Spec(TaskSpec):
-    task, paths = "embedding", ("/v1/embed",)
-
-
-def test_worker_failure_becomes_500_and_is_logged(caplog):
-    spec = _Spec([], [])
-    spec.response_buffer, spec.response_queue_id = {}, 0
-
-    class FailingQueue:
-        def put(self, item):
-            _, uid, _, _ = item
-            spec.response_buffer[uid].response = (pickle.dumps(RuntimeError("boom")), "ERROR")
-            spec.response_buffer[uid].event.set()
-
-    spec.request_queue = FailingQueue()
-    with caplog.at_level(logging.ERROR, logger="serve"), pytest.raises(HTTPException) as exc:
-        asyncio.run(spec.submit(_request("rid-7"), {"model": "m", "ids": [[1]]}))
-    assert exc.value.status_code == 500 and "rid-7" in caplog.text and not spec.response_buffer
-
-
-def test_natural_batch_loop_does_not_idle():
-    loop = NaturalBatchLoop()
-    api = SimpleNamespace(max_batch_size=8, batch_timeout=0.2, request_timeout=30)
-    q: queue.Queue = queue.Queue()
-    old = time.monotonic() - 1.0  # these requests already waited longer than batch_timeout
-    for i in range(3):
-        q.put((0, f"u{i}", old, {"i": i}))
-    t0 = time.monotonic()
-    got, timed_out = loop.get_batch_requests(api, q, None)
-    assert [p[1] for p in got] == ["u0", "u1", "u2"] and not timed_out
-    assert time.monotonic() - t0 < 0.1
-    now = time.monotonic()  # a fresh request waits batch_timeout for company, and takes what comes
-    q.put((0, "a", now, {}))
-    q.put((0, "b", now, {}))
-    got, _ = loop.get_batch_requests(api, q, None)
-    assert len(got) == 2 and 0.15 < time.monotonic() - now < 1.0
-    for i in range(10):  # a full batch goes at once
-        q.put((0, f"f{i}", time.monotonic(), {}))
-    t0 = time.monotonic()
-    got, _ = loop.get_batch_requests(api, q, None)
-    assert len(got) == 8 and time.monotonic() - t0 < 0.1
-    api.request_timeout = 0.5
-    q.put((0, "late", old, {}))
-    got, timed_out = loop.get_batch_requests(api, q, None)
-    assert timed_out == [(0, "late")] and [p[1] for p in got] == ["f8", "f9"]
+def test_serve_error_has_one_shape_and_survives_pickling():
+    err = ServeError("overloaded", "model 'm' is at capacity; retry after 2 s", headers={"Retry-After": "2"})
+    back = pickle.loads(pickle.dumps(err))
+    assert (back.kind, back.status_code, back.headers) == ("overloaded", 429, {"Retry-After": "2"})
+    resp = _serve_error(_request(), back)
+    assert resp.status_code == 429 and resp.headers["retry-after"] == "2"
+    assert json.loads(resp.body) == {"error": {"message": "model 'm' is at capacity; retry after 2 s",
+                                               "type": "overloaded", "param": None}}
 
 
 def test_serve_options_validate():
@@ -129,6 +87,18 @@ def test_serve_options_validate():
         ServeOptions(max_batch_size=0)
     with pytest.raises(ValidationError, match="Extra inputs"):
         ModelEntry(name="m", source="x", serve={"batch": 3})
+    with pytest.raises(ValidationError):
+        ServeOptions(max_queue_requests=0)
+    assert ServeOptions(max_batch_tokens=4096).max_batch_tokens == 4096
+
+
+def test_settings_validate():
+    with pytest.raises(ConfigError, match="litserve"):
+        Settings(api_servers=2)
+    with pytest.raises(ConfigError, match="max-queue-requests"):
+        Settings(limits={"max_queue_requests": 0})
+    with pytest.raises(ConfigError, match="drain"):
+        Settings(drain_timeout=0)
 
 
 def test_config_helpers(tmp_path, monkeypatch):

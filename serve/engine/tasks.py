@@ -1,0 +1,124 @@
+"""What each task does around the forward pass, with no web framework: checks before, results after.
+
+Per task (as infinity splits it): ``check`` runs on the tokenized request before it is admitted,
+``rows`` splits a forward pass's outputs into one entry per sequence and does the numeric work
+(softmax, top-k, normalisation; in the inference thread), ``result`` turns one sequence's entry into
+the answer's plain data (labels, tokens, filled text; on the event loop).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import numpy as np
+
+from serve.errors import ServeError
+
+if TYPE_CHECKING:
+    from serve.models import ServedModel
+
+
+def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+    """(ids, probabilities) of the ``k`` most likely tokens of each row, most likely first."""
+    k = min(k, logits.shape[-1])
+    z = logits - logits.max(axis=-1, keepdims=True)
+    probs = np.exp(z)
+    probs /= probs.sum(axis=-1, keepdims=True)
+    idx = np.argpartition(-probs, k - 1, axis=-1)[:, :k]
+    part = np.take_along_axis(probs, idx, axis=-1)
+    order = np.argsort(-part, axis=-1, kind="stable")
+    return np.take_along_axis(idx, order, axis=-1), np.take_along_axis(part, order, axis=-1)
+
+
+class Task:
+    """One task's handling; subclasses below, looked up by name in :data:`TASKS`."""
+
+    name: ClassVar[str]
+
+    def check(self, model: ServedModel, ids: list[list[int]], params: dict[str, Any]) -> None:
+        """Refuse a tokenized request that cannot be answered (a ServeError with the fix)."""
+
+    def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
+             params: list[dict[str, Any]]) -> list[Any]:
+        """One entry per sequence from a forward pass's outputs; ``params[i]`` is sequence i's request's."""
+        raise NotImplementedError
+
+    def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
+        """The answer for one input."""
+        return row
+
+
+class FillMask(Task):
+    name = "fill-mask"
+
+    def check(self, model: ServedModel, ids: list[list[int]], params: dict[str, Any]) -> None:
+        for i, seq in enumerate(ids):
+            if model.spec.mask_id not in seq:
+                raise ServeError("invalid_request", f"inputs[{i}] has no {model.mask_token} token; put "
+                                 f"{model.mask_token} where a token should be predicted", "inputs")
+
+    def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
+             params: list[dict[str, Any]]) -> list[Any]:
+        logits, positions, mask_id = out["mask_logits"], out["mask_positions"], int(model.spec.mask_id or 0)
+        rows = []
+        for r, seq in enumerate(seqs):
+            row = logits[positions[:, 0] == r]
+            if len(row) != seq.count(mask_id):
+                raise RuntimeError(f"row {r}: the graph returned {len(row)} mask predictions for "
+                                   f"{seq.count(mask_id)} masks")
+            ids, scores = top_k(row, params[r]["top_k"])
+            rows.append((ids.tolist(), scores.tolist()))
+        return rows
+
+    def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
+        ids, scores = row
+        mask = model.mask_token or ""
+        fills = [model.token_text(cands[0]) for cands in ids]
+        parts = text.split(mask)
+        if len(parts) - 1 == len(fills):
+            def filled(only: int | None) -> str:
+                chosen = [f if only is None or j == only else mask for j, f in enumerate(fills)]
+                return "".join(p + f for p, f in zip(parts, [*chosen, ""], strict=True))
+        else:  # the mask token's text and its tokens disagree (e.g. normalisation): rebuild from ids
+            positions = [p for p, t in enumerate(seq) if t == model.spec.mask_id]
+
+            def filled(only: int | None) -> str:
+                new = list(seq)
+                for j, p in enumerate(positions):
+                    if only is None or j == only:
+                        new[p] = ids[j][0]
+                return model.tokenizer.decode(new, skip_special_tokens=True)
+        masks = [{"tokens": [model.token_text(t) for t in cands], "ids": cands, "scores": s, "sequence": filled(j)}
+                 for j, (cands, s) in enumerate(zip(ids, scores, strict=True))]
+        return {"sequence": filled(None), "masks": masks}
+
+
+class Classify(Task):
+    name = "classification"
+
+    def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
+             params: list[dict[str, Any]]) -> list[Any]:
+        logits = out["logits"].astype(np.float64)
+        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        return list(z / z.sum(axis=-1, keepdims=True))
+
+    def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
+        labels = model.labels or [f"LABEL_{i}" for i in range(len(row))]
+        order = np.argsort(-row, kind="stable")[: params.get("top_k")]
+        return {"labels": [labels[i] for i in order], "scores": row[order].tolist()}
+
+
+class Embed(Task):
+    name = "embedding"
+
+    def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
+             params: list[dict[str, Any]]) -> list[Any]:
+        vectors = out["sentence_embedding"].astype(np.float32)
+        rows = []
+        for vec, p in zip(vectors, params, strict=True):
+            normalize = model.manifest.normalize if p.get("normalize") is None else p["normalize"]
+            rows.append(vec / max(float(np.linalg.norm(vec)), 1e-12) if normalize else vec)
+        return rows
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (FillMask(), Classify(), Embed())}

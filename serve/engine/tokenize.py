@@ -1,0 +1,81 @@
+"""Tokenization off the event loop, in batches: requests that arrive together share one tokenizer call.
+
+The fast tokenizer's batch call releases the GIL, so it runs in its own thread while the event loop
+reads requests and the inference thread runs forward passes. While one call runs, new requests
+wait and go together into the next one (continuous batching, as the forward passes do).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from typing import TYPE_CHECKING
+
+from serve.errors import ServeError
+
+if TYPE_CHECKING:
+    from concurrent.futures import Executor
+
+    from serve.models import ServedModel
+
+Pending = tuple["ServedModel", list[str], str, asyncio.Future]
+
+
+class TokenizeQueue:
+    """``await queue(model, texts, param)`` -> token ids, checked against the model's length limit."""
+
+    def __init__(self, executor: Executor) -> None:
+        self.executor = executor
+        self.pending: list[Pending] = []
+        self.running = False
+        self._task: asyncio.Task | None = None
+
+    async def __call__(self, model: ServedModel, texts: list[str], param: str = "inputs") -> list[list[int]]:
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self.pending.append((model, texts, param, future))
+        if not self.running:
+            self.running = True
+            self._task = loop.create_task(self._drain())
+        return await future
+
+    async def _drain(self) -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            while self.pending:
+                batch, self.pending = self.pending, []
+                results = await loop.run_in_executor(self.executor, tokenize_many, batch)
+                for (*_, future), result in zip(batch, results, strict=True):
+                    if future.done():
+                        continue
+                    if isinstance(result, BaseException):
+                        future.set_exception(result)
+                    else:
+                        future.set_result(result)
+        finally:
+            self.running = False
+
+
+def tokenize_many(batch: list[Pending]) -> list[list[list[int]] | BaseException]:
+    """Each request's token ids (or its error): one tokenizer call per model for all its requests."""
+    by_model: dict[int, list[int]] = defaultdict(list)
+    for k, (model, *_) in enumerate(batch):
+        by_model[id(model)].append(k)
+    results: list[list[list[int]] | BaseException] = [[] for _ in batch]
+    for ks in by_model.values():
+        model = batch[ks[0]][0]
+        texts = [t for k in ks for t in batch[k][1]]
+        try:
+            ids = model.encode(texts, "inputs")
+        except ServeError:  # one request's text broke the call: tokenize each on its own to say whose
+            ids = None
+        start = 0
+        for k in ks:
+            _, own, param, _ = batch[k]
+            try:
+                mine = ids[start: start + len(own)] if ids is not None else model.encode(own, param)
+                results[k] = model.fit(mine, own, param)
+            except ServeError as e:
+                results[k] = e
+            start += len(own)
+    return results

@@ -1,0 +1,207 @@
+"""The serving engine without HTTP, on tiny random BERTs: batching, budgets, overload, faults, live swap."""
+
+from __future__ import annotations
+
+import asyncio
+import copy
+import time
+from typing import Any
+
+import numpy as np
+
+from serve.engine import Engine
+from serve.errors import ServeError
+from tests.conftest import SENTENCES
+
+
+def _model(model: Any, **options: Any) -> Any:
+    """A copy of a prepared model with other serving options (the fixture's stays as it is)."""
+    out = copy.copy(model)
+    out.spec = copy.copy(model.spec)
+    out.spec.options = model.spec.options.model_copy(update=options)
+    return out
+
+
+class Recording:
+    """Wraps a backend: records each forward pass's shape; can sleep or fail on demand."""
+
+    def __init__(self, backend: Any, delay: float = 0.0) -> None:
+        self.backend, self.delay, self.fail_next = backend, delay, False
+        self.input_names, self.description = backend.input_names, backend.description
+        self.shapes: list[tuple[int, int]] = []
+
+    def __call__(self, enc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+        self.shapes.append(enc["input_ids"].shape)
+        if self.delay:
+            time.sleep(self.delay)
+        if self.fail_next:
+            self.fail_next = False
+            raise RuntimeError("backend exploded")
+        return self.backend(enc)
+
+
+async def _started(*models: Any, timeout: float = 30.0, delay: float = 0.0) -> tuple[Engine, dict[str, Recording]]:
+    engine = Engine(list(models), timeout=timeout)
+    await engine.start()
+    recorders = {}
+    for name, lane in engine.lanes.items():
+        lane.current.backend = recorders[name] = Recording(lane.current.backend, delay)
+    return engine, recorders
+
+
+def _masked(n: int, words: int | None = None) -> list[str]:
+    texts = [" ".join(s.split()[:words]) if words else s for s in SENTENCES[:n]]
+    return [t.replace(t.split()[1], "[MASK]", 1) for t in texts]
+
+
+def test_concurrent_requests_batch_and_match_single_runs(tiny_models):
+    texts = _masked(12)
+
+    async def main() -> tuple[list, list, list]:
+        engine, rec = await _started(_model(tiny_models["fill-mask"], max_batch_size=8, batch_timeout=0.05))
+        try:
+            alone = [await engine.infer("fill-mask", None, [t], {"top_k": 3}) for t in texts]
+            passes_alone = len(rec["tiny-fill-mask"].shapes)
+            together = await asyncio.gather(*(engine.infer("fill-mask", None, [t], {"top_k": 3}) for t in texts))
+            return alone, together, rec["tiny-fill-mask"].shapes[passes_alone:]
+        finally:
+            await engine.stop()
+
+    alone, together, shapes = asyncio.run(main())
+    assert sum(n for n, _ in shapes) == len(texts) and len(shapes) < len(texts)  # batched, every row once
+    for a, b in zip(alone, together, strict=True):
+        assert a.ids == b.ids and a.version == b.version
+        for ra, rb in zip(a.results, b.results, strict=True):
+            assert [m["ids"] for m in ra["masks"]] == [m["ids"] for m in rb["masks"]]
+            assert np.allclose([m["scores"] for m in ra["masks"]], [m["scores"] for m in rb["masks"]], atol=1e-5)
+
+
+def test_every_pass_keeps_the_token_budget(tiny_models):
+    texts = _masked(24)  # 5 to 13 words: mixed lengths
+
+    async def main() -> tuple[list, list]:
+        engine, rec = await _started(_model(tiny_models["fill-mask"], max_batch_size=6, max_batch_tokens=40,
+                                            batch_timeout=0.05))
+        try:
+            answers = await asyncio.gather(*(engine.infer("fill-mask", None, [t], {"top_k": 1}) for t in texts))
+            return answers, rec["tiny-fill-mask"].shapes
+        finally:
+            await engine.stop()
+
+    answers, shapes = asyncio.run(main())
+    assert len(answers) == len(texts) and sum(n for n, _ in shapes) == len(texts)
+    assert any(n > 1 for n, _ in shapes)
+    for n, width in shapes:
+        assert n <= 6 and (n == 1 or n * width <= 40), (n, width)
+
+
+def test_overload_is_refused_at_once_with_429(tiny_models):
+    async def main() -> list:
+        engine, _ = await _started(_model(tiny_models["classification"], max_queue_requests=2), delay=0.3)
+        try:
+            calls = [engine.infer("classification", None, [SENTENCES[i]], {"top_k": None}) for i in range(5)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await engine.stop()
+
+    results = asyncio.run(main())
+    refused = [r for r in results if isinstance(r, ServeError)]
+    assert len(refused) == 3 and len(results) - len(refused) == 2
+    for e in refused:
+        assert e.status_code == 429 and e.kind == "overloaded" and int(e.headers["Retry-After"]) >= 1
+        assert "max_queue_requests 2" in e.message
+
+
+def test_requests_past_the_timeout_get_504(tiny_models):
+    async def main() -> list:
+        engine, _ = await _started(_model(tiny_models["classification"], max_batch_size=2), timeout=0.1, delay=0.3)
+        try:
+            calls = [engine.infer("classification", None, [SENTENCES[i]], {"top_k": 1}) for i in range(4)]
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await engine.stop()
+
+    results = asyncio.run(main())
+    timed_out = [r for r in results if isinstance(r, ServeError) and r.status_code == 504]
+    assert len(timed_out) == 2 and all(not isinstance(r, Exception) for r in results[:2])
+
+
+def test_a_failed_pass_fails_its_requests_only(tiny_models):
+    async def main() -> tuple[Any, Any, bool]:
+        engine, rec = await _started(_model(tiny_models["classification"]))
+        try:
+            rec["tiny-classification"].fail_next = True
+            failed = await asyncio.gather(engine.infer("classification", None, [SENTENCES[0]], {}),
+                                          return_exceptions=True)
+            ok = await engine.infer("classification", None, [SENTENCES[1]], {"top_k": 2})
+            return failed[0], ok, engine.live()[0] and engine.ready()[0]
+        finally:
+            await engine.stop()
+
+    failed, ok, healthy = asyncio.run(main())
+    assert isinstance(failed, RuntimeError) and not isinstance(failed, ServeError)
+    assert len(ok.results[0]["labels"]) == 2 and healthy
+
+
+def test_model_choice_errors(tiny_models):
+    async def main() -> list:
+        engine, _ = await _started(tiny_models["fill-mask"], tiny_models["classification"])
+        try:
+            calls = [engine.infer("fill-mask", "nope", ["a [MASK]"], {"top_k": 1}),
+                     engine.infer("fill-mask", "tiny-classification", ["a [MASK]"], {"top_k": 1}),
+                     engine.infer("embedding", None, ["a"], {}),
+                     engine.infer("fill-mask", None, ["no mask here"], {"top_k": 1}),
+                     engine.infer("fill-mask", None, ["a [MASK]"] * 100, {"top_k": 1})]
+            return await asyncio.gather(*calls, return_exceptions=True)
+        finally:
+            await engine.stop()
+
+    errors = asyncio.run(main())
+    assert [e.status_code for e in errors] == [404, 404, 404, 422, 422]
+    assert "tiny-fill-mask" in errors[0].message and "no embedding model" in errors[2].message
+    assert "[MASK]" in errors[3].message and "at most" in errors[4].message
+
+
+def test_live_swap_fails_no_request(tiny_models, tmp_path):
+    """Reload onto a rebuilt artifact while requests flow: none fails, the new version answers after."""
+    import shutil
+
+    from compress.pipeline import RunOptions, compress_model
+    from compress.sources import load_model
+    from serve.models import prepare_model
+    from tests.conftest import build_tiny
+
+    base = tiny_models["fill-mask"]
+    artifact = tmp_path / "art"
+    shutil.copytree(base.spec.artifact, artifact)
+    model = prepare_model(base.spec.entry.model_copy(update={"artifact": str(artifact)}), tmp_path)
+    build_tiny(tmp_path / "retrained", "bert", "fill-mask", seed=1)
+    texts = _masked(8)
+
+    async def main() -> tuple[list, str, str, Any]:
+        engine, _ = await _started(model)
+        lane = engine.lanes[model.name]
+        old = lane.current
+        stop = time.monotonic() + 60
+        answers: list = []
+        done = asyncio.Event()
+
+        async def client(i: int) -> None:
+            while not done.is_set() and time.monotonic() < stop:
+                answers.append(await engine.infer("fill-mask", None, [texts[i]], {"top_k": 2}))
+
+        clients = [asyncio.create_task(client(i)) for i in range(len(texts))]
+        await asyncio.sleep(0.2)
+        await asyncio.to_thread(compress_model, load_model(str(tmp_path / "retrained")), artifact, name=model.name,
+                                opts=RunOptions(method="fp32", gate=False, bench=False, n_validate=16), force=True)
+        new = await engine.reload(model.name)
+        after = await engine.infer("fill-mask", None, [texts[0]], {"top_k": 2})
+        done.set()
+        await asyncio.gather(*clients)
+        await engine.stop()
+        return answers, old.id, new, (after, old.requests)
+
+    answers, old_id, new_id, (after, old_left) = asyncio.run(main())
+    assert new_id != old_id and after.version == new_id and old_left == 0
+    assert all(not isinstance(a, BaseException) for a in answers)
+    assert {a.version for a in answers} <= {old_id, new_id} and answers[0].version == old_id

@@ -1,0 +1,161 @@
+"""A real server's life under load: 429s when overloaded, live swap of a changed artifact, graceful drain."""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import shutil
+import signal
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from compress.data import bbc_sentences
+from serve.loadtest import HttpClient, run_load
+from serve.process import start_server, write_models
+from tests.serve.conftest import packaged_entry
+
+pytestmark = pytest.mark.integration
+TEXTS = [" ".join(s.split()[:14]) for s in bbc_sentences(64, seed=5)]
+
+
+def _body(i: int) -> dict:
+    return {"model": "minilm", "input": TEXTS[i % len(TEXTS)]}
+
+
+def test_overload_answers_429_in_the_error_shape(packaged_artifact, tmp_path):
+    config = write_models(tmp_path / "models.yaml", [packaged_entry("minilm", packaged_artifact("minilm"),
+                                                                    max_queue_requests=2)])
+    server = start_server(config, tmp_path / "serve.log")
+    try:
+        report = run_load(server.url, "/v1/embeddings", _body, concurrency=12, requests=150, max_seconds=120,
+                          honor_retry_after=False)
+        status, headers, body = 0, {}, {}
+        for _ in range(200):  # catch one 429 to read its shape while others keep the queue full
+            load = threading.Thread(target=run_load, args=(server.url, "/v1/embeddings", _body),
+                                    kwargs={"concurrency": 6, "requests": 12, "honor_retry_after": False})
+            load.start()
+            status, headers, body = HttpClient(server.url).request("POST", "/v1/embeddings", _body(0))
+            load.join()
+            if status == 429:
+                break
+        models = server.client().get("/v1/models")[1]
+    finally:
+        server.stop()
+    assert set(report.statuses) <= {200, 429} and report.rejected > 0 and report.statuses.get(200, 0) > 0
+    assert report.server_errors == 0
+    assert status == 429 and int(headers["retry-after"]) >= 1
+    assert body["error"]["type"] == "overloaded" and "max_queue_requests 2" in body["error"]["message"]
+    details = models["data"][0]["details"]
+    assert details["max_queue_requests"] == 2 and details["rejected"] > 0
+
+
+def _replace_artifact(current: Path, new_manifest_note: str) -> None:
+    """Rewrite the artifact as `compress --force` does: a full sibling copy renamed into place."""
+    staging = current.with_name(current.name + ".new")
+    shutil.copytree(current, staging)
+    manifest = json.loads((staging / "manifest.json").read_text())
+    manifest.setdefault("notes", []).append(new_manifest_note)
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    old = current.with_name(current.name + ".old")
+    os.rename(current, old)
+    os.rename(staging, current)
+    shutil.rmtree(old)
+
+
+def test_live_swap_under_load_fails_nothing(packaged_artifact, tmp_path):
+    artifact = tmp_path / "minilm-int8"
+    shutil.copytree(packaged_artifact("minilm"), artifact)
+    config = write_models(tmp_path / "models.yaml", [packaged_entry("minilm", artifact)])
+    server = start_server(config, tmp_path / "serve.log", api_key="k", extra=("--watch", "0.5"))
+    try:
+        client = server.client()
+        assert client.request("POST", "/v1/models/minilm/reload")[0] == 200
+        assert server.client(api_key=None).request("POST", "/v1/models/minilm/reload")[0] == 401
+        status, unchanged = client.post("/v1/models/minilm/reload", None)
+        first = client.request("POST", "/v1/embeddings", _body(0))[1]["x-model-version"]
+        results: list = []
+        load = threading.Thread(target=lambda: results.append(run_load(
+            server.url, "/v1/embeddings", _body, concurrency=8, requests=100_000, max_seconds=12, api_key="k")))
+        load.start()
+        time.sleep(2)
+        _replace_artifact(artifact, "retrained")
+        deadline, seen = time.monotonic() + 30, first
+        while time.monotonic() < deadline and seen == first:
+            time.sleep(0.3)
+            seen = client.request("POST", "/v1/embeddings", _body(1))[1]["x-model-version"]
+        load.join()
+        card = client.get("/v1/models/minilm")[1]
+        missing = client.post("/v1/models/nope/reload", None)
+    finally:
+        server.stop()
+    assert status == 200 and unchanged["changed"] is False and unchanged["version"] == first
+    assert seen != first and card["details"]["version"] == seen
+    report = results[0]
+    assert report.requests > 50 and report.errors == 0, report.statuses
+    assert missing[0] == 404 and missing[1]["error"]["type"] == "model_not_found"
+
+
+def _drain_client(url: str, until: float, outcomes: list, lock: threading.Lock) -> None:
+    """Closed-loop client: records each request's outcome; a refused connect ends it (the server is gone)."""
+    host, port = url.removeprefix("http://").split(":")
+    conn = None
+    i = 0
+    while time.monotonic() < until:
+        if conn is None:
+            conn = http.client.HTTPConnection(host, int(port), timeout=30)
+        try:
+            conn.request("POST", "/v1/embeddings", json.dumps(_body(i)), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            outcome = (resp.status, resp.getheader("connection", ""))
+            if outcome[1].lower() == "close":
+                conn.close()
+                conn = None
+        except ConnectionRefusedError:
+            with lock:
+                outcomes.append(("refused", ""))
+            return
+        except (OSError, http.client.HTTPException) as e:
+            outcome = ("cut", type(e).__name__)
+            conn.close()
+            conn = None
+        with lock:
+            outcomes.append(outcome)
+        i += 1
+
+
+def test_sigterm_drains_without_cutting_a_request(packaged_artifact, tmp_path):
+    config = write_models(tmp_path / "models.yaml", [packaged_entry("minilm", packaged_artifact("minilm"))])
+    server = start_server(config, tmp_path / "serve.log", extra=("--drain-grace", "1.5", "--drain-timeout", "20"))
+    outcomes: list = []
+    lock = threading.Lock()
+    clients = [threading.Thread(target=_drain_client, args=(server.url, time.monotonic() + 30, outcomes, lock))
+               for _ in range(8)]
+    try:
+        for c in clients:
+            c.start()
+        time.sleep(1.5)
+        sent_at = time.monotonic()
+        server.proc.send_signal(signal.SIGTERM)
+        ready_after = None
+        probe = HttpClient(server.url, timeout=5)
+        while ready_after is None and time.monotonic() - sent_at < 3:
+            if probe.request("GET", "/ready", headers={"Connection": "close"})[0] == 503:
+                ready_after = time.monotonic() - sent_at
+        code = server.proc.wait(30)
+        exited_after = time.monotonic() - sent_at
+        for c in clients:
+            c.join(35)
+    finally:
+        server.stop()
+    assert ready_after is not None and ready_after < 1.0
+    assert code == 0 and exited_after < 20
+    statuses = [o[0] for o in outcomes]
+    assert "cut" not in statuses, [o for o in outcomes if o[0] == "cut"][:5]
+    assert set(statuses) <= {200, "refused"} and statuses.count(200) > 8
+    assert any(conn.lower() == "close" for status, conn in outcomes if status == 200)  # told to reconnect
+    assert "drain" in server.log.read_text()
