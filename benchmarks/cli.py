@@ -2,7 +2,7 @@
 
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
-    python -m benchmarks http --model minilm --concurrency 16 --requests 2000
+    python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
 """
 
 from __future__ import annotations
@@ -37,23 +37,25 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--cache", type=Path, default=Path("artifacts/bench"), help="where variant artifacts are kept")
     run.add_argument("--rebuild", action="store_true", help="re-make cached artifacts")
     run.add_argument("--catalog", default="models.yaml")
-    http = sub.add_parser("http", help="a real `serve` on 127.0.0.1 under bounded concurrent load, beside the "
-                          "in-process throughput of the same artifact")
-    http.add_argument("--model", required=True, help="a models.yaml name; its artifact is made with its recipe "
-                      "when missing")
+    http = sub.add_parser("http", help="the serving report: a real `serve` on 127.0.0.1 under bounded load at "
+                          "several concurrencies, beside the in-process figure of the same artifact")
+    http.add_argument("--model", required=True, help="comma-separated models.yaml names; each artifact is made with "
+                      "its recipe when missing")
     http.add_argument("--artifact", type=Path, help="serve this artifact directory instead of the model's own")
-    http.add_argument("--concurrency", type=int, default=16, help="concurrent clients (default 16)")
-    http.add_argument("--requests", type=int, default=2000, help="requests per round, one input each (default 2000)")
-    http.add_argument("--rounds", type=int, default=1, help="HTTP and in-process runs, alternating (default 1)")
+    http.add_argument("--concurrency", default="16,256", help="comma-separated client counts (default 16,256)")
+    http.add_argument("--requests", type=int, default=2000, help="requests per concurrency and round (default 2000)")
+    http.add_argument("--rounds", type=int, default=1, help="in-process and HTTP runs, alternating (default 1)")
+    http.add_argument("--texts", type=int, default=2000, help="distinct texts (default 2000)")
     http.add_argument("--threads", type=int, default=None, help="server and in-process threads (default: all cores)")
-    http.add_argument("--max-batch-size", type=int, default=None, help="server batch limit (default: the model's "
-                      "serve.max_batch_size)")
-    http.add_argument("--port", type=int, default=None, help="server port on 127.0.0.1 (default: a free one)")
-    http.add_argument("--timeout", type=float, default=600.0, help="seconds for serving and measuring, after which "
-                      "the run stops, cut short (default 600)")
-    http.add_argument("--in-process-seconds", type=float, default=10.0, help="length of each in-process run "
+    http.add_argument("--soak-seconds", type=float, default=0.0, help="variable-shape soak with RSS at start and end "
+                      "(default 0: none)")
+    http.add_argument("--drain", action="store_true", help="end with SIGTERM under 16-client load")
+    http.add_argument("--host-kind", default="native", choices=("native", "litserve"), help="the server's web host")
+    http.add_argument("--timeout", type=float, default=1800.0, help="seconds for serving and measuring, after "
+                      "which it stops (default 1800)")
+    http.add_argument("--in-process-seconds", type=float, default=10.0, help="each in-process run, per batch size "
                       "(default 10)")
-    http.add_argument("--out", type=Path, default=Path("reports"), help="where http.json and http.md go")
+    http.add_argument("--out", type=Path, default=Path("reports"), help="where http.json, http.md, http.png go")
     http.add_argument("--catalog", default="models.yaml")
     mh = sub.add_parser("mask-head", help="gain of computing the LM head only at mask positions (vocab 30k)")
     mh.add_argument("--threads", type=int, default=None)
@@ -93,16 +95,18 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"check failed: {len(failed)} accuracy miss(es)", file=sys.stderr)
                 return 1
         elif args.command == "http":
-            from benchmarks import http
+            from benchmarks import http, http_report
 
-            opts = http.HttpOptions(args.model, catalog=args.catalog, artifact=args.artifact,
-                                    concurrency=args.concurrency, requests=args.requests, rounds=args.rounds,
-                                    threads=args.threads, max_batch_size=args.max_batch_size, port=args.port,
+            opts = http.HttpOptions(_split(args.model) or [], catalog=args.catalog, artifact=args.artifact,
+                                    concurrency=[int(c) for c in _split(args.concurrency) or []],
+                                    requests=args.requests, rounds=args.rounds, texts=args.texts, threads=args.threads,
+                                    soak_seconds=args.soak_seconds, drain=args.drain, host_kind=args.host_kind,
                                     timeout=args.timeout, in_process_seconds=args.in_process_seconds)
             report = http.run_http(opts)
-            http.write_reports(report, args.out)
-            print(http.markdown(report))
-            print(f"JSON: {args.out / 'http.json'} ({report['seconds']:.0f} s)", file=sys.stderr)
+            http_report.write_reports(report, args.out)
+            print(http_report.markdown(report))
+            print(f"JSON: {args.out / 'http.json'}; plot: {args.out / 'http.png'} ({report['seconds']:.0f} s)",
+                  file=sys.stderr)
         elif args.command == "mask-head":
             from benchmarks import mask_head
             from compress.runtime import default_threads

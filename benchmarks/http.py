@@ -1,79 +1,92 @@
-"""`python -m benchmarks http`: a real `serve` on 127.0.0.1 under bounded concurrent load.
+"""`python -m benchmarks http`: the serving report. A real `serve` on 127.0.0.1, under bounded load.
 
-Starts `serve` on a models.yaml model's artifact, sends ``requests`` single-input requests from
-``concurrency`` closed-loop keep-alive clients (serve/loadtest.py), and measures the same artifact
-in-process on the same texts (batch 32, same thread count) for the ratio HTTP / in-process. Rounds
-alternate HTTP and in-process, so load from elsewhere on the machine hits both alike. The server is
-always stopped at the end, and the whole run is bounded by ``timeout`` seconds.
+For each model (models.yaml names; each artifact made with its recipe when missing) one server is
+started and measured in this order:
 
-``http.json`` (schema_version 1; keys are only ever added):
+1. **Rounds** (``--rounds``), each: the same artifact in-process on the same texts (sorted by length,
+   tokenization included, at batch 1, 8 and 32: the best is the figure), then one load run per
+   ``--concurrency`` level: closed-loop keep-alive clients, one input per request, that wait the
+   ``Retry-After`` of a 429 before their next request. The first level sends ``--requests``; the
+   others run for as long as it took, so their goodput compares like for like. In-process and HTTP
+   alternate, so other load on the machine hits both alike; every figure is the median over the rounds.
+2. **Soak** (``--soak-seconds``, off by default): 16 clients sending 1 to 4 texts per request, so
+   shapes vary, and the server's memory at its start and end.
+3. **Drain** (``--drain``): SIGTERM under 16-client load: how soon ``/ready`` says 503, how many
+   requests were answered, refused at connect, or cut mid-flight, and how soon the server exited.
 
-- ``schema_version``, ``cpu`` {``model``, ``isa``}, ``model``, ``task``, ``endpoint``, ``artifact``,
-  ``method``, ``concurrency``, ``requests`` (asked per round), ``threads`` (server and in-process),
-  ``max_batch_size`` (server), ``in_process_batch_size``, ``server_start_s``, ``timed_out`` (the
-  ``timeout`` cut the run short), ``seconds`` (wall time)
-- ``rounds``: one per round: ``round``, ``requests`` (answered or failed), ``errors`` (non-2xx answers
-  and transport errors, as status 0), ``statuses`` {status: count}, ``seconds``, ``throughput``
-  (successful requests/s), ``p50_ms``, ``p95_ms``, ``p99_ms`` (every request, errors included),
-  ``client_cpu_s``, ``mean_batch_size`` (sequences per forward pass, from /metrics),
-  ``server_rss_bytes``, ``server_peak_rss_bytes``, ``server_pss_bytes``, ``server_processes``
-  (serve/process.py ``tree_memory``: summed over the server process and all its descendants, read
-  after the round; peak = sum of each process's VmHWM), ``in_process_per_s``, ``http_vs_in_process``
-- ``median``: the median over the rounds of each numeric key of a round above
+Texts: English models get BBC News body paragraphs (8+ words, at most 256 tokens); antibody models
+get anarci germline V genes (fill-mask: one residue masked at random). Outputs: ``http.json``
+(schema_version 2, keys in :data:`LEVEL_KEYS` and below), ``http.md`` (the table, also printed) and
+``http.png`` (throughput and p99 against concurrency).
+
+``http.json``: ``schema_version``, ``cpu``, ``threads``, ``host_kind``, ``seconds``, ``timed_out``, and
+``models``: one entry per model with ``model``, ``task``, ``endpoint``, ``artifact``, ``method``,
+``texts`` (count, mean and p95 tokens), ``server_start_s``, ``in_process`` {``per_s``, ``batch_size``,
+``by_batch`` {batch: per_s}}, ``levels`` (one per concurrency, the median over rounds of
+:data:`LEVEL_KEYS`, plus ``rounds``: the per-round values), ``soak`` and ``drain`` when run.
 """
 
 from __future__ import annotations
 
-import json
 import statistics
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from compress.artifact import Manifest
     from compress.catalog import ModelEntry
     from serve.process import ServeProcess
 
 ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "classification": "/v1/classify"}
-IN_PROCESS_BATCH = 32
-MEDIAN_KEYS = ("requests", "errors", "seconds", "throughput", "p50_ms", "p95_ms", "p99_ms", "client_cpu_s",
-               "mean_batch_size", "server_rss_bytes", "server_peak_rss_bytes", "server_pss_bytes",
-               "server_processes", "in_process_per_s", "http_vs_in_process")
+IN_PROCESS_BATCHES = (1, 8, 32)
+# server_cpu_ms_per_request: server CPU time over the run / requests answered 200 (429s included in the cost)
+# probe_*: one client in a process of its own during the levels after the first (its 429s' timing)
+LEVEL_KEYS = ("requests", "throughput", "vs_in_process", "ok_p50_ms", "ok_p99_ms", "p99_ms", "rejected",
+              "rejected_p50_ms", "rejected_p99_ms", "probe_rejected", "probe_rejected_p99_ms", "server_errors",
+              "errors", "formed_batch", "pass_size",
+              "server_cpu_ms_per_request", "client_cpu_s", "rss_before_bytes", "rss_after_bytes", "seconds")
 
 
 @dataclass
 class HttpOptions:
-    model: str
+    models: list[str]
     catalog: str = "models.yaml"
-    artifact: Path | None = None  # default: the entry's artifact, made with its recipe when missing
-    concurrency: int = 16
-    requests: int = 2000
+    artifact: Path | None = None  # only with one model: serve this artifact instead of the model's own
+    concurrency: list[int] = field(default_factory=lambda: [16, 256])
+    requests: int = 2000  # per concurrency level and round
     rounds: int = 1
-    threads: int | None = None  # default: all cores
-    max_batch_size: int | None = None  # default: the entry's serve.max_batch_size
-    port: int | None = None  # default: a free port
-    timeout: float = 600.0
-    in_process_seconds: float = 10.0
-    texts: int = 512
+    threads: int | None = None  # server and in-process; default all cores
+    timeout: float = 1800.0  # for serving and measuring, all models together
+    in_process_seconds: float = 10.0  # per batch size and round
+    texts: int = 2000
+    soak_seconds: float = 0.0
+    drain: bool = False
+    host_kind: str = "native"
+    serve_options: dict[str, Any] = field(default_factory=dict)  # over each entry's serve: block
 
     def __post_init__(self) -> None:
-        for name in ("concurrency", "requests", "rounds", "texts"):
+        if not self.models:
+            raise ValueError("--model: name at least one models.yaml model")
+        if self.artifact is not None and len(self.models) != 1:
+            raise ValueError("--artifact serves one model: name exactly one with --model")
+        for name in ("requests", "rounds", "texts"):
             if getattr(self, name) < 1:
                 raise ValueError(f"--{name} must be at least 1 (got {getattr(self, name)})")
+        if not self.concurrency or min(self.concurrency) < 1:
+            raise ValueError(f"--concurrency must be at least 1 (got {self.concurrency})")
         for name in ("timeout", "in_process_seconds"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"--{name.replace('_', '-')} must be positive (got {getattr(self, name)})")
+        if self.soak_seconds < 0:
+            raise ValueError("--soak-seconds must be >= 0")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"--threads must be at least 1 (got {self.threads})")
-        if self.port is not None and not 1024 <= self.port <= 65535:
-            raise ValueError(f"--port must be in 1024..65535 (got {self.port})")
 
 
-def _log(msg: str) -> None:
+def log(msg: str) -> None:
     print(msg, file=sys.stderr, flush=True)
 
 
@@ -92,149 +105,156 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
         return override.resolve()
     path = artifact_dir(entry, catalog.parent).resolve()
     if not (path / "manifest.json").is_file():
-        _log(f"{entry.name}: no artifact at {path}; compressing it with its models.yaml recipe")
+        log(f"{entry.name}: no artifact at {path}; compressing it with its models.yaml recipe")
         compress_entry(entry, path)  # what `serve` would do on its first start
     return path
 
 
-def bench_texts(manifest: Manifest, n: int) -> list[str]:
-    """``n`` real medium-length texts for the artifact's task; fill-mask ones get a mask mid-text."""
-    from benchmarks.workloads import texts_for
-
-    texts = texts_for(manifest.tokenizer.split_chars, "medium", n)
-    if manifest.task != "fill-mask":
-        return texts
-    mask = manifest.tokenizer.mask_token or "[MASK]"
-    out = []
-    for t in texts:
-        words = t.split()
-        words[len(words) // 2] = mask
-        out.append(" ".join(words))
-    return out
-
-
-def request_body(task: str, model: str, text: str) -> dict[str, Any]:
-    """One request of ``task`` for one text (serve/apis)."""
+def request_body(task: str, model: str, text: str | list[str]) -> dict[str, Any]:
+    """One request of ``task`` (serve/apis)."""
     return {"model": model, "input": text} if task == "embedding" else {"model": model, "inputs": text}
 
 
-def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, max_batch_size: int | None) -> dict[str, Any]:
+def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, options: dict[str, Any]) -> dict[str, Any]:
     """The models.yaml entry the server gets: the catalog's, on ``artifact``, with the thread count set."""
-    serve = entry.serve.model_dump(exclude_none=True)
-    serve["threads"] = threads
-    if max_batch_size is not None:
-        serve["max_batch_size"] = max_batch_size
+    serve = {**entry.serve.model_dump(exclude_none=True), **options, "threads": threads}
     return {**entry.model_dump(exclude_none=True, exclude={"serve", "artifact"}), "artifact": str(artifact),
             "serve": serve}
 
 
-def _round(i: int, server: ServeProcess, opts: HttpOptions, task: str, artifact: Path, texts: list[str],
-           threads: int, deadline: float) -> dict[str, Any]:
-    """One HTTP run then one in-process run, both bounded by ``deadline`` (time.monotonic)."""
-    from serve.loadtest import in_process_throughput, mean_batch_size, run_load, scrape
+def _level(server: ServeProcess, model: str, task: str, texts: list[str], clients: int, requests: int,
+           deadline: float, probe: bool = False) -> dict[str, Any]:
+    """One load run at ``clients`` concurrency (``requests`` or until ``deadline``), with the server's own
+    figures around it; with ``probe``, one more client in a process of its own times its answers and 429s
+    (the load's own timings of a 429 include its many threads' wait for the GIL)."""
+    from dataclasses import asdict
 
-    path = ENDPOINTS[task]
-    before = scrape(server.url)
-    load = run_load(server.url, path, lambda k: request_body(task, opts.model, texts[k % len(texts)]),
-                    concurrency=opts.concurrency, requests=opts.requests,
-                    max_seconds=max(deadline - time.monotonic(), 1.0))
-    batch = mean_batch_size(before, scrape(server.url), opts.model)
-    mem = server.memory()
-    _log(f"round {i}: {load.throughput:.1f} requests/s over HTTP, {load.errors} errors; in-process ...")
-    per_s = in_process_throughput(str(artifact), texts, batch_size=IN_PROCESS_BATCH, threads=threads,
-                                  seconds=min(opts.in_process_seconds, max(deadline - time.monotonic(), 1.0)))
-    return {"round": i, **asdict(load), "mean_batch_size": batch, "server_rss_bytes": mem["rss"],
-            "server_peak_rss_bytes": mem["peak_rss"], "server_pss_bytes": mem["pss"],
-            "server_processes": mem["processes"], "in_process_per_s": per_s,
-            "http_vs_in_process": load.throughput / per_s if per_s else 0.0}
+    from benchmarks.serving import start_probe
+    from serve.loadtest import mean_batch_size, run_load, scrape
+    from serve.process import tree_cpu_seconds
+
+    before, rss_before, cpu_before = scrape(server.url), server.memory()["rss"], tree_cpu_seconds(server.proc.pid)
+    seconds = max(deadline - time.monotonic(), 1.0)
+    probed = start_probe(server.url, ENDPOINTS[task], request_body(task, model, texts[0]), min(seconds, 20.0)) \
+        if probe else None
+    load = run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, model, texts[k % len(texts)]),
+                    concurrency=clients, requests=requests, max_seconds=seconds)
+    after, cpu = scrape(server.url), tree_cpu_seconds(server.proc.pid) - cpu_before
+    times = probed.result(timeout=60) if probed is not None else {}
+    refused = sorted(times.get("429", []))
+    return {**asdict(load), "probe_rejected": len(refused),
+            "probe_rejected_p99_ms": refused[int(0.99 * (len(refused) - 1))] if refused else 0.0,
+            "formed_batch": mean_batch_size(before, after, model),
+            "pass_size": mean_batch_size(before, after, model, "serve_pass_size"),
+            "server_cpu_ms_per_request": 1000 * cpu / max(load.statuses.get(200, 0), 1),
+            "rss_before_bytes": rss_before, "rss_after_bytes": server.memory()["rss"]}
+
+
+def _in_process(artifact: Path, texts: list[str], threads: int, seconds: float) -> dict[str, Any]:
+    """The artifact run directly on the texts sorted by length, at each batch size; the best is the figure."""
+    from serve.loadtest import in_process_throughput
+
+    ordered = sorted(texts, key=len)
+    by_batch = {bs: in_process_throughput(str(artifact), ordered, batch_size=bs, threads=threads, seconds=seconds)
+                for bs in IN_PROCESS_BATCHES}
+    best = max(by_batch, key=lambda bs: by_batch[bs])
+    return {"per_s": by_batch[best], "batch_size": best, "by_batch": by_batch}
+
+
+def _median_levels(rounds: list[dict[int, dict[str, Any]]], inproc: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    levels = []
+    for clients in rounds[0]:
+        per_round = [r[clients] for r in rounds]
+        for r, ip in zip(per_round, inproc, strict=True):
+            r["vs_in_process"] = r["throughput"] / ip["per_s"] if ip["per_s"] else 0.0
+        levels.append({"clients": clients, **{k: statistics.median(r[k] for r in per_round) for k in LEVEL_KEYS},
+                       "statuses": per_round[-1]["statuses"], "rounds": per_round})
+    return levels
+
+
+def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -> dict[str, Any]:
+    """Serve one model and measure it (module docstring); the server is always stopped."""
+    from benchmarks.serving import drain_under_load, serving_texts, soak
+    from compress.artifact import read_manifest
+    from compress.catalog import load_catalog
+    from serve.loadtest import run_load
+    from serve.process import start_server, write_models
+
+    catalog = Path(opts.catalog)
+    entry = load_catalog(catalog).get(name)
+    artifact = resolve_artifact(entry, catalog, opts.artifact)
+    manifest = read_manifest(artifact)
+    task = manifest.task
+    texts, stats = serving_texts(artifact, opts.texts)
+    out: dict[str, Any] = {"model": name, "task": task, "endpoint": ENDPOINTS[task], "artifact": str(artifact),
+                           "method": manifest.recipe.get("method"), "texts": stats}
+    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        config = write_models(Path(tmp) / "models.yaml", [_serve_entry(entry, artifact, threads, opts.serve_options)])
+        log(f"{name}: starting serve ({opts.host_kind} host) on {artifact}")
+        started = time.monotonic()
+        server = start_server(config, Path(tmp) / "serve.log", wait_s=max(deadline - time.monotonic(), 1.0),
+                              extra=("--no-compress", "--host-kind", opts.host_kind, "--drain-grace", "1"))
+        try:
+            out["server_start_s"] = round(time.monotonic() - started, 1)
+            run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, name, texts[k % len(texts)]),
+                     concurrency=16, requests=64, max_seconds=max(deadline - time.monotonic(), 1.0))  # warm-up
+            rounds: list[dict[int, dict[str, Any]]] = []
+            inproc: list[dict[str, Any]] = []
+            for i in range(1, opts.rounds + 1):
+                inproc.append(_in_process(artifact, texts, threads, opts.in_process_seconds))
+                log(f"{name} round {i}: in-process {inproc[-1]['per_s']:.1f}/s at batch {inproc[-1]['batch_size']}")
+                rounds.append({})
+                for k, clients in enumerate(opts.concurrency):
+                    # the first level sends --requests; the others run as long, so goodput compares like for like
+                    first = next(iter(rounds[-1].values()), None)
+                    until = deadline if first is None else min(deadline, time.monotonic() + first["seconds"])
+                    rounds[-1][clients] = _level(server, name, task, texts, clients,
+                                                 opts.requests if k == 0 else 10**9, until, probe=k > 0)
+                    log(f"  {clients} clients: {rounds[-1][clients]['throughput']:.1f} answered/s, "
+                        f"{rounds[-1][clients]['rejected']} refused (429)")
+            out["in_process"] = {"per_s": statistics.median(r["per_s"] for r in inproc),
+                                 "batch_size": inproc[-1]["batch_size"], "by_batch": inproc[-1]["by_batch"],
+                                 "rounds": inproc}
+            out["levels"] = _median_levels(rounds, inproc)
+            if opts.soak_seconds:
+                out["soak"] = soak(server, name, task, texts, opts.soak_seconds)
+            if opts.drain:
+                out["drain"] = drain_under_load(server, name, task, texts)
+        finally:
+            server.stop()
+    return out
 
 
 def run_http(opts: HttpOptions) -> dict[str, Any]:
-    """Serve the model, load it over HTTP and in-process, alternately; returns the report (keys above).
+    """Measure every model of ``opts`` (module docstring); returns the report.
 
     Raises:
         compress.CompressError: unknown model name (the message lists the known ones), or the artifact
             could not be made.
         ValueError: bad options or ``--artifact``.
-        serve.process.ServeStartError: the server did not start; its log is in the message.
+        serve.process.ServeStartError: a server did not start; its log is in the message.
 
     Example:
-        >>> report = run_http(HttpOptions("minilm", concurrency=16, requests=500))  # doctest: +SKIP
+        >>> report = run_http(HttpOptions(["minilm"], concurrency=[16, 256], requests=500))  # doctest: +SKIP
     """
-    from compress.artifact import read_manifest
     from compress.catalog import load_catalog
     from compress.cpu import cpu_model, detect_isa
     from compress.runtime import default_threads
-    from serve.loadtest import run_load
-    from serve.process import start_server, write_models
 
     t0 = time.monotonic()
-    catalog = Path(opts.catalog)
-    entry = load_catalog(catalog).get(opts.model)
-    artifact = resolve_artifact(entry, catalog, opts.artifact)
-    deadline = time.monotonic() + opts.timeout  # for serving and measuring; compressing is bounded by itself
-    manifest = read_manifest(artifact)
-    task, threads = manifest.task, opts.threads or default_threads()
-    texts = bench_texts(manifest, opts.texts)
-    report: dict[str, Any] = {
-        "schema_version": 1, "cpu": {"model": cpu_model(), "isa": detect_isa()}, "model": opts.model, "task": task,
-        "endpoint": ENDPOINTS[task], "artifact": str(artifact), "method": manifest.recipe.get("method"),
-        "concurrency": opts.concurrency, "requests": opts.requests, "threads": threads,
-        "max_batch_size": opts.max_batch_size or entry.serve.max_batch_size,
-        "in_process_batch_size": IN_PROCESS_BATCH, "timed_out": False, "rounds": []}
-    with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
-        config = write_models(Path(tmp) / "models.yaml",
-                              [_serve_entry(entry, artifact, threads, opts.max_batch_size)])
-        _log(f"starting serve for {opts.model} ({artifact})")
-        started = time.monotonic()
-        server = start_server(config, Path(tmp) / "serve.log", extra=("--no-compress",), port=opts.port,
-                              wait_s=max(deadline - time.monotonic(), 1.0))
-        try:
-            report["server_start_s"] = round(time.monotonic() - started, 1)
-            warm = 2 * opts.concurrency  # first connections and first batches, not counted
-            run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, opts.model, texts[k % len(texts)]),
-                     concurrency=opts.concurrency, requests=warm, max_seconds=max(deadline - time.monotonic(), 1.0))
-            for i in range(1, opts.rounds + 1):
-                if time.monotonic() >= deadline:
-                    break
-                report["rounds"].append(_round(i, server, opts, task, artifact, texts, threads, deadline))
-                last = report["rounds"][-1]
-                if last["requests"] < opts.requests:
-                    break  # the time limit cut this round short
-        finally:
-            server.stop()
-    report["timed_out"] = len(report["rounds"]) < opts.rounds or report["rounds"][-1]["requests"] < opts.requests
-    report["median"] = {k: statistics.median(r[k] for r in report["rounds"]) for k in MEDIAN_KEYS} \
-        if report["rounds"] else {}
+    catalog = load_catalog(opts.catalog)
+    for name in opts.models:
+        catalog.get(name)  # unknown names fail before anything starts
+    threads = opts.threads or default_threads()
+    deadline = time.monotonic() + opts.timeout
+    report: dict[str, Any] = {"schema_version": 2, "cpu": {"model": cpu_model(), "isa": detect_isa()},
+                              "threads": threads, "host_kind": opts.host_kind, "concurrency": opts.concurrency,
+                              "requests": opts.requests, "rounds": opts.rounds, "models": []}
+    for name in opts.models:
+        if time.monotonic() >= deadline:
+            break
+        report["models"].append(measure_model(name, opts, threads, deadline))
+    report["timed_out"] = len(report["models"]) < len(opts.models) or any(
+        m["levels"][0]["requests"] < opts.requests for m in report["models"])
     report["seconds"] = round(time.monotonic() - t0, 1)
     return report
-
-
-def markdown(report: dict[str, Any]) -> str:
-    """A small table: one row per round and the median."""
-    lines = [f"### HTTP load: {report['model']} ({report['task']}, POST {report['endpoint']})", "",
-             f"Artifact `{report['artifact']}` ({report['method']}); {report['concurrency']} concurrent clients, "
-             f"{report['requests']} one-input requests a round; {report['threads']} threads for the server and "
-             f"in-process; server batches up to {report['max_batch_size']}, in-process batch "
-             f"{report['in_process_batch_size']}. Server memory: summed over its "
-             f"{report['median'].get('server_processes', 0):.0f} processes (peak = sum of each one's VmHWM)."
-             + (" **Cut short by --timeout.**" if report["timed_out"] else ""), "",
-             "| round | requests/s | p50 ms | p95 ms | p99 ms | errors | mean batch | server RSS MB | "
-             "server peak RSS MB | in-process inputs/s | HTTP ÷ in-process |",
-             "|---|---|---|---|---|---|---|---|---|---|---|"]
-    rows = [(str(r["round"]), r) for r in report["rounds"]]
-    if len(rows) > 1:
-        rows.append(("median", report["median"]))
-    for name, r in rows:
-        lines.append(f"| {name} | {r['throughput']:.1f} | {r['p50_ms']:.1f} | {r['p95_ms']:.1f} | "
-                     f"{r['p99_ms']:.1f} | {r['errors']:g} | {r['mean_batch_size']:.1f} | "
-                     f"{r['server_rss_bytes'] / 1e6:.0f} | {r['server_peak_rss_bytes'] / 1e6:.0f} | "
-                     f"{r['in_process_per_s']:.1f} | {r['http_vs_in_process']:.2f} |")
-    return "\n".join(lines)
-
-
-def write_reports(report: dict[str, Any], out: Path) -> None:
-    """``http.json`` and ``http.md`` under ``out``."""
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "http.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
-    (out / "http.md").write_text(markdown(report) + "\n")

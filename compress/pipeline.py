@@ -100,7 +100,7 @@ def _method_config(opts: RunOptions, isa: str) -> Any:
     if opts.method == "int4":
         return Int4Config(block_size=opts.block_size, quantize_embeddings=bool(opts.quantize_embeddings))
     if opts.method == "int8-static":
-        return Int8StaticConfig()
+        return Int8StaticConfig(reduce_range=INT8_PRESETS.get(isa, INT8_PRESETS["generic"]).reduce_range)
     return get_method(opts.method).config_cls()
 
 

@@ -100,14 +100,17 @@ _BY_STATUS = {400: ("invalid_json", "the request body could not be parsed; send 
 def _http_error(request: Request, exc: HTTPException) -> JSONResponse:
     from starlette.responses import JSONResponse
 
+    headers = getattr(exc, "headers", None)
     if isinstance(exc.detail, dict) and "message" in exc.detail:
-        body = {"error": exc.detail}
+        detail = dict(exc.detail)
+        headers = detail.pop("headers", None) or headers  # headers that crossed a process queue in the detail
+        body = {"error": detail}
     elif exc.status_code >= 500 and exc.status_code not in _BY_STATUS:
         return _server_error(request, exc)
     else:
         kind, message = _BY_STATUS.get(exc.status_code, ("invalid_request", str(exc.detail)))
         body = error_body(kind, message)
-    return JSONResponse(body, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+    return JSONResponse(body, status_code=exc.status_code, headers=headers)
 
 
 def _validation_message(err: dict[str, Any]) -> tuple[str, str, str | None]:

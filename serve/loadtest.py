@@ -166,14 +166,57 @@ def scrape(base_url: str, api_key: str | None = None) -> dict[str, float]:
     return out
 
 
-def mean_batch_size(before: dict[str, float], after: dict[str, float], model: str) -> float:
-    """Mean sequences per forward pass of ``model`` between two scrapes."""
+def mean_batch_size(before: dict[str, float], after: dict[str, float], model: str,
+                    metric: str = "serve_batch_size") -> float:
+    """Mean of a histogram of ``model`` between two scrapes: sequences per formed batch by default,
+    ``serve_pass_size`` for sequences per forward pass."""
     def delta(name: str) -> float:
         key = f'{name}{{model="{model}"}}'
         return after.get(key, 0.0) - before.get(key, 0.0)
 
-    s, n = delta("serve_batch_size_sum"), delta("serve_batch_size_count")
+    s, n = delta(f"{metric}_sum"), delta(f"{metric}_count")
     return s / n if n else 0.0
+
+
+def closed_loop_until_refused(url: str, path: str, make_body: Callable[[int], Any], until: float,
+                              outcomes: list[tuple[Any, str]], lock: threading.Lock) -> None:
+    """One closed-loop client for drain checks, on a keep-alive connection; appends each request's outcome.
+
+    Outcomes: ``(status, Connection header)`` for an answer; ``("refused", "")`` when a new connection
+    is refused (the server stopped accepting: the client stops); ``("reset", error)`` when a connection
+    that had not been answered yet broke (one the kernel had queued when the server closed its
+    listening socket: its request never reached the server); ``("cut", error)`` when a connection that
+    had been answered before broke with a request on it.
+    """
+    u = urlsplit(url)
+    conn: http.client.HTTPConnection | None = None
+    answered_before = False  # has this connection been answered at least once?
+    i = 0
+    while time.monotonic() < until:
+        if conn is None:
+            conn, answered_before = http.client.HTTPConnection(u.hostname or "127.0.0.1", u.port or 80,
+                                                               timeout=30), False
+        outcome: tuple[Any, str]
+        try:
+            conn.request("POST", path, json.dumps(make_body(i)), {"Content-Type": "application/json"})
+            resp = conn.getresponse()
+            resp.read()
+            outcome, answered_before = (resp.status, resp.getheader("connection", "") or ""), True
+            if outcome[1].lower() == "close":
+                conn.close()
+                conn = None
+        except ConnectionRefusedError:
+            with lock:
+                outcomes.append(("refused", ""))
+            return
+        except (OSError, http.client.HTTPException) as e:
+            outcome = ("cut" if answered_before else "reset", type(e).__name__)
+            if conn is not None:
+                conn.close()
+            conn = None
+        with lock:
+            outcomes.append(outcome)
+        i += 1
 
 
 def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 32, threads: int | None = None,

@@ -1,9 +1,16 @@
 """ONNX Runtime backend: the artifact's graph, as compressed.
 
-The session is built here rather than with ``compress.runtime.make_session`` for one setting: the
-intra-op threads do not spin-wait after a forward pass. In ``compress`` nothing else runs beside the
-model; in the server the HTTP process needs those cores between batches (spinning threads cut the
-served throughput to less than half on a 2-core machine).
+The session is built here rather than with ``compress.runtime.make_session`` for the settings a
+server needs and a one-off run does not:
+
+- the intra-op threads do not spin-wait after a forward pass: the event loop and the tokenizer
+  need those cores between passes (spinning threads cut the served throughput to less than half on
+  a 2-core machine);
+- no memory pattern and no CPU arena: every pass has another shape, so a pattern planned for one
+  shape is never reused, and an arena keeps the largest shapes' memory for good. Measured on int8
+  MiniLM over 300 passes of random shapes (up to 8,192 tokens): RSS 98 MB -> 585 MB and still
+  growing with both (today's defaults), 412 MB with the arena alone, 307-347 MB with neither, at
+  the same speed within noise.
 """
 
 from __future__ import annotations
@@ -39,6 +46,8 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    opts.enable_mem_pattern = False
+    opts.enable_cpu_mem_arena = False
     session = ort.InferenceSession(str(path), sess_options=opts, providers=PROVIDERS[device])
     if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
         raise ConfigError(f"the CUDA provider failed to initialise for {path}: {session.get_providers()}")

@@ -91,23 +91,33 @@ class Engine:
         self._tokenize = TokenizeQueue(ThreadPoolExecutor(1, thread_name_prefix="tokenize"))
         self._loops: list[asyncio.Task] = []
         self._swaps: dict[str, asyncio.Lock] = {}
+        self._loaded: dict[str, Version] = {}
+
+    def load(self) -> None:
+        """Load and warm up every model here and now (a host that starts its event loop later calls this first).
+
+        Raises:
+            Exception: whatever loading raised; the engine is then ``failed``.
+        """
+        try:
+            for name, model in self.models.items():
+                if name not in self._loaded:
+                    self._loaded[name] = load_version(model)
+        except BaseException as e:
+            self._fail(f"loading failed: {e}")
+            raise
 
     async def start(self) -> None:
-        """Load and warm up every model (in the inference thread), then start the batch loops.
+        """Load and warm up every model not loaded yet (in the inference thread), then start the batch loops.
 
         Raises:
             Exception: whatever loading raised; the engine is then ``failed``.
         """
         loop = asyncio.get_running_loop()
-        try:
-            for name, model in self.models.items():
-                version = await loop.run_in_executor(self._inference, load_version, model)
-                self.lanes[name] = Lane(version, inference=self._inference, tokenize=self._tokenize,
-                                        timeout=self.timeout)
-                self._swaps[name] = asyncio.Lock()
-        except BaseException as e:
-            self._fail(f"loading failed: {e}")
-            raise
+        await loop.run_in_executor(self._inference, self.load)
+        for name, version in self._loaded.items():
+            self.lanes[name] = Lane(version, inference=self._inference, tokenize=self._tokenize, timeout=self.timeout)
+            self._swaps[name] = asyncio.Lock()
         for lane in self.lanes.values():
             task = loop.create_task(lane.run(), name=f"lane-{lane.name}")
             task.add_done_callback(self._loop_ended)

@@ -1,10 +1,11 @@
 """One model's lane through the engine: admission, tokenization, the batch queue, forward passes.
 
 A request is admitted (or refused at once), tokenized off the event loop, and its sequences join
-the lane's queue. The lane's loop forms a batch from the queue (FIFO, at most ``max_batch_size``
-sequences and ``max_batch_tokens`` tokens), cuts it into passes of similar length
-(:mod:`serve.engine.plan`) and runs them in the inference thread; while a batch runs, the next one
-gathers (continuous batching). Each request remembers the model version that tokenized it, and a
+the lane's queue. Before each forward pass the lane's loop forms a batch from the queue (the oldest
+``max_batch_size`` sequences), cuts it into passes of similar length within ``max_batch_tokens``
+(:mod:`serve.engine.plan`), and runs the pass that holds the oldest sequence in the inference
+thread; the rest wait for the next pass, planned again with whatever arrived while this one ran
+(continuous batching). Each request remembers the model version that tokenized it, and a
 batch never mixes versions, so a live swap changes no answer half-way.
 """
 
@@ -151,9 +152,9 @@ class Lane:
         """The batch loop; runs until cancelled."""
         while True:
             await self._gather()
-            items = self._take()
-            if items:
-                await self._run_batch(items)
+            batch = self._form()
+            if batch:
+                await self._run_pass(self._pick_pass(batch))
 
     async def _gather(self) -> None:
         """Wait for work; then, unless a full batch waits, until the oldest has waited ``batch_timeout``."""
@@ -166,64 +167,74 @@ class Lane:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), remaining)
 
-    def _take(self) -> list[Item]:
-        """The next batch: FIFO, one version, within the item and token budgets; expired items fail 504."""
-        items: list[Item] = []
-        tokens, now = 0, time.monotonic()
-        while self.queue and len(items) < self.options.max_batch_size:
-            job, i = self.queue[0]
-            if job.future.done():  # failed or cancelled already
-                self.queue.popleft()
+    def _form(self) -> list[Item]:
+        """The next batch, left in the queue: the oldest sequences (at most ``max_batch_size``) of the
+        oldest's version; requests past the timeout are answered 504 and dropped."""
+        batch: list[Item] = []
+        now = time.monotonic()
+        while self.queue and self.queue[0][0].future.done():  # failed or cancelled already
+            self.queue.popleft()
+        for item in self.queue:
+            job = item[0]
+            if len(batch) >= self.options.max_batch_size:
+                break
+            if job.future.done():
                 continue
             if now - job.queued > self.timeout:
-                self.queue.popleft()
                 job.future.set_exception(ServeError("timeout", f"the request waited more than {self.timeout:g} s "
                                                     "in the queue; retry later or lower the load"))
                 continue
-            n = len(job.ids[i])
-            if items and (job.version is not items[0][0].version or tokens + n > self.options.max_batch_tokens):
+            if batch and job.version is not batch[0][0].version:
                 break
-            items.append(self.queue.popleft())
-            tokens += n
+            batch.append(item)  # the queue's own tuple: _pick_pass takes it out by identity
+        return batch
+
+    def _pick_pass(self, batch: list[Item]) -> list[Item]:
+        """Cut the batch into passes of similar length and take the pass that holds its oldest sequence.
+
+        The rest stay queued and are planned again with whatever arrives meanwhile (continuous
+        batching at the grain of a pass: each pass draws on everything waiting, oldest first).
+        """
+        oldest = batch[0]
+        batch.sort(key=lambda it: len(it[0].ids[it[1]]))
+        lengths = [len(job.ids[i]) for job, i in batch]
+        passes = plan_passes(lengths, self.options.max_batch_size, self.options.max_batch_tokens)
+        start, stop = next((a, b) for a, b in passes if any(it is oldest for it in batch[a:b]))
+        chosen = batch[start:stop]
+        taken = {id(it) for it in chosen}
+        self.queue = deque(it for it in self.queue if id(it) not in taken)
+        metrics.BATCH_SIZE.labels(self.name).observe(len(batch))
+        metrics.PADDING.labels(self.name).inc(padded_tokens(lengths, [(start, stop)]) - sum(lengths[start:stop]))
+        now = time.monotonic()
+        for job, _ in chosen:
             if not job.started:
                 job.started = True
                 metrics.QUEUE_SECONDS.labels(self.name).observe(now - job.queued)
         self._gauges()
-        return items
+        return chosen
 
-    async def _run_batch(self, items: list[Item]) -> None:
-        """Run a formed batch as passes of similar length, answering each request once all its rows are in."""
-        items.sort(key=lambda it: len(it[0].ids[it[1]]))
-        lengths = [len(job.ids[i]) for job, i in items]
-        passes = plan_passes(lengths, self.options.max_batch_size, self.options.max_batch_tokens)
-        metrics.BATCH_SIZE.labels(self.name).observe(len(items))
-        metrics.PADDING.labels(self.name).inc(padded_tokens(lengths, passes) - sum(lengths))
-        version = items[0][0].version
-        loop = asyncio.get_running_loop()
-        for start, stop in passes:
-            chunk = [it for it in items[start:stop] if not it[0].future.done()]
-            if not chunk:
-                continue
-            seqs = [job.ids[i] for job, i in chunk]
-            self.busy_since = t0 = time.monotonic()
-            try:
-                rows = await loop.run_in_executor(self.inference, self._forward, version, seqs,
-                                                  [job.params for job, _ in chunk])
-            except Exception as e:
-                log.error("%s: a forward pass of %d sequences failed", self.name, len(seqs), exc_info=e)
-                for job, _ in chunk:
-                    if not job.future.done():
-                        job.future.set_exception(RuntimeError(f"inference failed in model {self.name}"))
-                continue
-            finally:
-                self.busy_since = None
-            seconds = time.monotonic() - t0
-            self._account(seqs, seconds)
-            for (job, i), row in zip(chunk, rows, strict=True):
-                job.rows[i] = row
-                job.left -= 1
-                if job.left == 0 and not job.future.done():
-                    job.future.set_result(job.rows)
+    async def _run_pass(self, chunk: list[Item]) -> None:
+        """One forward pass; a request is answered once all its rows are in."""
+        seqs = [job.ids[i] for job, i in chunk]
+        version = chunk[0][0].version
+        self.busy_since = t0 = time.monotonic()
+        try:
+            rows = await asyncio.get_running_loop().run_in_executor(
+                self.inference, self._forward, version, seqs, [job.params for job, _ in chunk])
+        except Exception as e:
+            log.error("%s: a forward pass of %d sequences failed", self.name, len(seqs), exc_info=e)
+            for job, _ in chunk:
+                if not job.future.done():
+                    job.future.set_exception(RuntimeError(f"inference failed in model {self.name}"))
+            return
+        finally:
+            self.busy_since = None
+        self._account(seqs, time.monotonic() - t0)
+        for (job, i), row in zip(chunk, rows, strict=True):
+            job.rows[i] = row
+            job.left -= 1
+            if job.left == 0 and not job.future.done():
+                job.future.set_result(job.rows)
 
     def _forward(self, version: Version, seqs: list[list[int]], params: list[dict[str, Any]]) -> list[Any]:
         """Pad, run, split into rows (the inference thread)."""

@@ -7,8 +7,9 @@ is pickled. On SIGTERM or SIGINT the server drains:
 1. ``/ready`` answers 503 at once, and every response carries ``Connection: close``; requests are
    still served for ``drain_grace`` seconds, so a load balancer sees the probe fail and stops
    sending, and keep-alive clients reconnect instead of writing on a closing connection;
-2. then it stops accepting, answers every request already admitted, closes idle connections, and
-   exits within ``drain_timeout`` seconds of the signal (exit status 0).
+2. then it stops accepting, waits half a second for requests already on their way over connections
+   it accepted, answers every request admitted, closes idle connections, and exits within
+   ``drain_timeout`` seconds of the signal (exit status 0).
 
 A second signal stops at once. An engine that fails (a model that cannot load, a batch loop that
 dies) stops the server with a non-zero status rather than leave it up and unable to answer.
@@ -39,6 +40,9 @@ if TYPE_CHECKING:
     from serve.models import ServedModel
 
 log = logging.getLogger("serve")
+# Between closing the listener and closing idle connections: a client that connected just before may
+# still be sending its request, which would be lost (a reset, not an answer) if its connection closed now.
+SETTLE_SECONDS = 0.5
 
 
 class DrainingServer(uvicorn.Server):
@@ -61,8 +65,15 @@ class DrainingServer(uvicorn.Server):
         loop.call_soon_threadsafe(loop.call_later, self.grace, self._stop_accepting)
 
     def _stop_accepting(self) -> None:
+        """Close the listening sockets, then, once requests already on their way over fresh connections have
+        arrived (``SETTLE_SECONDS``), let uvicorn close the idle connections and wait for the rest."""
         log.info("drain: no longer accepting; answering the %d admitted requests",
                  sum(lane.admission.requests for lane in self.engine.lanes.values()))
+        for server in self.servers:
+            server.close()
+        asyncio.get_running_loop().call_later(SETTLE_SECONDS, self._exit)
+
+    def _exit(self) -> None:
         self.should_exit = True
 
     def fail(self, why: str) -> None:

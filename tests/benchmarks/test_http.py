@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.http import MEDIAN_KEYS, HttpOptions, run_http
+from benchmarks.http import LEVEL_KEYS, HttpOptions, run_http
 from compress import CompressError
 from serve.process import descendants, write_models
 from tests.conftest import build_tiny
@@ -37,30 +37,35 @@ def tiny_catalog(tmp_path):
 
 def test_http_benchmark_end_to_end(tiny_catalog, tmp_path, capsys):
     out = tmp_path / "reports"
-    rc = main(["http", "--model", "tiny", "--catalog", str(tiny_catalog), "--concurrency", "4", "--requests", "60",
-               "--threads", "1", "--in-process-seconds", "1", "--timeout", "120", "--out", str(out)])
+    rc = main(["http", "--model", "tiny", "--catalog", str(tiny_catalog), "--concurrency", "2,8", "--requests", "40",
+               "--texts", "30", "--threads", "1", "--in-process-seconds", "0.3", "--timeout", "300", "--drain",
+               "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert not serve_processes(), "the server outlived the benchmark"
     artifact = tmp_path / "artifacts" / "tiny-fp32"
     assert (artifact / "manifest.json").is_file(), "the missing artifact was made with the recipe"
 
     report = json.loads((out / "http.json").read_text())
-    assert report["endpoint"] == "/v1/fill-mask" and report["task"] == "fill-mask"
-    assert report["artifact"] == str(artifact.resolve()) and report["method"] == "fp32"
-    assert (report["threads"], report["max_batch_size"], report["timed_out"]) == (1, 8, False)
-    [r] = report["rounds"]
-    assert r["requests"] == 60 and r["errors"] == 0 and r["statuses"] == {"200": 60}
-    assert 0 < r["p50_ms"] <= r["p95_ms"] <= r["p99_ms"]
-    assert r["throughput"] > 0 and r["in_process_per_s"] > 0
-    assert r["http_vs_in_process"] == pytest.approx(r["throughput"] / r["in_process_per_s"])
-    assert 1 <= r["mean_batch_size"] <= 8
-    assert r["server_peak_rss_bytes"] >= r["server_rss_bytes"] > 50e6  # a few Python processes
-    assert r["server_processes"] >= 1  # the server (and the helpers a host may start)
-    assert set(report["median"]) == set(MEDIAN_KEYS) and report["median"]["requests"] == 60
+    assert report["schema_version"] == 2 and report["threads"] == 1 and not report["timed_out"]
+    [m] = report["models"]
+    assert (m["endpoint"], m["task"], m["method"]) == ("/v1/fill-mask", "fill-mask", "fp32")
+    assert m["artifact"] == str(artifact.resolve()) and m["texts"]["count"] == 30
+    ip = m["in_process"]
+    assert set(ip["by_batch"]) == {"1", "8", "32"} and ip["per_s"] == max(ip["by_batch"].values()) > 0
+    assert [lv["clients"] for lv in m["levels"]] == [2, 8] and m["levels"][0]["requests"] == 40
+    for lv in m["levels"]:
+        assert set(LEVEL_KEYS) <= set(lv) and lv["requests"] >= 1 and lv["server_errors"] == 0
+        assert set(lv["statuses"]) <= {"200", "429"} and lv["throughput"] > 0
+        assert lv["vs_in_process"] == pytest.approx(lv["throughput"] / ip["per_s"])
+        assert 1 <= lv["pass_size"] <= lv["formed_batch"] <= 8 and lv["server_cpu_ms_per_request"] > 0
+        assert lv["rss_after_bytes"] > 50e6
+    d = m["drain"]
+    assert d["cut"] == 0 and d["other"] == 0 and d["exit_code"] == 0 and d["answered"] > 0
+    assert d["ready_503_s"] is not None
 
     md = (out / "http.md").read_text()
-    assert md in capsys.readouterr().out
-    assert "| requests/s | p50 ms |" in md and f"| 1 | {r['throughput']:.1f} |" in md
+    assert md in capsys.readouterr().out and (out / "http.png").stat().st_size > 10_000
+    assert "| clients | answered/s |" in md and "drain: /ready 503 after" in md
 
 
 def test_unknown_model_names_the_known_ones(tiny_catalog, tmp_path, capsys):
@@ -69,11 +74,13 @@ def test_unknown_model_names_the_known_ones(tiny_catalog, tmp_path, capsys):
     assert rc == 2 and "unknown model name 'nope'" in err and "lists: tiny" in err
     assert not (tmp_path / "out").exists() and not serve_processes()
     with pytest.raises(CompressError, match="lists: tiny"):
-        run_http(HttpOptions("nope", catalog=str(tiny_catalog)))
+        run_http(HttpOptions(["nope"], catalog=str(tiny_catalog)))
 
 
 def test_options_are_checked():
     with pytest.raises(ValueError, match="--concurrency must be at least 1"):
-        HttpOptions("tiny", concurrency=0)
+        HttpOptions(["tiny"], concurrency=[0])
     with pytest.raises(ValueError, match="--timeout must be positive"):
-        HttpOptions("tiny", timeout=0)
+        HttpOptions(["tiny"], timeout=0)
+    with pytest.raises(ValueError, match="exactly one"):
+        HttpOptions(["a", "b"], artifact=Path("x"))

@@ -76,6 +76,29 @@ def test_concurrent_requests_batch_and_match_single_runs(tiny_models):
             assert np.allclose([m["scores"] for m in ra["masks"]], [m["scores"] for m in rb["masks"]], atol=1e-5)
 
 
+def test_requests_of_several_inputs_run_each_once_and_keep_their_order(tiny_models):
+    texts = _masked(20)
+    requests = [texts[0:1], texts[1:6], texts[6:8], texts[8:20]]
+
+    async def main() -> tuple[list, list, list]:
+        engine, rec = await _started(_model(tiny_models["fill-mask"], max_batch_size=4, batch_timeout=0.05))
+        try:
+            alone = [await engine.infer("fill-mask", None, [t], {"top_k": 2}) for t in texts]
+            first = len(rec["tiny-fill-mask"].shapes)
+            together = await asyncio.gather(*(engine.infer("fill-mask", None, r, {"top_k": 2}) for r in requests))
+            return alone, together, rec["tiny-fill-mask"].shapes[first:]
+        finally:
+            await engine.stop()
+
+    alone, together, shapes = asyncio.run(main())
+    assert sum(n for n, _ in shapes) == len(texts)  # every sequence in exactly one pass
+    flat = [(ids, res) for answer in together for ids, res in zip(answer.ids, answer.results, strict=True)]
+    assert [len(a.results) for a in together] == [len(r) for r in requests]
+    for (ids, res), single in zip(flat, alone, strict=True):
+        assert ids == single.ids[0]
+        assert [m["ids"] for m in res["masks"]] == [m["ids"] for m in single.results[0]["masks"]]
+
+
 def test_every_pass_keeps_the_token_budget(tiny_models):
     texts = _masked(24)  # 5 to 13 words: mixed lengths
 

@@ -1,0 +1,139 @@
+"""The serving report's workloads: real texts of varied length, a variable-shape soak, a drain under load."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from serve.process import ServeProcess
+
+MAX_TOKENS = 256
+SEED = 14
+
+
+def serving_texts(artifact: Path, n: int) -> tuple[list[str], dict[str, Any]]:
+    """``n`` real texts for the artifact's task, shuffled, and their token statistics.
+
+    English: BBC News body paragraphs of 8+ words and at most 256 tokens. Antibodies: anarci germline
+    V genes; for fill-mask one residue of each is masked at random.
+    """
+    from compress.artifact import load_artifact
+    from compress.data import antibody_germlines, bbc_articles
+
+    art = load_artifact(artifact)
+    m, tok = art.manifest, art.tokenizer()
+    rng = np.random.default_rng(SEED)
+    if m.tokenizer.split_chars:
+        pool = [g.sequence for g in antibody_germlines()]
+    else:
+        pool = [p.strip() for _, text in bbc_articles() for p in text.split("\n")[1:] if len(p.split()) >= 8]
+    pool = [pool[i] for i in rng.permutation(len(pool))]
+    if m.tokenizer.split_chars and m.task == "fill-mask":
+        mask = m.tokenizer.mask_token or "[MASK]"
+        pool = [" ".join(mask if i == k else c for i, c in enumerate(s)) for s, k in
+                ((s, int(rng.integers(len(s)))) for s in pool)]
+    elif m.tokenizer.split_chars:
+        pool = [" ".join(s) for s in pool]
+    elif m.task == "fill-mask":
+        mask = m.tokenizer.mask_token or "[MASK]"
+        pool = [" ".join(mask if i == len(w) // 2 else x for i, x in enumerate(w)) for w in (p.split() for p in pool)]
+    limit = min(MAX_TOKENS, m.tokenizer.max_length)
+    texts = [t for t, ids in zip(pool, tok(pool)["input_ids"], strict=True) if len(ids) <= limit]
+    texts = [texts[i % len(texts)] for i in range(n)]
+    lengths = sorted(len(ids) for ids in tok(texts)["input_ids"])
+    return texts, {"count": len(texts), "mean_tokens": float(np.mean(lengths)),
+                   "p95_tokens": lengths[int(0.95 * (len(lengths) - 1))]}
+
+
+def _probe(url: str, path: str, body: dict[str, Any], seconds: float) -> dict[str, list[float]]:
+    """One client, alone in its process, timing its requests (ms) by status for ``seconds``."""
+    from serve.loadtest import HttpClient
+
+    client = HttpClient(url)
+    out: dict[str, list[float]] = {}
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        t0 = time.perf_counter()
+        status = client.request("POST", path, body)[0]
+        out.setdefault(str(status), []).append((time.perf_counter() - t0) * 1000)
+        if status == 429:
+            time.sleep(0.05)
+    return out
+
+
+def start_probe(url: str, path: str, body: dict[str, Any], seconds: float) -> Any:
+    """Run :func:`_probe` in a process of its own, so the many load threads' GIL does not time it too;
+    returns a future of {status: [ms, ...]}."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
+    future = pool.submit(_probe, url, path, body, seconds)
+    future.add_done_callback(lambda _: pool.shutdown(wait=False))
+    return future
+
+
+def soak(server: ServeProcess, model: str, task: str, texts: list[str], seconds: float) -> dict[str, Any]:
+    """16 clients for ``seconds``, each request 1 to 4 texts (shapes vary); the server's RSS before and after."""
+    from benchmarks.http import ENDPOINTS, request_body
+    from serve.loadtest import run_load
+
+    rng = np.random.default_rng(SEED)
+    sizes = rng.integers(1, 5, size=len(texts))
+
+    def body(k: int) -> dict[str, Any]:
+        start = k % len(texts)
+        return request_body(task, model, texts[start: start + int(sizes[start])] or texts[:1])
+
+    rss = [server.memory()["rss"]]
+    t0 = time.monotonic()
+    samples = []
+    while time.monotonic() - t0 < seconds:
+        load = run_load(server.url, ENDPOINTS[task], body, concurrency=16, requests=10**9,
+                        max_seconds=min(60.0, seconds - (time.monotonic() - t0)))
+        samples.append({"t": round(time.monotonic() - t0, 1), "rss_bytes": server.memory()["rss"],
+                        "throughput": load.throughput, "errors": load.errors})
+    rss.append(server.memory()["rss"])
+    return {"seconds": seconds, "rss_start_bytes": rss[0], "rss_end_bytes": rss[1],
+            "rss_change": rss[1] / rss[0] - 1, "errors": sum(s["errors"] for s in samples), "samples": samples}
+
+
+def drain_under_load(server: ServeProcess, model: str, task: str, texts: list[str]) -> dict[str, Any]:
+    """SIGTERM while 16 clients send: /ready's 503, the requests' outcomes, the exit. Stops the server."""
+    from benchmarks.http import ENDPOINTS, request_body
+    from serve.loadtest import HttpClient, closed_loop_until_refused
+
+    outcomes: list[tuple[Any, str]] = []
+    lock = threading.Lock()
+    until = time.monotonic() + 60
+    clients = [threading.Thread(target=closed_loop_until_refused, daemon=True, args=(
+        server.url, ENDPOINTS[task], lambda k: request_body(task, model, texts[k % len(texts)]), until, outcomes,
+        lock)) for _ in range(16)]
+    for c in clients:
+        c.start()
+    time.sleep(2.0)
+    sent = time.monotonic()
+    server.proc.send_signal(signal.SIGTERM)
+    probe, ready_503_s = HttpClient(server.url, timeout=5), None
+    while ready_503_s is None and time.monotonic() - sent < 5:
+        try:
+            if probe.request("GET", "/ready", headers={"Connection": "close"})[0] == 503:
+                ready_503_s = time.monotonic() - sent
+        except OSError:
+            break
+    code = server.proc.wait(60)
+    exit_s = time.monotonic() - sent
+    for c in clients:
+        c.join(10)
+    statuses = [o[0] for o in outcomes]
+    return {"ready_503_s": ready_503_s, "exit_code": code, "exit_s": exit_s,
+            "answered": sum(1 for s in statuses if s == 200), "refused": statuses.count("refused"),
+            "reset": statuses.count("reset"), "cut": statuses.count("cut"),
+            "other": sum(1 for s in statuses if s not in (200, "refused", "reset", "cut")),
+            "told_to_close": sum(1 for s, c in outcomes if s == 200 and c.lower() == "close")}
