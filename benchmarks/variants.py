@@ -29,7 +29,8 @@ BASELINE = "torch-fp32"
 # variant name -> compress method and options
 RECIPES: dict[str, dict[str, object]] = {
     "onnx-fp32": {"method": "fp32"},
-    "int8": {"method": "int8", "optimize": "O1"},
+    "int8": {"method": "int8", "optimize": "O2"},  # the default recipe: int8 after attention fusion
+    "int8-O1": {"method": "int8", "optimize": "O1"},  # the recipe before fusion, for comparison
     "int8-noopt": {"method": "int8"},
     "int4": {"method": "int4"},
     "int8-static": {"method": "int8-static"},
@@ -42,6 +43,7 @@ RECIPES: dict[str, dict[str, object]] = {
 # after 500 steps and int8: 8.0 -> -1.45 points and 1.6-2.0x int8's speed, 2.0 -> -0.34 and 1.1-1.5x;
 # 8.0 is kept for the speed target and distilled longer. 30 % of MiniLM (cosine on Lee-50 after
 # repair): 2.0 -> 0.73, 0.5 -> 0.82 (keeps nearly every head; no speed target there).
+CALIBRATION_TEXTS = 256  # int8-static: calibration texts, drawn from the recovery texts
 PRUNE_FRACTION = {"antiberty": 0.4, "minilm": 0.3}
 HEAD_COST_FACTOR = {"antiberty": 8.0, "minilm": 0.5}
 # Distillation steps (compress's default is 300), by family, or by model where it differs. The AntiBERTy
@@ -82,12 +84,15 @@ def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", thre
     return load_entry(load_catalog(catalog).get(model))
 
 
-def _stale(artifact: Path, model: str, cache: Path) -> bool:
-    """True when a cached topic-classifier artifact was made from an older trained model."""
+def _stale(artifact: Path, model: str, variant: str, cache: Path) -> bool:
+    """True when a cached artifact was made by another recipe than the variant's today, or (the
+    topic classifier) from an older trained model."""
     from benchmarks import topic
     from compress.sources import sha256_file
 
     manifest = read_manifest(artifact)
+    if any(manifest.recipe.get(k) != v for k, v in RECIPES[variant].items()):
+        return True
     weights = cache / f"{topic.NAME}-model" / "model.safetensors"
     return model == topic.NAME and weights.is_file() and manifest.source.get("sha256") != sha256_file(weights)
 
@@ -103,26 +108,37 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
     out = cache / f"{model}-{variant}"
     if model == topic.NAME:  # (re)train first, so that a cached artifact is judged against the current model
         topic.build_topic_model(cache / f"{topic.NAME}-model")
-    if out.exists() and not rebuild and not _stale(out, model, cache):
+    if out.exists() and not rebuild and not _stale(out, model, variant, cache):
         return out
     loaded = load_bench_model(model, cache, catalog)
     extra = topic.compress_options(cache / f"{topic.NAME}-model") if model == topic.NAME else {}
     opts = RunOptions(bench=False, **RECIPES[variant], **extra)  # type: ignore[arg-type]
     if variant.startswith("pruned"):
         opts.prune = _prune_options(model, loaded, cache)
+    if opts.method == "int8-static":
+        opts.calibration = str(_recovery_file(model, loaded, cache, limit=CALIBRATION_TEXTS))
     compress_model(loaded, out, name=model, opts=opts, force=True)
     return out
 
 
+def _recovery_file(model: str, loaded: LoadedModel, cache: Path, limit: int | None = None) -> Path:
+    """Texts no accuracy suite of ``model`` scores (distillation, calibration), written to the cache."""
+    from benchmarks.datasets import draw, recovery_texts
+
+    suite = {"antiberty": "masked_residue", "antiberty-species": "species", "antiberty-chain": "chain"}.get(model)
+    texts = recovery_texts(loaded.tokenizer, suite)
+    name = f"{model}-recovery.txt" if limit is None else f"{model}-calibration.txt"
+    data = cache / name
+    data.parent.mkdir(parents=True, exist_ok=True)
+    data.write_text("\n".join(texts if limit is None else draw(texts, limit, seed=0)) + "\n")
+    return data
+
+
 def _prune_options(model: str, loaded: LoadedModel, cache: Path) -> PruneOptions:
     """Pruning of ``model`` for pruned-int8, distilled on the recovery texts (written to the cache)."""
-    from benchmarks.datasets import recovery_texts
     from compress.prune.options import PruneOptions
 
-    data = cache / f"{model}-recovery.txt"
-    data.parent.mkdir(parents=True, exist_ok=True)
-    suite = {"antiberty": "masked_residue", "antiberty-species": "species", "antiberty-chain": "chain"}.get(model)
-    data.write_text("\n".join(recovery_texts(loaded.tokenizer, suite)) + "\n")
+    data = _recovery_file(model, loaded, cache)
     family = _family(model)
     steps = RECOVER_STEPS.get(model, RECOVER_STEPS[family])
     return PruneOptions(fraction=PRUNE_FRACTION[family], recover_data=str(data), recover_steps=steps,

@@ -8,18 +8,14 @@ Layout (format version 1)::
     config.json        the transformers config (labels in id2label)
     tokenizer.json …   the tokenizer, loadable with AutoTokenizer.from_pretrained(artifact_dir)
 
-Artifacts are written into a temporary sibling directory and renamed into place, so an interrupted
-run leaves nothing half-written, and an existing artifact is replaced only with ``force``.
+Artifacts are written into a temporary sibling directory and renamed into place (compress/staging.py),
+so an interrupted run leaves nothing half-written, and an existing artifact is replaced only with
+``force``.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -138,42 +134,6 @@ def load_artifact(directory: str | Path) -> Artifact:
         >>> run = art.runner(threads=2)                    # doctest: +SKIP
     """
     return Artifact(directory)
-
-
-def check_writable(out: Path, force: bool) -> None:
-    """Fail early when ``out`` exists and may not be replaced."""
-    if out.exists() and not force:
-        raise CompressError(f"{out} already exists; pass --force to replace it, or choose --out")
-    if out.exists() and not out.is_dir():
-        raise CompressError(f"{out} exists and is not a directory")
-
-
-@contextlib.contextmanager
-def staged_directory(out: Path, force: bool) -> Iterator[Path]:
-    """Yield a temporary directory next to ``out``; on success rename it to ``out``, else delete it.
-
-    The rename is atomic on one filesystem; an existing ``out`` (with ``force``) is moved aside first
-    and removed only once the new artifact is in place.
-    """
-    check_writable(out, force)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
-    umask = os.umask(0)
-    os.umask(umask)
-    tmp.chmod(0o777 & ~umask)  # mkdtemp makes it private; the artifact should not be
-    try:
-        yield tmp
-        check_writable(out, force)
-        old = None
-        if out.exists():
-            old = out.with_name(f".{out.name}.old-{tmp.name[-8:]}")
-            out.rename(old)
-        tmp.rename(out)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
-    finally:  # also on KeyboardInterrupt
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
 
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:

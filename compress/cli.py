@@ -137,7 +137,7 @@ def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
 
 
 def _run_one(args: argparse.Namespace, spec: str) -> None:
-    from compress.catalog import DEFAULT_CATALOG, load_catalog
+    from compress.catalog import DEFAULT_CATALOG, Recipe, load_catalog
     from compress.pipeline import RunOptions, compress_model
     from compress.sources import load_entry, load_model
 
@@ -152,16 +152,14 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     recipe = entry.recipe if entry else None
     method = args.method or (recipe.method if recipe else "int8")
     prune = _prune_options(args, recipe.prune if recipe else None)
-    opts = RunOptions(
-        method=method, opset=args.opset,
-        optimize=None if method.startswith("bnb") else args.optimize or (recipe.optimize if recipe else None),
-        block_size=args.block_size or (recipe.block_size if recipe else 32),
-        quantize_embeddings=args.quantize_embeddings if args.quantize_embeddings is not None
-        else (recipe.quantize_embeddings if recipe else None),
-        calibration=args.calibration or (recipe.calibration if recipe else None),
+    given = {"method": args.method, "opset": args.opset, "optimize": args.optimize, "block_size": args.block_size,
+             "quantize_embeddings": args.quantize_embeddings, "calibration": args.calibration}
+    opts = RunOptions.from_recipe(
+        recipe or Recipe(), **{k: v for k, v in given.items() if v is not None},
         validate=args.validate, n_validate=args.n_validate, min_agreement=args.min_agreement,
-        min_cosine=args.min_cosine, gate=args.gate, threads=args.threads, bench=args.bench, prune=prune,
-    )
+        min_cosine=args.min_cosine, gate=args.gate, threads=args.threads, bench=args.bench, prune=prune)
+    if method.startswith("bnb"):
+        opts.optimize = None
     labels = args.labels.split(",") if args.labels else (entry.labels if entry else None)
     name = entry.name if entry else _default_name(spec)
     if args.out:
@@ -172,7 +170,7 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
         tag = ("" if not prune else f"pruned{prune.speedup:g}x-" if prune.speedup
                else f"pruned{round(100 * prune.fraction)}-")
         out = Path("artifacts") / f"{name}-{tag}{method}"
-    from compress.artifact import check_writable
+    from compress.staging import check_writable
 
     check_writable(out, args.force)  # before the slow part
     overrides = dict(config=args.config, tokenizer=args.tokenizer, task=args.task, head=args.head, labels=labels,

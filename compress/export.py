@@ -138,3 +138,25 @@ def export_onnx(graph: TaskGraph, out: Path, opset: int | None = None) -> dict[s
     out.parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = export(graph.eval(), config, out, opset=opset)
     return {"file": out.name, "opset": opset, "inputs": list(inputs), "outputs": list(outputs)}
+
+
+def optimize_graph(src: Path, dst: Path, level: str, config: Any) -> None:
+    """ONNX Runtime's transformer optimizer: O1 folds and simplifies; O2 also fuses attention,
+    embeddings + LayerNorm, skip + LayerNorm and bias + GELU into single kernels; O3 adds the
+    GELU approximation. Quantizing after O2 turns the fused attention into QAttention."""
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    model_type = "bert"  # BERT, RoBERTa, DistilBERT and ELECTRA share the fusions of "bert"
+    heads = int(getattr(config, "num_attention_heads", getattr(config, "n_heads", 0)))
+    hidden = int(getattr(config, "hidden_size", getattr(config, "dim", 0)))
+    if level == "O1":
+        opt = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
+                             opt_level=1, only_onnxruntime=True)
+    else:
+        from onnxruntime.transformers.fusion_options import FusionOptions
+
+        fo = FusionOptions(model_type)
+        fo.enable_gelu_approximation = level == "O3"
+        opt = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
+                             opt_level=0, optimization_options=fo)
+    opt.save_model_to_file(str(dst))

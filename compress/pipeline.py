@@ -20,14 +20,13 @@ from compress.artifact import (
     GraphInfo,
     Manifest,
     TokenizerInfo,
-    check_writable,
-    staged_directory,
     write_manifest,
 )
 from compress.bnb import BnbConfig, BnbKind, quantize_bnb, weight_bytes
+from compress.catalog import Recipe
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
-from compress.export import TaskGraph, export_onnx
+from compress.export import TaskGraph, export_onnx, optimize_graph
 from compress.prune.magnitude import store_sparse
 from compress.prune.options import PruneOptions, checkpoint_path, prune_for_run
 from compress.quantize import QuantContext, get_method, quantize
@@ -38,6 +37,7 @@ from compress.quantize.int8_static import Int8StaticConfig
 from compress.report import summary_table, write_report
 from compress.runtime import OnnxRunner, TorchRunner
 from compress.sources import LoadedModel
+from compress.staging import check_writable, staged_directory
 from compress.timing import throughput
 from compress.validate import PRIMARY, ValidationSet, build_validation_set, closeness, collect, compare, primary
 
@@ -68,6 +68,15 @@ class RunOptions:
     bench: bool = True
     max_length: int | None = None
     prune: PruneOptions | None = None
+
+    @classmethod
+    def from_recipe(cls, recipe: Recipe, **overrides: Any) -> RunOptions:
+        """A models.yaml recipe as run options, its ``prune:`` block included; ``overrides`` win."""
+        prune = PruneOptions(**recipe.prune.model_dump()) if recipe.prune is not None else None
+        opts = cls(method=recipe.method, optimize=None if recipe.method.startswith("bnb") else recipe.optimize,
+                   block_size=recipe.block_size, quantize_embeddings=recipe.quantize_embeddings,
+                   calibration=recipe.calibration, prune=prune)
+        return replace(opts, **overrides)
 
 
 def _progress(msg: str) -> None:
@@ -112,27 +121,6 @@ def _max_length(loaded: LoadedModel, opts: RunOptions) -> int:
     tok_max = int(min(loaded.tokenizer.model_max_length, 1_000_000))
     limit = min(limit, tok_max)
     return min(limit, opts.max_length) if opts.max_length else limit
-
-
-def _optimize(src: Path, dst: Path, level: str, loaded: LoadedModel) -> None:
-    """Graph optimization with ONNX Runtime's transformer optimizer (O1 basic … O3 with fusions)."""
-    from onnxruntime.transformers.optimizer import optimize_model
-
-    cfg = loaded.model.config
-    model_type = {"distilbert": "bert", "roberta": "bert", "electra": "bert"}.get(cfg.model_type, "bert")
-    heads = int(getattr(cfg, "num_attention_heads", getattr(cfg, "n_heads", 0)))
-    hidden = int(getattr(cfg, "hidden_size", getattr(cfg, "dim", 0)))
-    if level == "O1":
-        opt = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
-                             opt_level=1, only_onnxruntime=True)
-    else:
-        from onnxruntime.transformers.fusion_options import FusionOptions
-
-        fo = FusionOptions(model_type)
-        fo.enable_gelu_approximation = level == "O3"
-        opt = optimize_model(str(src), model_type=model_type, num_heads=heads, hidden_size=hidden,
-                             opt_level=0, optimization_options=fo)
-    opt.save_model_to_file(str(dst))
 
 
 def _threshold(task: str, opts: RunOptions) -> float:
@@ -238,7 +226,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
         base = fp32
         if opts.optimize:
             base = work / "model_opt.onnx"
-            _optimize(fp32, base, opts.optimize, loaded)
+            optimize_graph(fp32, base, opts.optimize, loaded.model.config)
 
         steps("running the " + ("pruned" if pruning else "original") + " model on the validation set")
         vs = build_validation_set(task, tok, texts, max_length=max_length)

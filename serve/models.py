@@ -148,8 +148,7 @@ def compress_entry(entry: ModelEntry, out: Path) -> None:
     r = entry.recipe
     log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)",
                 entry.name, out, r.method)
-    opts = RunOptions(method=r.method, optimize=r.optimize, block_size=r.block_size,
-                      quantize_embeddings=r.quantize_embeddings, calibration=r.calibration)
+    opts = RunOptions.from_recipe(r)  # as `compress run NAME` makes it, prune: block included
     compress_model(load_entry(entry), out, name=entry.name, opts=opts, command=f"serve (first start: {entry.name})")
 
 

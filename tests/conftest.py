@@ -139,8 +139,10 @@ def packaged_artifact(tmp_path_factory):
         if (name, method) not in cache:
             entry = catalog.get(name)
             opts = RunOptions(method=method, optimize=entry.recipe.optimize, bench=False)
-            # the benchmark's int8 variant is int8 + O1: share only what is made the same way
-            shared = method == "int8" and opts.optimize == "O1"
+            # share with the benchmark's int8 variant only what is made the same way
+            from benchmarks.variants import RECIPES
+
+            shared = method == "int8" and opts.optimize == RECIPES["int8"]["optimize"]
             out = (shared_cache(tmp_path_factory, "artifacts") if shared else base) / f"{name}-{method}"
             if not (shared and (out / "manifest.json").is_file()):
                 compress_model(load_entry(entry), out, name=name, opts=opts, force=shared)

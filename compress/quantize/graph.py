@@ -8,7 +8,8 @@ from pathlib import Path
 
 import onnx
 
-_LAYER = re.compile(r"layers?[./_](\d+)")
+# "layer.3" in exported names; "Attention_3" for the attention that O2 fuses (numbered in layer order)
+_LAYER = re.compile(r"layers?[./_](\d+)|^Attention_(\d+)$")
 
 
 def weight_nodes(path: Path, op_types: tuple[str, ...]) -> list[str]:
@@ -27,7 +28,7 @@ def group_nodes(nodes: list[str], max_groups: int = 16) -> dict[str, list[str]]:
     groups: dict[str, list[str]] = {}
     for n in nodes:
         m = _LAYER.search(n)
-        key = f"layer.{m.group(1)}" if m else ("embeddings" if "embedding" in n.lower() else "head")
+        key = f"layer.{m.group(1) or m.group(2)}" if m else ("embeddings" if "embed" in n.lower() else "head")
         groups.setdefault(key, []).append(n)
     if len(groups) > 2:
         return groups

@@ -28,14 +28,16 @@ PRESETS: dict[str, Int8DynamicConfig] = {
 }
 
 
-@register("int8", Int8DynamicConfig, op_types=("MatMul", "Gather"))
+@register("int8", Int8DynamicConfig, op_types=("MatMul", "Attention", "Gather", "EmbedLayerNormalization"))
 def quantize_dynamic_int8(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: QuantContext,
                           exclude: Sequence[str]) -> dict[str, Any]:
     """Quantize MatMul weights (and embedding tables) to int8 with ONNX Runtime."""
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    ops = ["MatMul", "Attention", "Gather"] if cfg.quantize_embeddings else ["MatMul", "Attention"]
+    ops = ["MatMul", "Attention"]
+    if cfg.quantize_embeddings:  # the tables, standalone (Gather) or fused with LayerNorm by O2
+        ops += ["Gather", "EmbedLayerNormalization"]
     quantize_dynamic(
         str(src), str(dst), op_types_to_quantize=ops, per_channel=cfg.per_channel,
         reduce_range=cfg.reduce_range, weight_type=QuantType.QInt8, nodes_to_exclude=list(exclude),

@@ -43,17 +43,26 @@ def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: Quant
     names = [i.name for i in onnx.load(str(src), load_external_data=False).graph.input]
 
     class Reader(CalibrationDataReader):
+        """One batch per calibration step: batches differ in length, and ORT's histogram
+        collectors stack the arrays of one step, so each step holds a single batch."""
+
         def __init__(self) -> None:
-            self._it: Iterator[dict[str, np.ndarray]] = iter(
-                [{n: b[n] for n in names} for b in ctx.calibration])
-            self._bar = tqdm(total=len(ctx.calibration), desc="calibrating", unit="batch", leave=False)
+            self._batches = [{n: b[n] for n in names} for b in ctx.calibration]
+            self._it: Iterator[dict[str, np.ndarray]] = iter(())
+            self._bar = tqdm(total=len(self._batches), desc="calibrating", unit="batch", leave=False)
+
+        def __len__(self) -> int:
+            return len(self._batches)
+
+        def set_range(self, start_index: int, end_index: int) -> None:
+            self._it = iter(self._batches[start_index:end_index])
 
         def get_next(self) -> dict[str, np.ndarray] | None:
             item = next(self._it, None)
-            if item is None:
-                self._bar.close()
-            else:
+            if item is not None:
                 self._bar.update()
+            elif self._bar.n >= len(self._batches):
+                self._bar.close()
             return item
 
     quantize_static(
@@ -62,6 +71,7 @@ def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: Quant
         weight_type=QuantType.QInt8,
         nodes_to_exclude=list(exclude), calibrate_method=CalibrationMethod[cfg.calibrate],
         extra_options={"DefaultTensorType": TensorProto.FLOAT, "ActivationSymmetric": cfg.symmetric_activations,
-                       "MatMulConstBOnly": True, "CalibPercentile": cfg.percentile},
+                       "MatMulConstBOnly": True, "CalibPercentile": cfg.percentile,
+                       "CalibStridedMinMax": 1},  # collect batch by batch (see Reader)
     )
     return {"format": "QDQ", "calibration_batches": len(ctx.calibration), "calibrate": cfg.calibrate}

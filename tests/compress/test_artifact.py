@@ -1,11 +1,17 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import pytest
 
 from compress import CompressError
-from compress.artifact import FORMAT_VERSION, read_manifest, staged_directory
+from compress.artifact import FORMAT_VERSION, read_manifest
+from compress.staging import staged_directory
 
 
 def test_staged_directory_renames_into_place(tmp_path):
@@ -39,6 +45,45 @@ def test_existing_artifact_needs_force_and_survives_a_failed_replace(tmp_path):
         (tmp / "new").write_text("new")
     assert sorted(p.name for p in out.iterdir()) == ["new"]
     assert [p.name for p in tmp_path.iterdir()] == ["art"]
+
+
+_STAGE = """
+import os, signal, sys, time
+from pathlib import Path
+from compress.staging import staged_directory
+with staged_directory(Path(sys.argv[1]), force=False) as tmp:
+    (tmp / "model.onnx").write_bytes(b"x" * 1000)
+    print(tmp.name, flush=True)
+    if sys.argv[2] == "kill":
+        os.kill(os.getpid(), signal.SIGKILL)
+    time.sleep(60)
+"""
+
+
+def _stage(out, how):
+    proc = subprocess.Popen([sys.executable, "-c", _STAGE, str(out), how], stdout=subprocess.PIPE, text=True)
+    return proc, proc.stdout.readline().strip()
+
+
+def test_a_killed_runs_staging_is_swept_and_a_live_ones_kept(tmp_path):
+    out = tmp_path / "art"
+    killed, killed_dir = _stage(out, "kill")
+    assert killed.wait(30) == -signal.SIGKILL and (tmp_path / killed_dir).is_dir()  # what kill -9 leaves
+    live, live_dir = _stage(out, "sleep")
+    unowned = tmp_path / ".art.partial-x1y2"  # an older release's, untouched for two hours
+    unowned.mkdir()
+    os.utime(unowned, (time.time() - 7200, time.time() - 7200))
+    other_host = tmp_path / ".art.partial-elsewhere-1-abcd"
+    other_host.mkdir()
+    try:
+        with staged_directory(out, force=False) as tmp:
+            (tmp / "model.onnx").write_text("x")
+        names = {p.name for p in tmp_path.iterdir()}
+        assert killed_dir not in names and unowned.name not in names
+        assert {"art", live_dir, other_host.name} <= names
+    finally:
+        live.kill()
+        live.wait()
 
 
 def test_manifest_checks(tmp_path):

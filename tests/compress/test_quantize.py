@@ -7,7 +7,7 @@ import pytest
 
 from compress.cpu import detect_isa
 from compress.data import encode, mask_tokens
-from compress.export import TaskGraph, export_onnx
+from compress.export import TaskGraph, export_onnx, optimize_graph
 from compress.quantize import QuantContext, get_method, methods, quantize
 from compress.quantize.fp16 import Fp16Config
 from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
@@ -65,6 +65,24 @@ def test_int8_quantizes_every_weight_matmul(fp32, tmp_path):
     assert _snr_db(src, tmp_path / "q.onnx", enc) > 30
 
 
+def test_int8_after_fusion_quantizes_attention_and_embedding_tables(fp32, tmp_path):
+    from types import SimpleNamespace
+
+    src, enc = fp32
+    optimize_graph(src, tmp_path / "o2.onnx", "O2", SimpleNamespace(num_attention_heads=4, hidden_size=256))
+    fused = op_counts(tmp_path / "o2.onnx")
+    assert fused.get("Attention") == 4 and fused.get("EmbedLayerNormalization") == 1
+    groups = group_nodes(weight_nodes(tmp_path / "o2.onnx", get_method("int8").op_types))
+    assert all(any(n.startswith("Attention_") for n in groups[f"layer.{i}"]) for i in range(4))
+    preset = PRESETS.get(detect_isa(), PRESETS["generic"])
+    quantize("int8", tmp_path / "o2.onnx", tmp_path / "q.onnx", preset, QuantContext())
+    counts = op_counts(tmp_path / "q.onnx")
+    assert counts.get("QAttention") == 4 and counts.get("QEmbedLayerNormalization") == 1
+    assert "Attention" not in counts and "EmbedLayerNormalization" not in counts
+    assert file_bytes(src) / file_bytes(tmp_path / "q.onnx") > 3.5  # the tables are int8 too
+    assert _snr_db(src, tmp_path / "q.onnx", enc) > 25
+
+
 def test_excluded_nodes_stay_fp32(fp32, tmp_path):
     src, _ = fp32
     nodes = weight_nodes(src, ("MatMul",))
@@ -98,8 +116,9 @@ def test_static_int8_is_qdq_and_needs_calibration(fp32, tmp_path):
     with pytest.raises(ValueError, match="calibration"):
         quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(), QuantContext())
     reduce = PRESETS.get(detect_isa(), PRESETS["generic"]).reduce_range  # as compress picks it on this CPU
+    shorter = {k: v[:, : v.shape[1] // 2].copy() for k, v in enc.items()}  # batches differ in length
     quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(reduce_range=reduce),
-             QuantContext(calibration=[enc]))
+             QuantContext(calibration=[enc, shorter]))
     counts = op_counts(tmp_path / "s.onnx")
     assert counts.get("QuantizeLinear", 0) > 0 and counts.get("DequantizeLinear", 0) > 0
     assert _snr_db(src, tmp_path / "s.onnx", enc) > 24

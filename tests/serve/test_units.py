@@ -146,3 +146,21 @@ def test_cli_missing_artifact_without_compression(tmp_path):
     (tmp_path / "models.yaml").write_text("models:\n  - {name: m, source: x, task: embedding}\n")
     out = _serve("--config", str(tmp_path / "models.yaml"), "--no-compress")
     assert out.returncode == 2 and "compress run m" in out.stderr
+
+
+def test_first_start_compresses_with_the_whole_recipe(monkeypatch, tmp_path):
+    """serve builds a missing artifact as `compress run NAME` would: the prune: block too."""
+    import compress.pipeline
+    import compress.sources
+    from serve.models import compress_entry
+
+    entry = ModelEntry.model_validate({
+        "name": "m", "source": "some/dir", "task": "embedding",
+        "recipe": {"method": "int8", "optimize": "O2", "prune": {"fraction": 0.3, "recover_steps": 7}}})
+    seen = {}
+    monkeypatch.setattr(compress.sources, "load_entry", lambda e: e.name)
+    monkeypatch.setattr(compress.pipeline, "compress_model", lambda loaded, out, **kw: seen.update(kw))
+    compress_entry(entry, tmp_path / "m-int8")
+    opts = seen["opts"]
+    assert (opts.method, opts.optimize) == ("int8", "O2")
+    assert opts.prune is not None and (opts.prune.fraction, opts.prune.recover_steps) == (0.3, 7)
