@@ -29,8 +29,8 @@ BASELINE = "torch-fp32"
 # variant name -> compress method and options
 RECIPES: dict[str, dict[str, object]] = {
     "onnx-fp32": {"method": "fp32"},
-    "int8": {"method": "int8", "optimize": "O2"},  # the default recipe: int8 after attention fusion
-    "int8-O1": {"method": "int8", "optimize": "O1"},  # the recipe before fusion, for comparison
+    "int8": {"method": "int8", "optimize": "O1"},  # the default recipe
+    "int8-O2": {"method": "int8", "optimize": "O2"},  # int8 after attention fusion, for comparison
     "int8-noopt": {"method": "int8"},
     "int4": {"method": "int4"},
     "int8-static": {"method": "int8-static"},
