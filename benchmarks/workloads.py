@@ -17,7 +17,6 @@ from compress.data import antibody_germlines, bbc_articles, bbc_sentences, space
 
 Bucket = Literal["short", "medium", "long"]
 BUCKETS: tuple[Bucket, ...] = ("short", "medium", "long")
-LONG_TOKENS = 256
 
 
 def _antibody_texts(bucket: Bucket, n: int, seed: int) -> list[str]:

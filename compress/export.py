@@ -49,6 +49,10 @@ def _lm_head(model: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
         return distil
     if hasattr(model, "generator_lm_head"):  # ELECTRA generator
         return lambda h: model.generator_lm_head(model.generator_predictions(h))
+    if name.startswith("Albert") and hasattr(model, "predictions"):
+        return model.predictions  # type: ignore[no-any-return]
+    if name.startswith("ModernBert") and hasattr(model, "decoder"):  # ModernBERT: head (dense, act, norm), decoder
+        return lambda h: model.decoder(model.head(h))
     return None
 
 
@@ -133,7 +137,10 @@ def export_onnx(graph: TaskGraph, out: Path, opset: int | None = None) -> dict[s
     try:
         config = onnx_config_for(graph)
     except (KeyError, ValueError) as e:
-        raise CompressError(f"optimum cannot export model_type {graph.config.model_type!r}: {e}") from None
+        from compress.tasks import FAMILIES
+
+        raise CompressError(f"optimum cannot export model_type {graph.config.model_type!r} ({e}); "
+                            f"supported families: {', '.join(FAMILIES)}") from None
     opset = opset or int(config.DEFAULT_ONNX_OPSET)
     out.parent.mkdir(parents=True, exist_ok=True)
     inputs, outputs = export(graph.eval(), config, out, opset=opset)

@@ -132,7 +132,7 @@ def _threshold(task: str, opts: RunOptions) -> float:
 
 
 def _gated_quantize(base: Path, dst: Path, opts: RunOptions, config: Any, ctx: QuantContext,
-                    vs: ValidationSet, ref: list, threshold: float, steps: _Steps,
+                    vs: ValidationSet, ref: list, threshold: float,
                     ) -> tuple[dict[str, Any], dict[str, float], list[str], dict[str, float], list]:
     """Quantize; while the gate fails, keep the most sensitive layers in fp32 and try again.
 
@@ -265,7 +265,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOption
                                              batch_size=8).batches
             ctx = QuantContext(isa=isa, calibration=calib)
             details, metrics, excluded, sensitivity, cand_out = _gated_quantize(
-                base, dst, opts, config, ctx, vs, ref, threshold, steps)
+                base, dst, opts, config, ctx, vs, ref, threshold)
         passed = primary(task, metrics) >= threshold
         if not passed and opts.gate:
             raise CompressError(f"{method} gives {PRIMARY[task]} {primary(task, metrics):.4f} < {threshold}; "

@@ -17,9 +17,14 @@ if TYPE_CHECKING:
     import torch
     from transformers import PretrainedConfig, PreTrainedModel
 
-# Key prefixes of the masked-LM heads of the families we know (BERT, RoBERTa, DistilBERT, ELECTRA…).
+# Key prefixes of the masked-LM heads of the families we know (BERT, RoBERTa, DistilBERT, ELECTRA,
+# ALBERT, DeBERTa-v2); ModernBERT's head is "head." + "decoder.", both generic names, so only the pair counts.
 LM_HEAD_PREFIXES = ("cls.predictions.", "lm_head.", "vocab_projector.", "vocab_transform.",
-                    "generator_lm_head.", "generator_predictions.", "predictions.")
+                    "generator_lm_head.", "generator_predictions.", "predictions.", "lm_predictions.")
+LM_HEAD_PAIRS = (("head.dense.", "decoder."),)
+# Tested for fill-mask, classification and embedding (tests/compress/test_export.py); other encoders
+# that transformers and optimum know may work, untested.
+FAMILIES = ("bert", "distilbert", "roberta", "xlm-roberta", "electra", "albert", "deberta-v2", "modernbert")
 
 
 def infer_task(keys: list[str], config: PretrainedConfig, head: str | None) -> Task:
@@ -28,7 +33,9 @@ def infer_task(keys: list[str], config: PretrainedConfig, head: str | None) -> T
     archs = " ".join(getattr(config, "architectures", None) or [])
     if "SequenceClassification" in archs:
         return "classification"
-    if any(k.startswith(LM_HEAD_PREFIXES) for k in keys):
+    if "ForMaskedLM" in archs or any(k.startswith(LM_HEAD_PREFIXES) for k in keys):
+        return "fill-mask"
+    if any(all(any(k.startswith(p) for k in keys) for p in pair) for pair in LM_HEAD_PAIRS):
         return "fill-mask"
     if any(k.startswith("classifier.") for k in keys):
         return "classification"
@@ -69,7 +76,8 @@ def model_class(task: Task, config: PretrainedConfig) -> type[PreTrainedModel]:
         return mapping[type(config)]  # type: ignore[no-any-return]
     except KeyError:
         raise CompressError(
-            f"transformers has no {task} model for model_type {config.model_type!r}"
+            f"transformers has no {task} model for model_type {config.model_type!r}; "
+            f"supported families: {', '.join(FAMILIES)}"
         ) from None
 
 

@@ -48,17 +48,21 @@ def build_tiny(directory: Path, family: str = "bert", task: str = "fill-mask", n
     "pickle" (whole module pickled with torch.save).
     """
     from transformers import (
+        AlbertConfig,
         AutoModel,
         AutoModelForMaskedLM,
         AutoModelForSequenceClassification,
         BertConfig,
+        DebertaV2Config,
         DistilBertConfig,
         ElectraConfig,
+        ModernBertConfig,
         RobertaConfig,
+        XLMRobertaConfig,
     )
 
     directory.mkdir(parents=True, exist_ok=True)
-    tok = _bpe_tokenizer(directory) if family == "roberta" else _wordpiece_tokenizer(directory)
+    tok = _bpe_tokenizer(directory) if family in ("roberta", "xlm-roberta") else _wordpiece_tokenizer(directory)
     common = dict(vocab_size=len(tok), max_position_embeddings=66, num_labels=num_labels)
     if family == "bert":
         cfg = BertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, **common)
@@ -67,9 +71,25 @@ def build_tiny(directory: Path, family: str = "bert", task: str = "fill-mask", n
     elif family == "roberta":
         cfg = RobertaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
                             pad_token_id=tok.pad_token_id, bos_token_id=0, eos_token_id=2, **common)
+    elif family == "xlm-roberta":
+        cfg = XLMRobertaConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                               pad_token_id=tok.pad_token_id, bos_token_id=0, eos_token_id=2, **common)
+    elif family == "albert":
+        cfg = AlbertConfig(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
+                           intermediate_size=128, pad_token_id=tok.pad_token_id, **common)
+    elif family == "deberta-v2":
+        cfg = DebertaV2Config(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                              pad_token_id=tok.pad_token_id, relative_attention=True, position_buckets=16,
+                              pos_att_type=["p2c", "c2p"], max_relative_positions=-1, **common)
     elif family == "electra":
         cfg = ElectraConfig(embedding_size=32, hidden_size=64, num_hidden_layers=2, num_attention_heads=4,
                             intermediate_size=128, **common)
+    elif family == "modernbert":
+        ids = {f"{k}_token_id": getattr(tok, f"{k}_token_id") for k in ("pad", "cls", "sep", "mask")}
+        common.pop("max_position_embeddings")
+        cfg = ModernBertConfig(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128,
+                               max_position_embeddings=128, bos_token_id=ids["cls_token_id"],
+                               eos_token_id=ids["sep_token_id"], **ids, **common)
     else:
         raise ValueError(family)
     auto = {"fill-mask": AutoModelForMaskedLM, "classification": AutoModelForSequenceClassification,

@@ -38,9 +38,6 @@ class PrunePlan:
                    neurons={int(k): list(v) for k, v in d.get("neurons", {}).items()},
                    layers=d.get("layers"))
 
-    def is_empty(self) -> bool:
-        return not any(self.heads.values()) and not self.neurons and self.layers is None
-
 
 def plan_shape(model: PreTrainedModel) -> list[tuple[int, int]]:
     """(heads, neurons) of each layer of an unpruned model."""

@@ -34,17 +34,15 @@ class Method:
     config_cls: type
     fn: QuantFn
     op_types: tuple[str, ...]  # node types the method may quantize, for the accuracy gate
-    backend: str = "onnxruntime"
 
 
 _METHODS: dict[str, Method] = {}
 
 
-def register(name: str, config_cls: type, op_types: tuple[str, ...] = ("MatMul",),
-             backend: str = "onnxruntime") -> Callable[[QuantFn], QuantFn]:
+def register(name: str, config_cls: type, op_types: tuple[str, ...] = ("MatMul",)) -> Callable[[QuantFn], QuantFn]:
     """Register ``fn`` as quantization method ``name``."""
     def deco(fn: QuantFn) -> QuantFn:
-        _METHODS[name] = Method(name, config_cls, fn, op_types, backend)
+        _METHODS[name] = Method(name, config_cls, fn, op_types)
         return fn
     return deco
 

@@ -8,12 +8,16 @@ from compress.data import encode, mask_tokens
 from compress.export import TaskGraph, export_onnx
 from compress.runtime import OnnxRunner, TorchRunner
 from compress.sources import load_model
+from compress.tasks import FAMILIES
 from tests.conftest import SENTENCES
 
+WITH_TOKEN_TYPES = ("bert", "electra", "albert")
 
-@pytest.mark.parametrize("family", ["bert", "distilbert", "roberta", "electra"])
+
+@pytest.mark.parametrize("family", FAMILIES)
 def test_mask_only_head_equals_full_logits(tiny, family):
     loaded = load_model(str(tiny(family, "fill-mask")))
+    assert loaded.task == "fill-mask"  # read off the weights
     tok = loaded.tokenizer
     enc, _ = mask_tokens(encode(tok, SENTENCES[:6], 64), tok, rate=0.3)
     graph = TaskGraph(loaded.model, "fill-mask", mask_token_id=tok.mask_token_id)
@@ -28,15 +32,17 @@ def test_mask_only_head_equals_full_logits(tiny, family):
     torch.testing.assert_close(out["mask_logits"], full[pos[:, 0], pos[:, 1]], atol=1e-5, rtol=1e-5)
 
 
-@pytest.mark.parametrize("family,task", [("bert", "fill-mask"), ("distilbert", "classification"),
-                                         ("roberta", "embedding"), ("electra", "fill-mask")])
+@pytest.mark.parametrize("task", ["fill-mask", "classification", "embedding"])
+@pytest.mark.parametrize("family", FAMILIES)
 def test_onnx_matches_torch_with_dynamic_shapes(tiny, tmp_path, family, task):
+    """Every family x task: the task is read off the saved weights, and the ONNX graph equals torch."""
     loaded = load_model(str(tiny(family, task)))
+    assert loaded.task == task
     tok = loaded.tokenizer
     graph = TaskGraph(loaded.model, task, mask_token_id=tok.mask_token_id, pooling="mean")
     info = export_onnx(graph, tmp_path / "m.onnx")
     assert info["opset"] >= 14
-    expected_inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if family in ("bert", "electra") else [])
+    expected_inputs = ["input_ids", "attention_mask"] + (["token_type_ids"] if family in WITH_TOKEN_TYPES else [])
     assert info["inputs"] == expected_inputs
     onnx_run = OnnxRunner(tmp_path / "m.onnx", threads=1)
     torch_run = TorchRunner(graph, info["inputs"])

@@ -8,6 +8,7 @@ import time
 from typing import Any
 
 import numpy as np
+import pytest
 
 from serve.engine import Engine
 from serve.errors import ServeError
@@ -228,3 +229,33 @@ def test_live_swap_fails_no_request(tiny_models, tmp_path):
     assert new_id != old_id and after.version == new_id and old_left == 0
     assert all(not isinstance(a, BaseException) for a in answers)
     assert {a.version for a in answers} <= {old_id, new_id} and answers[0].version == old_id
+
+
+@pytest.mark.parametrize("family", ["roberta", "modernbert", "deberta-v2"])
+def test_fill_mask_of_other_families_uses_their_mask_token(tmp_path, family):
+    """Served fill-mask equals the PyTorch model's own top-k at its tokenizer's mask token."""
+    import torch
+
+    from compress.catalog import ModelEntry
+    from serve.models import prepare_model
+    from tests.conftest import build_tiny
+
+    torch_model, tok = build_tiny(tmp_path / "src", family, "fill-mask")
+    entry = ModelEntry(name=f"tiny-{family}", source=str(tmp_path / "src"), recipe={"method": "fp32"},
+                       artifact=str(tmp_path / "art"), serve={"threads": 1})
+    text = SENTENCES[0].replace(SENTENCES[0].split()[2], tok.mask_token, 1)
+
+    async def main() -> Any:
+        engine, _ = await _started(prepare_model(entry, tmp_path))
+        try:
+            return await engine.infer("fill-mask", None, [text], {"top_k": 3})
+        finally:
+            await engine.stop()
+
+    answer = asyncio.run(main())
+    enc = tok(text, return_tensors="pt")
+    with torch.no_grad():
+        logits = torch_model(**enc).logits[0]
+    at = int((enc["input_ids"][0] == tok.mask_token_id).nonzero()[0, 0])
+    expected = torch.topk(logits[at], 3).indices.tolist()
+    assert [m["ids"] for m in answer.results[0]["masks"]] == [expected]
