@@ -31,3 +31,21 @@ def test_minilm_distils_on_passages_batched_by_length(packaged_model, tmp_path):
     assert opts.recover_group_by_length is True
     lines = Path(opts.recover_data).read_text().split("\n")[:-1]
     assert lines == datasets.recovery_texts(tokenizer)
+
+
+def test_static_int8_calibrates_on_texts_no_suite_scores(antiberty_tokenizer, tmp_path):
+    loaded = SimpleNamespace(tokenizer=antiberty_tokenizer)
+    calib = variants._recovery_file("antiberty-species", loaded, tmp_path, limit=variants.CALIBRATION_TEXTS)
+    texts = [t for t in calib.read_text().split("\n") if t]
+    assert len(texts) == variants.CALIBRATION_TEXTS
+    recovery = set(datasets.recovery_texts(antiberty_tokenizer, "species"))
+    assert set(texts) <= recovery  # drawn from the recovery texts, which the suite never scores
+
+
+def test_a_cached_artifact_of_another_recipe_is_stale(monkeypatch, tmp_path):
+    made_with = {"method": "int8", "optimize": "O1"}
+    monkeypatch.setattr(variants, "read_manifest", lambda _: SimpleNamespace(recipe=made_with, source={}))
+    assert variants.RECIPES["int8"] == made_with  # the default recipe
+    assert not variants._stale(tmp_path, "minilm", "int8", tmp_path)
+    assert variants._stale(tmp_path, "minilm", "int8-O2", tmp_path)
+    assert variants._stale(tmp_path, "minilm", "int4", tmp_path)
