@@ -158,8 +158,6 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
         recipe or Recipe(), **{k: v for k, v in given.items() if v is not None},
         validate=args.validate, n_validate=args.n_validate, min_agreement=args.min_agreement,
         min_cosine=args.min_cosine, gate=args.gate, threads=args.threads, bench=args.bench, prune=prune)
-    if method.startswith("bnb"):
-        opts.optimize = None
     labels = args.labels.split(",") if args.labels else (entry.labels if entry else None)
     name = entry.name if entry else _default_name(spec)
     if args.out:

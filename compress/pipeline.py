@@ -73,10 +73,12 @@ class RunOptions:
     def from_recipe(cls, recipe: Recipe, **overrides: Any) -> RunOptions:
         """A models.yaml recipe as run options, its ``prune:`` block included; ``overrides`` win."""
         prune = PruneOptions(**recipe.prune.model_dump()) if recipe.prune is not None else None
-        opts = cls(method=recipe.method, optimize=None if recipe.method.startswith("bnb") else recipe.optimize,
-                   block_size=recipe.block_size, quantize_embeddings=recipe.quantize_embeddings,
-                   calibration=recipe.calibration, prune=prune)
-        return replace(opts, **overrides)
+        opts = replace(cls(method=recipe.method, optimize=recipe.optimize, block_size=recipe.block_size,
+                           quantize_embeddings=recipe.quantize_embeddings, calibration=recipe.calibration,
+                           prune=prune), **overrides)
+        if opts.method in BNB_METHODS:  # a torch artifact: no ONNX graph to optimize
+            opts.optimize = None
+        return opts
 
 
 def _progress(msg: str) -> None:

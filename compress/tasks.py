@@ -27,15 +27,20 @@ LM_HEAD_PAIRS = (("head.dense.", "decoder."),)
 FAMILIES = ("bert", "distilbert", "roberta", "xlm-roberta", "electra", "albert", "deberta-v2", "modernbert")
 
 
+def _has_lm_head(keys: list[str]) -> bool:
+    def has(prefix: str) -> bool:
+        return any(k.startswith(prefix) for k in keys)
+
+    return any(has(p) for p in LM_HEAD_PREFIXES) or any(all(has(p) for p in pair) for pair in LM_HEAD_PAIRS)
+
+
 def infer_task(keys: list[str], config: PretrainedConfig, head: str | None) -> Task:
     if head is not None:
         return "classification"
     archs = " ".join(getattr(config, "architectures", None) or [])
     if "SequenceClassification" in archs:
         return "classification"
-    if "ForMaskedLM" in archs or any(k.startswith(LM_HEAD_PREFIXES) for k in keys):
-        return "fill-mask"
-    if any(all(any(k.startswith(p) for k in keys) for p in pair) for pair in LM_HEAD_PAIRS):
+    if "ForMaskedLM" in archs or _has_lm_head(keys):
         return "fill-mask"
     if any(k.startswith("classifier.") for k in keys):
         return "classification"
