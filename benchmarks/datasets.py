@@ -37,7 +37,7 @@ BBC_PROBE_TRAIN_PER_TOPIC = 60
 BBC_MAX_LENGTH = 64
 BBC_WORDS = 48
 LEE_MAX_LENGTH = 256
-COMPRESS_VALIDATION_TEXTS = 256  # compress's RunOptions.n_validate: the gate's default validation set
+COMPRESS_VALIDATION_TEXTS = 256  # compress's ValidationStep.n: the gate's default validation set
 
 
 def draw(items: list, n: int, seed: int) -> list:

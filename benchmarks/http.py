@@ -187,7 +187,7 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
     task = manifest.task
     texts, stats = serving_texts(artifact, opts.texts)
     out: dict[str, Any] = {"model": name, "task": task, "endpoint": ENDPOINTS[task], "artifact": str(artifact),
-                           "method": manifest.recipe.get("method"), "texts": stats}
+                           "method": manifest.method, "texts": stats}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
         config = write_models(Path(tmp) / "models.yaml", [_serve_entry(entry, artifact, threads, opts.serve_options)])
         log(f"{name}: starting serve ({opts.host_kind} host) on {artifact}")

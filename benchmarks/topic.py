@@ -67,9 +67,9 @@ def _classifier_model(encoder: Any, coef: np.ndarray, intercept: np.ndarray, lab
     return model
 
 
-def compress_options(directory: Path) -> dict[str, Any]:
-    """RunOptions fields the benchmark's artifacts of this model use beside the variant's recipe."""
-    return {"validate": str(directory / "gate_texts.txt")}
+def validation_step(directory: Path) -> dict[str, Any]:
+    """The recipe's ``validation:`` step for this model's artifacts: its own gate texts."""
+    return {"data": str(directory / "gate_texts.txt")}
 
 
 def _is_current(directory: Path) -> bool:

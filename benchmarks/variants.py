@@ -21,12 +21,12 @@ import numpy as np
 from compress.artifact import load_artifact, read_manifest
 
 if TYPE_CHECKING:
-    from compress.prune.options import PruneOptions
+    from compress.recipe import Recipe
     from compress.sources import LoadedModel
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 BASELINE = "torch-fp32"
-# variant name -> compress method and options
+# variant name -> its recipe (compress.recipe.Recipe, short form)
 RECIPES: dict[str, dict[str, object]] = {
     "onnx-fp32": {"method": "fp32"},
     "int8": {"method": "int8", "optimize": "O1"},  # the default recipe
@@ -91,7 +91,8 @@ def _stale(artifact: Path, model: str, variant: str, cache: Path) -> bool:
     from compress.sources import sha256_file
 
     manifest = read_manifest(artifact)
-    if any(manifest.recipe.get(k) != v for k, v in RECIPES[variant].items()):
+    recipe = RECIPES[variant]
+    if (manifest.method, manifest.recipe.get("optimize")) != (recipe["method"], recipe.get("optimize")):
         return True
     weights = cache / f"{topic.NAME}-model" / "model.safetensors"
     return model == topic.NAME and weights.is_file() and manifest.source.get("sha256") != sha256_file(weights)
@@ -101,7 +102,7 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
                    rebuild: bool = False) -> Path:
     """Make (or reuse) the artifact of ``variant`` for benchmark model ``model`` (see load_bench_model)."""
     from benchmarks import topic
-    from compress.pipeline import RunOptions, compress_model
+    from compress.pipeline import compress_model
 
     if variant not in RECIPES:
         raise ValueError(f"unknown variant {variant!r}; known: {BASELINE}, {', '.join(RECIPES)}")
@@ -111,14 +112,24 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
     if out.exists() and not rebuild and not _stale(out, model, variant, cache):
         return out
     loaded = load_bench_model(model, cache, catalog)
-    extra = topic.compress_options(cache / f"{topic.NAME}-model") if model == topic.NAME else {}
-    opts = RunOptions(bench=False, **RECIPES[variant], **extra)  # type: ignore[arg-type]
-    if variant.startswith("pruned"):
-        opts.prune = _prune_options(model, loaded, cache)
-    if opts.method == "int8-static":
-        opts.calibration = str(_recovery_file(model, loaded, cache, limit=CALIBRATION_TEXTS))
-    compress_model(loaded, out, name=model, opts=opts, force=True)
+    compress_model(loaded, out, name=model, recipe=variant_recipe(model, variant, loaded, cache), force=True,
+                   bench=False)
     return out
+
+
+def variant_recipe(model: str, variant: str, loaded: LoadedModel, cache: Path) -> Recipe:
+    """The recipe of ``variant`` for ``model``: RECIPES, plus the data it needs (written to the cache)."""
+    from benchmarks import topic
+    from compress.recipe import Recipe
+
+    data: dict[str, object] = dict(RECIPES[variant])
+    if model == topic.NAME:
+        data["validation"] = topic.validation_step(cache / f"{topic.NAME}-model")
+    if variant.startswith("pruned"):
+        data["prune"] = _prune_step(model, loaded, cache)
+    if data["method"] == "int8-static":
+        data["calibration"] = str(_recovery_file(model, loaded, cache, limit=CALIBRATION_TEXTS))
+    return Recipe.model_validate(data)
 
 
 def _recovery_file(model: str, loaded: LoadedModel, cache: Path, limit: int | None = None) -> Path:
@@ -134,17 +145,15 @@ def _recovery_file(model: str, loaded: LoadedModel, cache: Path, limit: int | No
     return data
 
 
-def _prune_options(model: str, loaded: LoadedModel, cache: Path) -> PruneOptions:
-    """Pruning of ``model`` for pruned-int8, distilled on the recovery texts (written to the cache)."""
-    from compress.prune.options import PruneOptions
-
+def _prune_step(model: str, loaded: LoadedModel, cache: Path) -> dict[str, object]:
+    """The ``prune:`` step of ``model`` for pruned-int8, distilled on the recovery texts (written to the cache)."""
     data = _recovery_file(model, loaded, cache)
     family = _family(model)
     steps = RECOVER_STEPS.get(model, RECOVER_STEPS[family])
-    return PruneOptions(fraction=PRUNE_FRACTION[family], recover_data=str(data), recover_steps=steps,
-                        recover_hidden_weight=RECOVER_HIDDEN_WEIGHT.get(model),
-                        recover_group_by_length=RECOVER_GROUP_BY_LENGTH.get(family),
-                        head_cost_factor=HEAD_COST_FACTOR[family])
+    return {"fraction": PRUNE_FRACTION[family], "recover_data": str(data), "recover_steps": steps,
+            "recover_hidden_weight": RECOVER_HIDDEN_WEIGHT.get(model),
+            "recover_group_by_length": RECOVER_GROUP_BY_LENGTH.get(family),
+            "head_cost_factor": HEAD_COST_FACTOR[family]}
 
 
 def torch_baseline(loaded: LoadedModel, threads: int) -> Runner:

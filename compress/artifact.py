@@ -1,6 +1,6 @@
 """The artifact directory: the one contract between `compress` and `serve`.
 
-Layout (format version 1)::
+Layout (format version 2)::
 
     manifest.json      what this is: task, inputs/outputs, recipe, source and sha256, figures
     report.md          the same for people
@@ -29,8 +29,11 @@ if TYPE_CHECKING:
 
     from compress.runtime import Device, Runner
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the recipe is stored in its canonical form, the resolved method config apart
 MANIFEST = "manifest.json"
+# Format 1 stored the run options flat, with the method's resolved config and details inside.
+_V1_VALIDATION = {"validate": "data", "n_validate": "n", "min_agreement": "min_agreement",
+                  "min_cosine": "min_cosine", "gate": "gate"}
 
 
 class GraphInfo(BaseModel):
@@ -62,7 +65,9 @@ class Manifest(BaseModel):
     pooling: str | None = None
     normalize: bool = False
     source: dict[str, Any]
-    recipe: dict[str, Any]
+    recipe: dict[str, Any]  # compress.recipe.Recipe.stored(): quantize, optimize, prune, validation, …
+    # The method's config as it ran (CPU presets filled in) and what the method reported.
+    quantization: dict[str, Any] = {}
     excluded_nodes: list[str] = []
     sizes: dict[str, int]
     validation: dict[str, Any]
@@ -74,6 +79,14 @@ class Manifest(BaseModel):
     # Set when the model was pruned before export: method, config, per-layer heads and neurons kept,
     # the plan in original indices, recovery losses, and validation figures against the unpruned model.
     pruning: dict[str, Any] | None = None
+
+    @property
+    def method(self) -> str:
+        return str(self.recipe["quantize"]["method"])
+
+    def describe_recipe(self) -> str:
+        """``int8, O1``: the method and graph optimization, for people."""
+        return self.method + (f", {self.recipe['optimize']}" if self.recipe.get("optimize") else "")
 
 
 def read_manifest(directory: str | Path) -> Manifest:
@@ -93,10 +106,25 @@ def read_manifest(directory: str | Path) -> Manifest:
     if not isinstance(version, int) or version > FORMAT_VERSION:
         raise CompressError(f"{path} has format version {version!r}; this release reads up to "
                             f"{FORMAT_VERSION}: upgrade the package")
+    if version == 1:
+        data = _upgrade_v1(data)
     try:
         return Manifest.model_validate(data)
     except ValidationError as e:
         raise CompressError(f"{path} is not a valid manifest:\n{e}") from None
+
+
+def _upgrade_v1(data: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 manifest in format 2's shape (read-only: the file is not rewritten)."""
+    old = dict(data.get("recipe") or {})
+    config = {"method": old.get("method", "int8"), **(old.get("method_config") or {})}
+    if config.pop("kind", None) is not None:  # bitsandbytes: the kind is in the method's name now
+        config["outlier_threshold"] = config.pop("threshold", 6.0)
+    recipe = {"quantize": config, "optimize": old.get("optimize"), "opset": old.get("opset"),
+              "max_length": old.get("max_length"), "prune": old.get("prune"),
+              "validation": {new: old[k] for k, new in _V1_VALIDATION.items() if k in old}}
+    quantization = {"config": config, "details": old.get("details") or {}}
+    return {**data, "format_version": FORMAT_VERSION, "recipe": recipe, "quantization": quantization}
 
 
 class Artifact:

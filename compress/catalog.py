@@ -14,42 +14,10 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compress import CompressError
+from compress.recipe import Recipe
 
 Task = Literal["fill-mask", "classification", "embedding"]
-Method = Literal["fp32", "int8", "int8-static", "int4", "fp16", "bnb-int8", "bnb-nf4"]
 DEFAULT_CATALOG = Path("models.yaml")
-
-
-class PruneRecipe(BaseModel):
-    """The optional ``prune:`` block of a recipe (see ``compress run --prune``)."""
-
-    model_config = ConfigDict(extra="forbid")
-    fraction: float | None = Field(None, gt=0, lt=1, description="of the encoder's parameters")
-    speedup: float | None = Field(None, gt=1, description="instead of a fraction: estimated int8 CPU speed-up")
-    method: Literal["structured", "heads", "neurons", "layers", "magnitude"] = "structured"
-    recover_steps: int = Field(300, ge=0)
-    recover_data: str | None = None
-    recover_hidden_weight: float | None = Field(None, ge=0, description="hidden-state MSE weight in distillation")
-    recover_group_by_length: bool | None = Field(None, description="distil on batches of similar-length texts")
-    head_cost_factor: float | None = Field(None, gt=0)
-
-    @model_validator(mode="after")
-    def _one_target(self) -> PruneRecipe:
-        if (self.fraction is None) == (self.speedup is None):
-            raise ValueError("prune: give fraction (e.g. 0.4) or speedup (e.g. 1.6), exactly one")
-        return self
-
-
-class Recipe(BaseModel):
-    """How to compress a model: the default for `compress run NAME` when no method flag is given."""
-
-    model_config = ConfigDict(extra="forbid")
-    method: Method = "int8"
-    optimize: Literal["O1", "O2", "O3"] | None = None
-    block_size: int = Field(32, ge=16)
-    quantize_embeddings: bool | None = None
-    calibration: str | None = None
-    prune: PruneRecipe | None = None
 
 
 class ServeOptions(BaseModel):

@@ -8,9 +8,9 @@ import shlex
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
 
 from compress import CompressError
+from compress.flags import add_method_flags, recipe_from_flags
 
 TASKS = ("fill-mask", "classification", "embedding")
 
@@ -24,13 +24,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("model", nargs="?", help="model dir, .pt/.bin/.safetensors file, models.yaml name or hub id")
     run.add_argument("--all", action="store_true", help="compress every model in models.yaml with its recipe")
     run.add_argument("--debug", action="store_true", help=argparse.SUPPRESS)
-    m = run.add_mutually_exclusive_group()
-    for flag, help_ in [("fp32", "plain ONNX export"), ("int8", "dynamic int8, preset from the CPU's ISA"),
-                        ("int8-static", "static int8 (QDQ) calibrated on --calibration texts"),
-                        ("int4", "4-bit weight-only (MatMulNBits)"), ("fp16", "fp16, for GPUs"),
-                        ("bnb-int8", "PyTorch backend, bitsandbytes int8 (memory saving; slow on CPU)"),
-                        ("bnb-nf4", "PyTorch backend, bitsandbytes nf4 (memory saving; slow on CPU)")]:
-        m.add_argument(f"--{flag}", dest="method", action="store_const", const=flag, help=help_)
+    add_method_flags(run)  # --int8, --int4, … and their options, from the registry
     run.add_argument("--out", type=Path, help="artifact directory (default artifacts/NAME-METHOD)")
     run.add_argument("--force", action="store_true", help="replace an existing artifact")
     run.add_argument("--models", default="models.yaml", help="models.yaml to look names up in")
@@ -45,10 +39,6 @@ def _parser() -> argparse.ArgumentParser:
     q = run.add_argument_group("recipe")
     q.add_argument("--optimize", choices=("O1", "O2", "O3"), help="ONNX Runtime graph optimization level")
     q.add_argument("--opset", type=int, help="ONNX opset (default: optimum's for the family)")
-    q.add_argument("--block-size", type=int, default=None, help="int4 block size (default 32)")
-    q.add_argument("--quantize-embeddings", action=argparse.BooleanOptionalAction, default=None,
-                   help="quantize embedding tables too (default: on for int8, off for int4)")
-    q.add_argument("--calibration", help="text file, one example per line, for --int8-static")
     pr = run.add_argument_group("pruning (before quantization)")
     pr.add_argument("--prune", type=_prune_target, metavar="FRACTION|SPEEDUPx",
                     help="remove this fraction of the encoder's parameters (0.4), or enough for this estimated "
@@ -69,11 +59,11 @@ def _parser() -> argparse.ArgumentParser:
                     "(default: beside the artifact, removed when it is written)")
     v = run.add_argument_group("validation")
     v.add_argument("--validate", help="text file of validation examples (default: data fitting the vocabulary)")
-    v.add_argument("--n-validate", type=int, default=256, help="size of the default validation set")
+    v.add_argument("--n-validate", type=int, default=None, help="size of the default validation set (256)")
     v.add_argument("--min-agreement", type=float, default=None,
                    help="gate for fill-mask/classification (default 0.99; 0.97 for int4)")
-    v.add_argument("--min-cosine", type=float, default=0.99, help="gate for embeddings")
-    v.add_argument("--no-gate", dest="gate", action="store_false",
+    v.add_argument("--min-cosine", type=float, default=None, help="gate for embeddings (default 0.99)")
+    v.add_argument("--no-gate", dest="gate", action="store_false", default=None,
                    help="write the artifact even when it fails the accuracy gate (marked as failing)")
     v.add_argument("--no-bench", dest="bench", action="store_false", help="skip the speed measurement")
     v.add_argument("--threads", type=int, help="CPU threads for validation and speed (default: all)")
@@ -109,36 +99,9 @@ def _prune_target(value: str) -> tuple[float | None, float | None]:
     return number, None
 
 
-def _prune_options(args: argparse.Namespace, recipe: Any) -> Any:
-    """--prune flags over the models.yaml recipe's ``prune:`` block; None when neither asks for pruning."""
-    from compress.prune.options import PruneOptions
-
-    given = (args.prune_method, args.recover_steps, args.recover_data, args.recover_checkpoint,
-             args.recover_hidden_weight, args.recover_group_by_length)
-    if args.prune is None and recipe is None:
-        if any(v is not None for v in given):
-            raise CompressError("--prune-method/--recover-* need --prune FRACTION or --prune SPEEDUPx")
-        return None
-    fraction, speedup = args.prune if args.prune is not None else (recipe.fraction, recipe.speedup)
-    if args.recover_steps is not None and args.recover_steps < 0:
-        raise CompressError("--recover-steps must be 0 or more")
-    if args.recover_hidden_weight is not None and args.recover_hidden_weight < 0:
-        raise CompressError("--recover-hidden-weight must be 0 or more")
-    if args.recover_data and not Path(args.recover_data).is_file():
-        raise CompressError(f"--recover-data {args.recover_data}: no such file")
-    base = recipe.model_dump() if recipe is not None else {}
-    base.pop("fraction", None)
-    base.pop("speedup", None)
-    chosen = {"method": args.prune_method, "recover_steps": args.recover_steps, "recover_data": args.recover_data,
-              "checkpoint": args.recover_checkpoint, "recover_hidden_weight": args.recover_hidden_weight,
-              "recover_group_by_length": args.recover_group_by_length}
-    return PruneOptions(fraction=fraction, speedup=speedup,
-                        **{**base, **{k: v for k, v in chosen.items() if v is not None}})
-
-
 def _run_one(args: argparse.Namespace, spec: str) -> None:
-    from compress.catalog import DEFAULT_CATALOG, Recipe, load_catalog
-    from compress.pipeline import RunOptions, compress_model
+    from compress.catalog import DEFAULT_CATALOG, load_catalog
+    from compress.pipeline import compress_model
     from compress.sources import load_entry, load_model
 
     entry = None
@@ -149,15 +112,8 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
             entry = catalog.get(spec)
         elif "/" not in spec and not spec.endswith((".pt", ".bin", ".pth", ".safetensors")):
             catalog.get(spec)  # raises: unknown name, listing the known ones
-    recipe = entry.recipe if entry else None
-    method = args.method or (recipe.method if recipe else "int8")
-    prune = _prune_options(args, recipe.prune if recipe else None)
-    given = {"method": args.method, "opset": args.opset, "optimize": args.optimize, "block_size": args.block_size,
-             "quantize_embeddings": args.quantize_embeddings, "calibration": args.calibration}
-    opts = RunOptions.from_recipe(
-        recipe or Recipe(), **{k: v for k, v in given.items() if v is not None},
-        validate=args.validate, n_validate=args.n_validate, min_agreement=args.min_agreement,
-        min_cosine=args.min_cosine, gate=args.gate, threads=args.threads, bench=args.bench, prune=prune)
+    recipe = recipe_from_flags(args, entry.recipe if entry else None)
+    method, prune = recipe.method, recipe.prune
     labels = args.labels.split(",") if args.labels else (entry.labels if entry else None)
     name = entry.name if entry else _default_name(spec)
     if args.out:
@@ -166,7 +122,7 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
         out = entry.default_artifact()
     else:
         tag = ("" if not prune else f"pruned{prune.speedup:g}x-" if prune.speedup
-               else f"pruned{round(100 * prune.fraction)}-")
+               else f"pruned{round(100 * (prune.fraction or 0))}-")
         out = Path("artifacts") / f"{name}-{tag}{method}"
     from compress.staging import check_writable
 
@@ -177,7 +133,7 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     loaded = load_entry(entry, **overrides) if entry else load_model(spec, **overrides)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
-    compress_model(loaded, out, name=name, opts=opts, force=args.force,
+    compress_model(loaded, out, name=name, recipe=recipe, force=args.force, threads=args.threads, bench=args.bench,
                    command="compress " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 

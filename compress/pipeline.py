@@ -1,41 +1,35 @@
-"""`compress run`: export, optimize, quantize, validate (with the accuracy gate), write the artifact."""
+"""`compress run`: the staged pipeline from a loaded model and a :class:`~compress.recipe.Recipe` to an artifact.
+
+load (the caller) → prune → export (+ graph optimization) → reference outputs → quantize with the
+accuracy gate → measure → write. Each stage is one function; they share a :class:`_Run`.
+"""
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import datetime as dt
 import logging
 import shutil
 import sys
 import time
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from compress import CompressError
-from compress.artifact import (
-    FORMAT_VERSION,
-    GraphInfo,
-    Manifest,
-    TokenizerInfo,
-    write_manifest,
-)
-from compress.bnb import BnbConfig, BnbKind, quantize_bnb, weight_bytes
-from compress.catalog import Recipe
+from compress.artifact import FORMAT_VERSION, GraphInfo, Manifest, TokenizerInfo, write_manifest
+from compress.catalog import Task
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx, optimize_graph
 from compress.prune.magnitude import store_sparse
-from compress.prune.options import PruneOptions, checkpoint_path, prune_for_run
-from compress.quantize import QuantContext, get_method, quantize
+from compress.prune.options import checkpoint_path, prune_for_run
+from compress.quantize import Method, MethodConfig, QuantContext, get_method, quantize
 from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
-from compress.quantize.int4 import Int4Config
-from compress.quantize.int8_dynamic import PRESETS as INT8_PRESETS
-from compress.quantize.int8_static import Int8StaticConfig
+from compress.recipe import Recipe
 from compress.report import summary_table, write_report
-from compress.runtime import OnnxRunner, TorchRunner
+from compress.runtime import OnnxRunner, Runner, TorchRunner
 from compress.sources import LoadedModel
 from compress.staging import check_writable, staged_directory
 from compress.timing import throughput
@@ -45,40 +39,7 @@ log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
 DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
 SENSITIVITY_BATCHES = 3  # batches of 32 used to rank layers by sensitivity
-BNB_METHODS: dict[str, BnbKind] = {"bnb-int8": "int8", "bnb-nf4": "nf4"}
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
-
-
-@dataclass
-class RunOptions:
-    """Everything `compress run` can be told; recorded in the manifest as the recipe."""
-
-    method: str = "int8"  # fp32 | int8 | int8-static | int4 | fp16
-    optimize: str | None = None  # O1 | O2 | O3
-    opset: int | None = None
-    block_size: int = 32
-    quantize_embeddings: bool | None = None
-    calibration: str | None = None
-    validate: str | None = None
-    n_validate: int = 256
-    min_agreement: float | None = None  # default: DEFAULT_MIN_AGREEMENT
-    min_cosine: float = 0.99
-    gate: bool = True
-    threads: int | None = None
-    bench: bool = True
-    max_length: int | None = None
-    prune: PruneOptions | None = None
-
-    @classmethod
-    def from_recipe(cls, recipe: Recipe, **overrides: Any) -> RunOptions:
-        """A models.yaml recipe as run options, its ``prune:`` block included; ``overrides`` win."""
-        prune = PruneOptions(**recipe.prune.model_dump()) if recipe.prune is not None else None
-        opts = replace(cls(method=recipe.method, optimize=recipe.optimize, block_size=recipe.block_size,
-                           quantize_embeddings=recipe.quantize_embeddings, calibration=recipe.calibration,
-                           prune=prune), **overrides)
-        if opts.method in BNB_METHODS:  # a torch artifact: no ONNX graph to optimize
-            opts.optimize = None
-        return opts
 
 
 def _progress(msg: str) -> None:
@@ -104,229 +65,274 @@ def _tool_versions() -> dict[str, str]:
     return out
 
 
-def _method_config(opts: RunOptions, isa: str) -> Any:
-    if opts.method == "int8":
-        cfg = INT8_PRESETS.get(isa, INT8_PRESETS["generic"])
-        return cfg if opts.quantize_embeddings is None else replace(cfg, quantize_embeddings=opts.quantize_embeddings)
-    if opts.method == "int4":
-        return Int4Config(block_size=opts.block_size, quantize_embeddings=bool(opts.quantize_embeddings))
-    if opts.method == "int8-static":
-        return Int8StaticConfig(reduce_range=INT8_PRESETS.get(isa, INT8_PRESETS["generic"]).reduce_range)
-    return get_method(opts.method).config_cls()
-
-
-def _max_length(loaded: LoadedModel, opts: RunOptions) -> int:
+def _max_length(loaded: LoadedModel, recipe: Recipe) -> int:
     cfg = loaded.model.config
     limit = int(getattr(cfg, "max_position_embeddings", 512))
     if cfg.model_type in ("roberta", "xlm-roberta", "camembert"):
         limit -= 2  # positions start after the padding index
-    tok_max = int(min(loaded.tokenizer.model_max_length, 1_000_000))
-    limit = min(limit, tok_max)
-    return min(limit, opts.max_length) if opts.max_length else limit
+    limit = min(limit, int(min(loaded.tokenizer.model_max_length, 1_000_000)))
+    return min(limit, recipe.max_length) if recipe.max_length else limit
 
 
-def _threshold(task: str, opts: RunOptions) -> float:
-    if task == "embedding":
-        return opts.min_cosine
-    if opts.min_agreement is not None:
-        return opts.min_agreement
-    return DEFAULT_MIN_AGREEMENT.get(opts.method, 0.99)
+@dataclass
+class _Run:
+    """What the stages share: the model (pruned once that stage ran), the recipe, validation texts."""
+
+    loaded: LoadedModel
+    recipe: Recipe
+    method: Method
+    threads: int | None
+    texts: list[str]
+    max_length: int
+    steps: _Steps
+    isa: str = field(default_factory=detect_isa)
+    original: LoadedModel | None = None  # the unpruned model, when pruned
+    pruning: dict[str, Any] | None = None
+
+    @property
+    def task(self) -> Task:
+        return cast(Task, self.loaded.task)
+
+    @property
+    def threshold(self) -> float:
+        v = self.recipe.validation
+        if self.task == "embedding":
+            return v.min_cosine
+        return v.min_agreement if v.min_agreement is not None else DEFAULT_MIN_AGREEMENT.get(self.method.name, 0.99)
+
+    def graph(self, loaded: LoadedModel | None = None) -> TaskGraph:
+        loaded = loaded or self.loaded
+        return TaskGraph(loaded.model, self.task, mask_token_id=loaded.tokenizer.mask_token_id,  # type: ignore[arg-type]
+                         pooling=loaded.pooling)
 
 
-def _gated_quantize(base: Path, dst: Path, opts: RunOptions, config: Any, ctx: QuantContext,
-                    vs: ValidationSet, ref: list, threshold: float,
-                    ) -> tuple[dict[str, Any], dict[str, float], list[str], dict[str, float], list]:
-    """Quantize; while the gate fails, keep the most sensitive layers in fp32 and try again.
+@dataclass
+class _Exported:
+    graph: TaskGraph
+    info: dict[str, Any]  # export_onnx's record: opset, input and output names
+    fp32: Path
+    base: Path  # what quantization starts from: fp32, or the optimized graph
+    vs: ValidationSet
+    reference: list  # the (pruned) model's outputs on vs
+    torch_runner: TorchRunner
 
-    Returns the details, the figures, the nodes kept in fp32, the sensitivities, and the kept
-    candidate's outputs on the whole validation set.
-    """
-    task = vs.task
-    outputs: list = []  # the last full validation's outputs, returned with the figures
 
-    def attempt(exclude: list[str], label: str, subset: int | None = None) -> tuple[dict[str, Any], dict[str, float]]:
-        details = quantize(opts.method, base, dst, config, ctx, exclude)
+@dataclass
+class _Quantized:
+    file: Path
+    config: MethodConfig
+    details: dict[str, Any]
+    metrics: dict[str, float]
+    outputs: list  # its outputs on the whole validation set
+    runner: Runner
+    excluded: list[str] = field(default_factory=list)
+    sensitivity: dict[str, float] = field(default_factory=dict)
+    sizes: dict[str, int] = field(default_factory=dict)
+
+
+def _start(loaded: LoadedModel, recipe: Recipe, threads: int | None) -> _Run:
+    method = get_method(recipe.method)
+    if method.backend == "torch" and recipe.prune:
+        raise CompressError("--prune makes ONNX artifacts; bitsandbytes artifacts reload through "
+                            "transformers, whose config cannot describe per-layer head and neuron counts")
+    v = recipe.validation
+    texts = read_texts(v.data) if v.data else default_texts(loaded.tokenizer, v.n)
+    steps = _Steps(6 if recipe.prune else 5)
+    return _Run(loaded, recipe, method, threads, texts, _max_length(loaded, recipe), steps)
+
+
+def _prune(run: _Run, checkpoint: Path | None) -> None:
+    prune = run.recipe.prune
+    assert prune is not None
+    run.steps(f"pruning ({prune.method}, {prune.target}) and recovering by distillation")
+    run.original = run.loaded
+    run.loaded, run.pruning = prune_for_run(run.loaded, prune, run.texts, checkpoint, progress=_progress)
+
+
+def _export(run: _Run, work: Path) -> _Exported:
+    """Export the task graph (and optimize it), then run the model it came from on the validation set."""
+    loaded, recipe = run.loaded, run.recipe
+    graph = run.graph()
+    run.steps(f"exporting {loaded.family} {run.task} graph to ONNX with optimum")
+    fp32 = work / "model_fp32.onnx"
+    info: dict[str, Any] = export_onnx(graph, fp32, recipe.opset)
+    base = fp32
+    if recipe.optimize:
+        base = work / "model_opt.onnx"
+        optimize_graph(fp32, base, recipe.optimize, loaded.model.config)
+    run.steps("running the " + ("pruned" if run.pruning else "original") + " model on the validation set")
+    vs = build_validation_set(run.task, loaded.tokenizer, run.texts, max_length=run.max_length)
+    torch_runner = TorchRunner(graph, info["inputs"], threads=run.threads)
+    return _Exported(graph, info, fp32, base, vs, collect(torch_runner, vs, desc="original model"), torch_runner)
+
+
+def _quantize(run: _Run, ex: _Exported, tmp: Path) -> _Quantized:
+    """Quantize with the recipe's method; ONNX methods go through the accuracy gate."""
+    run.steps(f"{'copying fp32' if run.method.name == 'fp32' else 'quantizing: ' + run.method.name} and validating")
+    config = run.recipe.quantize.for_cpu(run.isa)
+    if run.method.backend == "torch":
+        return _quantize_torch(run, ex, config, tmp)
+    calibration = []
+    if config.calibration_file():
+        calibration = build_validation_set(run.task, run.loaded.tokenizer,
+                                           read_texts(config.calibration_file() or ""),
+                                           max_length=run.max_length, batch_size=8).batches
+    q = _gated_quantize(run, ex, config, QuantContext(isa=run.isa, calibration=calibration), tmp / "model.onnx")
+    passed = primary(run.task, q.metrics) >= run.threshold
+    if not passed and run.recipe.validation.gate:
+        raise CompressError(f"{run.method.name} gives {PRIMARY[run.task]} {primary(run.task, q.metrics):.4f} "
+                            f"< {run.threshold}; pick another method, lower the threshold, or pass --no-gate")
+    if run.pruning is not None and run.pruning["method"] == "magnitude":
+        q.sizes["dense_model_bytes"] = file_bytes(q.file)
+        run.pruning["sparse_storage"] = store_sparse(q.file, q.file)
+    return q
+
+
+def _quantize_torch(run: _Run, ex: _Exported, config: MethodConfig, tmp: Path) -> _Quantized:
+    """A torch method (bitsandbytes): the artifact keeps fp32 weights; quantization happens at load."""
+    import copy
+
+    from compress.quantize.bnb import weight_bytes
+
+    loaded = run.loaded
+    loaded.model.save_pretrained(str(tmp), safe_serialization=True)
+    quantized = run.method.fn(copy.deepcopy(loaded.model), config)
+    graph = TaskGraph(quantized, run.task, mask_token_id=loaded.tokenizer.mask_token_id,  # type: ignore[arg-type]
+                      pooling=loaded.pooling)
+    runner = TorchRunner(graph, ex.info["inputs"], threads=run.threads)
+    outputs = collect(runner, ex.vs, "validating")
+    sizes = {"fp32_memory_bytes": weight_bytes(loaded.model), "memory_bytes": weight_bytes(quantized)}
+    details = {"backend": "torch", "quantized_at": "load", "note": "bitsandbytes is slower than fp32 on CPU"}
+    return _Quantized(tmp / "model.safetensors", config, details, compare(ex.vs, ex.reference, outputs), outputs,
+                      runner, sizes=sizes)
+
+
+def _gated_quantize(run: _Run, ex: _Exported, config: MethodConfig, ctx: QuantContext, dst: Path) -> _Quantized:
+    """Quantize; while the gate fails, keep the most sensitive layers in fp32 and try again."""
+    task, vs, threshold = run.task, ex.vs, run.threshold
+
+    def attempt(exclude: list[str], label: str, subset: int | None = None) -> _Quantized:
+        details = quantize(run.method.name, ex.base, dst, config, ctx, exclude)
         part = vs.head(subset) if subset else vs
-        cand = collect(OnnxRunner(dst, threads=opts.threads), part, desc=label)
-        if not subset:
-            outputs[:] = cand
-        return details, compare(part, ref[: len(part.batches)], cand)
+        runner = OnnxRunner(dst, threads=run.threads)
+        outputs = collect(runner, part, desc=label)
+        return _Quantized(dst, config, details, compare(part, ex.reference[: len(part.batches)], outputs), outputs,
+                          runner, exclude)
 
-    details, metrics = attempt([], "validating")
-    if primary(task, metrics) >= threshold or not opts.gate:
-        return details, metrics, [], {}, outputs
-    _progress(f"  accuracy gate: {PRIMARY[task]} {primary(task, metrics):.4f} < {threshold}; "
+    q = attempt([], "validating")
+    if primary(task, q.metrics) >= threshold or not run.recipe.validation.gate:
+        return q
+    _progress(f"  accuracy gate: {PRIMARY[task]} {primary(task, q.metrics):.4f} < {threshold}; "
               "measuring which layers are sensitive")
-    nodes = weight_nodes(base, get_method(opts.method).op_types)
+    nodes = weight_nodes(ex.base, run.method.op_types)
     groups = group_nodes(nodes)
     sensitivity = {}
     for name, members in groups.items():  # each group quantized alone, on a few batches
         alone = [n for n in nodes if n not in set(members)]
-        sensitivity[name] = closeness(task, attempt(alone, f"sensitivity {name}", subset=SENSITIVITY_BATCHES)[1])
+        sensitivity[name] = closeness(task, attempt(alone, f"sensitivity {name}", SENSITIVITY_BATCHES).metrics)
     order = sorted(groups, key=lambda g: sensitivity[g])
     for k in range(1, len(order)):
-        exclude = [n for g in order[:k] for n in groups[g]]
         _progress(f"  keeping {', '.join(order[:k])} in higher precision")
-        details, metrics = attempt(exclude, f"validating (-{k} groups)")
-        if primary(task, metrics) >= threshold:
-            return details, metrics, exclude, sensitivity, outputs
+        q = attempt([n for g in order[:k] for n in groups[g]], f"validating (-{k} groups)")
+        q.sensitivity = sensitivity
+        if primary(task, q.metrics) >= threshold:
+            return q
     raise CompressError(
-        f"{opts.method} cannot reach {PRIMARY[task]} >= {threshold} even with only one layer group "
-        f"quantized (best {primary(task, metrics):.4f}); lower the threshold, pick another method, "
+        f"{run.method.name} cannot reach {PRIMARY[task]} >= {threshold} even with only one layer group "
+        f"quantized (best {primary(task, q.metrics):.4f}); lower the threshold, pick another method, "
         "or pass --no-gate to write it anyway (marked as failing)"
     )
 
 
-def compress_model(loaded: LoadedModel, out: Path, *, name: str, opts: RunOptions, force: bool = False,
-                   command: str = "") -> Manifest:
-    """Compress ``loaded`` into the artifact directory ``out``.
+def _against_original(run: _Run, ex: _Exported, q: _Quantized) -> dict[str, float]:
+    """The whole change, pruning included, against the model the user started from."""
+    if run.original is None:
+        return {}
+    runner = TorchRunner(run.graph(run.original), ex.info["inputs"], threads=run.threads)
+    return compare(ex.vs, collect(runner, ex.vs, desc="unpruned original"), q.outputs)
+
+
+def _speed(run: _Run, ex: _Exported, q: _Quantized, bench: bool) -> dict[str, Any]:
+    if not bench:
+        run.steps("skipping speed measurement")
+        return {}
+    run.steps("measuring speed (original PyTorch vs artifact, one batch)")
+    batch = max(ex.vs.batches, key=lambda b: b["input_ids"].shape[0])
+    speed = {"batch_size": int(batch["input_ids"].shape[0]), "seq_len": int(batch["input_ids"].shape[1]),
+             "torch_fp32_seq_per_s": throughput(ex.torch_runner, batch),
+             "artifact_seq_per_s": throughput(q.runner, batch)}
+    speed["speedup"] = speed["artifact_seq_per_s"] / speed["torch_fp32_seq_per_s"]
+    return speed
+
+
+def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[str, Any]) -> Manifest:
+    loaded, task, v = run.loaded, run.task, run.recipe.validation
+    tok = loaded.tokenizer
+    against = _against_original(run, ex, q)
+    passed = primary(task, q.metrics) >= run.threshold  # type: ignore[arg-type]
+    return Manifest(
+        format_version=FORMAT_VERSION, name=name, task=task, family=loaded.family,
+        backend=run.method.backend, graph=GraphInfo(**{**ex.info, "file": q.file.name}),
+        tokenizer=TokenizerInfo(max_length=run.max_length, mask_token=tok.mask_token,
+                                split_chars=is_residue_vocab(tok)),
+        labels=loaded.labels, pooling=loaded.pooling if task == "embedding" else None,
+        normalize=loaded.normalize if task == "embedding" else False,
+        source={**loaded.source.__dict__, "head": loaded.head, "extra_heads": loaded.extra_heads},
+        recipe=run.recipe.stored(), quantization={"config": q.config.model_dump(mode="json"), "details": q.details},
+        excluded_nodes=q.excluded,
+        sizes={"source_bytes": loaded.source.bytes, "fp32_onnx_bytes": file_bytes(ex.fp32),
+               "model_bytes": file_bytes(q.file), **q.sizes},
+        validation={"texts": ex.vs.n_texts, "items": ex.vs.n_items, "data": v.data or "default", **q.metrics,
+                    "threshold": {PRIMARY[task]: run.threshold}, "passed": passed,
+                    "gate": v.gate, "sensitivity": q.sensitivity,
+                    **({"against_unpruned": against} if against else {})},
+        speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": run.isa},
+        created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
+        notes=list(loaded.notes), op_counts=op_counts(q.file) if q.file.suffix == ".onnx" else {},  # type: ignore[call-arg]
+        pruning=run.pruning,
+    )
+
+
+def compress_model(loaded: LoadedModel, out: Path, *, name: str, recipe: Recipe, force: bool = False,
+                   command: str = "", threads: int | None = None, bench: bool = True) -> Manifest:
+    """Compress ``loaded`` into the artifact directory ``out`` with ``recipe``.
 
     Args:
         loaded: from :func:`compress.sources.load_model`.
         out: artifact directory to create.
         name: model name recorded in the manifest.
-        opts: the recipe.
+        recipe: how (stored in the manifest as it is).
         force: replace an existing artifact.
         command: the command line, recorded in the report.
+        threads: CPU threads for validation and the speed measurement (default: all).
+        bench: measure the speed of the original and the artifact.
 
     Returns:
         The written manifest.
 
     Raises:
         CompressError: bad input, or the accuracy gate cannot be met.
+
+    Example:
+        >>> compress_model(load_model("antiberty"), Path("artifacts/ab"), name="ab",  # doctest: +SKIP
+        ...                recipe=Recipe.model_validate({"method": "int8", "optimize": "O1"}))
     """
-    method = opts.method
-    if method != "fp32" and method not in BNB_METHODS:
-        get_method(method)
-    if method == "int8-static" and not opts.calibration:
-        raise CompressError("--int8-static needs --calibration FILE (texts, one per line)")
-    calibration = opts.calibration or ""
-    isa = detect_isa()
-    task = loaded.task
-    tok = loaded.tokenizer
-    max_length = _max_length(loaded, opts)
-    texts = read_texts(opts.validate) if opts.validate else default_texts(tok, opts.n_validate)
-    steps = _Steps(6 if opts.prune else 5)
-    original: LoadedModel | None = None
-    pruning: dict[str, Any] | None = None
-    checkpoint = checkpoint_path(out, opts.prune)
-    if opts.prune:
-        if method in BNB_METHODS:
-            raise CompressError("--prune makes ONNX artifacts; bitsandbytes artifacts reload through "
-                                "transformers, whose config cannot describe per-layer head and neuron counts")
+    run = _start(loaded, recipe, threads)
+    checkpoint = checkpoint_path(out, recipe.prune)
+    if recipe.prune:
         check_writable(out, force)  # before the slow part
-        target = f"{opts.prune.speedup:g}x" if opts.prune.speedup else f"{opts.prune.fraction:g}"
-        steps(f"pruning ({opts.prune.method}, {target}) and recovering by distillation")
-        original = loaded
-        loaded, pruning = prune_for_run(loaded, opts.prune, texts, checkpoint, progress=_progress)
+        _prune(run, checkpoint)
     with staged_directory(out, force) as tmp:
-        work = tmp / "_work"
-        graph = TaskGraph(loaded.model, task, mask_token_id=tok.mask_token_id, pooling=loaded.pooling)
-        steps(f"exporting {loaded.family} {task} graph to ONNX with optimum")
-        fp32 = work / "model_fp32.onnx"
-        ginfo = export_onnx(graph, fp32, opts.opset)
-        base = fp32
-        if opts.optimize:
-            base = work / "model_opt.onnx"
-            optimize_graph(fp32, base, opts.optimize, loaded.model.config)
-
-        steps("running the " + ("pruned" if pruning else "original") + " model on the validation set")
-        vs = build_validation_set(task, tok, texts, max_length=max_length)
-        torch_runner = TorchRunner(graph, ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
-        ref = collect(torch_runner, vs, desc="original model")
-
-        steps(f"{'copying fp32' if method == 'fp32' else 'quantizing: ' + method} and validating")
-        dst = tmp / "model.onnx"
-        threshold = _threshold(task, opts)
-        details: dict[str, Any] = {}
-        config: Any = None
-        excluded: list[str] = []
-        sensitivity: dict[str, float] = {}
-        sizes: dict[str, int] = {}
-        if method == "fp32":
-            shutil.copyfile(base, dst)
-            cand_out = collect(OnnxRunner(dst, threads=opts.threads), vs, "validating")
-            metrics = compare(vs, ref, cand_out)
-        elif method in BNB_METHODS:
-            config = BnbConfig(kind=BNB_METHODS[method])
-            loaded.model.save_pretrained(str(tmp), safe_serialization=True)
-            dst = tmp / "model.safetensors"
-            quantized = quantize_bnb(copy.deepcopy(loaded.model), config)
-            qgraph = TaskGraph(quantized, task, mask_token_id=tok.mask_token_id,  # type: ignore[arg-type]
-                               pooling=loaded.pooling)
-            cand = TorchRunner(qgraph, ginfo["inputs"], threads=opts.threads)  # type: ignore[arg-type]
-            cand_out = collect(cand, vs, "validating")
-            metrics = compare(vs, ref, cand_out)
-            sizes = {"fp32_memory_bytes": weight_bytes(loaded.model), "memory_bytes": weight_bytes(quantized)}
-            details = {"backend": "torch", "quantized_at": "load", "note": "bitsandbytes is slower than fp32 on CPU"}
-        else:
-            config = _method_config(opts, isa)
-            calib = []
-            if method == "int8-static":
-                calib = build_validation_set(task, tok, read_texts(calibration), max_length=max_length,
-                                             batch_size=8).batches
-            ctx = QuantContext(isa=isa, calibration=calib)
-            details, metrics, excluded, sensitivity, cand_out = _gated_quantize(
-                base, dst, opts, config, ctx, vs, ref, threshold)
-        passed = primary(task, metrics) >= threshold
-        if not passed and opts.gate:
-            raise CompressError(f"{method} gives {PRIMARY[task]} {primary(task, metrics):.4f} < {threshold}; "
-                                "pick another method, lower the threshold, or pass --no-gate")
-        if pruning is not None and pruning["method"] == "magnitude":
-            sizes["dense_model_bytes"] = file_bytes(dst)
-            pruning["sparse_storage"] = store_sparse(dst, dst)
-        against_original: dict[str, float] = {}
-        if original is not None:
-            # The gate above measures quantization against the pruned model; users also want the
-            # whole change, pruning included, against the model they started from.
-            og = TaskGraph(original.model, task, mask_token_id=tok.mask_token_id, pooling=original.pooling)
-            ref0 = collect(TorchRunner(og, ginfo["inputs"], threads=opts.threads), vs,  # type: ignore[arg-type]
-                           desc="unpruned original")
-            against_original = compare(vs, ref0, cand_out)  # the candidate's outputs from validation
-
-        speed: dict[str, Any] = {}
-        if opts.bench:
-            steps("measuring speed (original PyTorch vs artifact, one batch)")
-            batch = max(vs.batches, key=lambda b: b["input_ids"].shape[0])
-            cand_runner = cand if method in BNB_METHODS else OnnxRunner(dst, threads=opts.threads)
-            speed = {"batch_size": int(batch["input_ids"].shape[0]),
-                     "seq_len": int(batch["input_ids"].shape[1]),
-                     "torch_fp32_seq_per_s": throughput(torch_runner, batch),
-                     "artifact_seq_per_s": throughput(cand_runner, batch)}
-            speed["speedup"] = speed["artifact_seq_per_s"] / speed["torch_fp32_seq_per_s"]
-        else:
-            steps("skipping speed measurement")
-
-        steps("writing the artifact")
-        tok.save_pretrained(str(tmp))
-        loaded.model.config.save_pretrained(str(tmp))
-        recipe = {**asdict(opts), "method_config": asdict(config) if config is not None else None,
-                  "details": details}
-        manifest = Manifest(
-            format_version=FORMAT_VERSION, name=name, task=task, family=loaded.family,
-            backend="torch" if method in BNB_METHODS else "onnxruntime",
-            graph=GraphInfo(**{**ginfo, "file": dst.name}),  # type: ignore[arg-type]
-            tokenizer=TokenizerInfo(max_length=max_length, mask_token=tok.mask_token,
-                                    split_chars=is_residue_vocab(tok)),
-            labels=loaded.labels, pooling=loaded.pooling if task == "embedding" else None,
-            normalize=loaded.normalize if task == "embedding" else False,
-            source={**asdict(loaded.source), "head": loaded.head, "extra_heads": loaded.extra_heads},
-            recipe=recipe, excluded_nodes=excluded,
-            sizes={"source_bytes": loaded.source.bytes, "fp32_onnx_bytes": file_bytes(fp32),
-                   "model_bytes": file_bytes(dst), **sizes},
-            validation={"texts": vs.n_texts, "items": vs.n_items, "data": opts.validate or "default", **metrics,
-                        "threshold": {PRIMARY[task]: threshold}, "passed": passed,
-                        "gate": opts.gate, "sensitivity": sensitivity,
-                        **({"against_unpruned": against_original} if against_original else {})},
-            speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": isa},
-            created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
-            notes=list(loaded.notes), op_counts=op_counts(dst) if dst.suffix == ".onnx" else {},  # type: ignore[call-arg]
-            pruning=pruning,
-        )
-        shutil.rmtree(work)
+        exported = _export(run, tmp / "_work")
+        quantized = _quantize(run, exported, tmp)
+        manifest = _manifest(run, exported, quantized, name, _speed(run, exported, quantized, bench))
+        run.steps("writing the artifact")
+        run.loaded.tokenizer.save_pretrained(str(tmp))
+        run.loaded.model.config.save_pretrained(str(tmp))
+        shutil.rmtree(tmp / "_work")
         write_manifest(tmp, manifest)
         write_report(tmp, manifest, command)
-    if checkpoint is not None and checkpoint.exists() and not (opts.prune and opts.prune.checkpoint):
+    if checkpoint is not None and checkpoint.exists() and not (recipe.prune and recipe.prune.checkpoint):
         checkpoint.unlink()  # the artifact is written: nothing left to resume
     _progress(summary_table(manifest, out))
     return manifest

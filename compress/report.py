@@ -23,7 +23,7 @@ def _rows(m: Manifest) -> list[tuple[str, str]]:
                 f"fp32 on disk {_mb(s['model_bytes'])})")
     rows = [
         ("model", f"{m.name} ({m.family}, {m.task})"),
-        ("method", str(m.recipe["method"]) + (f", {m.recipe['optimize']}" if m.recipe.get("optimize") else "")),
+        ("method", m.describe_recipe()),
         ("size", size),
         (key, f"{v[key]:.4f} (gate >= {v['threshold'][key]}: {'PASS' if v['passed'] else 'FAIL'})"),
     ]
@@ -73,7 +73,7 @@ def summary_table(m: Manifest, out: Path) -> str:
 
 
 def write_report(directory: Path, m: Manifest, command: str) -> None:
-    lines = [f"# {m.name}: {m.recipe['method']} artifact", ""]
+    lines = [f"# {m.name}: {m.method} artifact", ""]
     if command:
         lines += ["Made with:", "", f"    {command}", ""]
     lines += ["| | |", "|---|---|"] + [f"| {k} | {v} |" for k, v in _rows(m)]

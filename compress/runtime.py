@@ -105,8 +105,8 @@ def torch_artifact_runner(artifact: Artifact, device: Device = "cpu", threads: i
     """Load a ``backend: torch`` artifact (fp32 weights + bitsandbytes recipe) and quantize it on ``device``."""
     from transformers import AutoConfig
 
-    from compress.bnb import BnbConfig, quantize_bnb
     from compress.export import TaskGraph
+    from compress.quantize.bnb import BnbConfig, quantize_bnb
     from compress.tasks import model_class
 
     m = artifact.manifest
@@ -117,10 +117,8 @@ def torch_artifact_runner(artifact: Artifact, device: Device = "cpu", threads: i
             raise CompressError("CUDA was requested but torch sees no GPU; use device cpu")
     config = AutoConfig.from_pretrained(str(artifact.directory))
     model = model_class(m.task, config).from_pretrained(str(artifact.directory)).eval()
-    method_config = m.recipe.get("method_config") or {}
-    if method_config.get("kind"):
-        cfg = BnbConfig(**{**method_config, "skip": tuple(method_config.get("skip", ()))})
-        model = quantize_bnb(model, cfg, device)
+    if m.method in ("bnb-int8", "bnb-nf4"):
+        model = quantize_bnb(model, BnbConfig.model_validate(m.quantization["config"]), device)
     else:
         model = model.to(device)
     mask_id = artifact.tokenizer().mask_token_id

@@ -128,7 +128,7 @@ class ServedModel:
         return {"task": self.task, "endpoint": ENDPOINTS[self.task], "max_length": self.max_length,
                 "truncate": self.spec.options.truncate, "mask_token": self.mask_token if self.task == "fill-mask"
                 else None, "labels": self.labels or None, "pooling": m.pooling, "normalize": m.normalize,
-                "method": m.recipe.get("method"), "backend": self.spec.backend,
+                "method": m.method, "backend": self.spec.backend,
                 "device": self.spec.options.device}
 
 
@@ -142,14 +142,14 @@ def _warmup_ids(tokenizer: PreTrainedTokenizerBase, task: str, split_chars: bool
 
 def compress_entry(entry: ModelEntry, out: Path) -> None:
     """Compress a models.yaml entry with its recipe into ``out`` (first start); progress on stderr."""
-    from compress.pipeline import RunOptions, compress_model
+    from compress.pipeline import compress_model
     from compress.sources import load_entry
 
-    r = entry.recipe
     log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)",
-                entry.name, out, r.method)
-    opts = RunOptions.from_recipe(r)  # as `compress run NAME` makes it, prune: block included
-    compress_model(load_entry(entry), out, name=entry.name, opts=opts, command=f"serve (first start: {entry.name})")
+                entry.name, out, entry.recipe.method)
+    # The whole recipe, prune: block included, exactly as `compress run NAME` uses it.
+    compress_model(load_entry(entry), out, name=entry.name, recipe=entry.recipe,
+                   command=f"serve (first start: {entry.name})")
 
 
 def _resolve_backend(entry: ModelEntry, m: Manifest, directory: Path) -> tuple[str, bool]:
@@ -159,11 +159,11 @@ def _resolve_backend(entry: ModelEntry, m: Manifest, directory: Path) -> tuple[s
     backend = entry.serve.backend or m.backend
     if backend == "onnxruntime" and m.backend != "onnxruntime":
         raise ConfigError(f"{entry.name}: the artifact at {directory} is a {m.backend} artifact (method "
-                          f"{m.recipe.get('method')}) without an ONNX graph; drop serve.backend or set it to torch")
+                          f"{m.method}) without an ONNX graph; drop serve.backend or set it to torch")
     from_source = backend == "torch" and m.backend == "onnxruntime"
     if entry.serve.precision != "fp32" and not from_source:
         raise ConfigError(f"{entry.name}: serve.precision applies to the source weights; the artifact at "
-                          f"{directory} already is {m.recipe.get('method')}: drop serve.precision")
+                          f"{directory} already is {m.method}: drop serve.precision")
     check_available(backend, entry.serve, entry.name)
     return backend, from_source
 
@@ -183,8 +183,10 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
         if not compress_missing:
             raise ConfigError(f"{entry.name}: no artifact at {directory}; make it with `compress run {entry.name}` "
                               "or start without --no-compress")
-        bnb = entry.recipe.method.startswith("bnb-")
-        check_available(entry.serve.backend or ("torch" if bnb else "onnxruntime"), entry.serve, entry.name)
+        from compress.quantize import get_method
+
+        made = get_method(entry.recipe.method).backend
+        check_available(entry.serve.backend or made, entry.serve, entry.name)
         compress_entry(entry, directory)
     art = load_artifact(directory)
     m = art.manifest

@@ -155,7 +155,8 @@ def packaged_artifact(tmp_path_factory):
     tens of seconds each).
     """
     from compress.catalog import load_catalog
-    from compress.pipeline import RunOptions, compress_model
+    from compress.pipeline import compress_model
+    from compress.quantize import method_config
     from compress.sources import load_entry
 
     catalog = load_catalog(ROOT / "models.yaml")
@@ -165,14 +166,14 @@ def packaged_artifact(tmp_path_factory):
     def make(name: str, method: str = "int8") -> Path:
         if (name, method) not in cache:
             entry = catalog.get(name)
-            opts = RunOptions(method=method, optimize=entry.recipe.optimize, bench=False)
+            recipe = entry.recipe.model_copy(update={"quantize": method_config({"method": method})})
             # share with the benchmark's int8 variant only what is made the same way
             from benchmarks.variants import RECIPES
 
-            shared = method == "int8" and opts.optimize == RECIPES["int8"]["optimize"]
+            shared = method == "int8" and recipe.optimize == RECIPES["int8"]["optimize"]
             out = (shared_cache(tmp_path_factory, "artifacts") if shared else base) / f"{name}-{method}"
-            if not (shared and _made_with(out, opts.optimize)):
-                compress_model(load_entry(entry), out, name=name, opts=opts, force=shared)
+            if not (shared and _made_with(out, recipe.optimize)):
+                compress_model(load_entry(entry), out, name=name, recipe=recipe, force=shared, bench=False)
             cache[name, method] = out
         return cache[name, method]
 

@@ -1,10 +1,10 @@
-"""``compress run --prune``: the options, and pruning with recovery as a run does it (texts, checkpoint
-beside the artifact, errors as :class:`~compress.CompressError`)."""
+"""``compress run --prune``: pruning with recovery as a run does it, from the recipe's ``prune:`` step
+(:class:`compress.recipe.PruneStep`): texts, checkpoint beside the artifact, errors as
+:class:`~compress.CompressError`."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -12,61 +12,26 @@ from compress import CompressError
 from compress.data import read_texts
 
 if TYPE_CHECKING:
+    from compress.recipe import PruneStep
     from compress.sources import LoadedModel
 
 Progress = Callable[[str], None]
 
 
-@dataclass
-class PruneOptions:
-    """``--prune``: remove structure before export, then recover by distillation from the original.
-
-    Args:
-        fraction: of the encoder layers' parameters (``structured``), or of the method's own units.
-        speedup: instead of a fraction, an estimated int8 CPU speed-up of the encoder (``structured``).
-        method: a registered pruning method (:func:`compress.prune.methods`).
-        recover_steps: distillation steps (0: none).
-        recover_data: text file, one example per line, to score and distil on (default: in-domain
-            data fitting the vocabulary, minus the validation texts).
-        recover_hidden_weight: weight of the hidden-state MSE against the task's distillation loss
-            (default 1; see :class:`compress.prune.objectives.LossWeights`).
-        recover_group_by_length: batch distillation texts of similar length together (True), or at
-            random (False); default: grouped when that saves at least a quarter of the padded tokens
-            (see :class:`compress.prune.distill.DistillConfig`).
-        checkpoint: where recovery checkpoints go (default: beside the artifact, removed once it is written).
-        head_cost_factor: ``structured`` only: how much dearer a head counts in the ranking.
-        rounds: prune in this many steps, scoring again before each (default: the method's).
-        score_batches: batches of 16 texts importance is measured on (default: the method's).
-    """
-
-    fraction: float | None = None
-    speedup: float | None = None
-    method: str = "structured"
-    recover_steps: int = 300
-    recover_data: str | None = None
-    recover_hidden_weight: float | None = None
-    recover_group_by_length: bool | None = None
-    checkpoint: str | None = None
-    head_cost_factor: float | None = None
-    rounds: int | None = None
-    score_batches: int | None = None
-
-
-
-def checkpoint_path(out: Path, prune: PruneOptions | None) -> Path | None:
+def checkpoint_path(out: Path, prune: PruneStep | None) -> Path | None:
     """Where the recovery checkpoint of the artifact ``out`` goes (None: not pruned)."""
     if prune is None:
         return None
     return Path(prune.checkpoint) if prune.checkpoint else out.parent / f".{out.name}.prune-checkpoint.pt"
 
 
-def prune_for_run(loaded: LoadedModel, opts: PruneOptions, validate_texts: list[str], checkpoint: Path | None,
+def prune_for_run(loaded: LoadedModel, opts: PruneStep, validate_texts: list[str], checkpoint: Path | None,
                   progress: Progress | None = None) -> tuple[LoadedModel, dict[str, Any]]:
     """Prune and recover ``loaded`` as ``opts`` say, for ``compress run``.
 
     Args:
         loaded: the original model (not modified).
-        opts: the ``--prune`` options.
+        opts: the recipe's ``prune:`` step.
         validate_texts: the run's validation texts: never trained on; the first 128 give the
             before/after figures.
         checkpoint: the recovery checkpoint (see :func:`checkpoint_path`).

@@ -1,9 +1,12 @@
-"""Quantization methods: one small config dataclass + one registered function per method.
+"""Quantization methods: one small config model + one registered function per method, each in its module.
 
     quantize("int8", fp32_onnx, out_onnx, Int8DynamicConfig(), ctx)
 
-A method takes an fp32 ONNX file and writes a quantized one; ``exclude`` names nodes to keep in
-higher precision (the accuracy gate fills it). Presets are data, chosen by CPU instruction set.
+An ONNX method takes an fp32 ONNX file and writes a quantized one; ``exclude`` names nodes to keep in
+higher precision (the accuracy gate fills it). A torch method (bitsandbytes) quantizes a module at load.
+The registry is the one list of methods: the recipe's ``method`` field, the CLI's method flags and
+their options are all read from it, so a new method is one module that calls :func:`register`.
+Presets are data, chosen by CPU instruction set (:meth:`MethodConfig.for_cpu`).
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
+from pydantic import BaseModel, ConfigDict
 
 
 @dataclass
@@ -26,23 +30,56 @@ class QuantContext:
 
 
 QuantFn = Callable[[Path, Path, Any, QuantContext, Sequence[str]], dict[str, Any]]
+Backend = Literal["onnxruntime", "torch"]
+
+
+class MethodConfig(BaseModel):
+    """Base of every method's config. ``method`` names the registered method: it is the recipe's
+    discriminator, so ``{"method": "int4", "block_size": 64}`` validates as the int4 config."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    method: str
+
+    def for_cpu(self, isa: str) -> MethodConfig:
+        """This config completed for a CPU with instruction set ``isa`` (presets fill unset fields)."""
+        return self
+
+    def calibration_file(self) -> str | None:
+        """A text file to calibrate activation ranges on, for methods that need one."""
+        return None
 
 
 @dataclass(frozen=True)
 class Method:
     name: str
-    config_cls: type
-    fn: QuantFn
+    config_cls: type[MethodConfig]
+    fn: Callable[..., Any]  # ONNX methods: QuantFn; torch methods: (module, config, device) -> module
     op_types: tuple[str, ...]  # node types the method may quantize, for the accuracy gate
+    backend: Backend = "onnxruntime"  # the artifact it makes: an ONNX graph, or torch weights
+    about: str = ""  # one line for --help (default: the first line of the function's docstring)
+
+    @property
+    def summary(self) -> str:
+        return self.about or (self.fn.__doc__ or self.name).strip().splitlines()[0]
 
 
 _METHODS: dict[str, Method] = {}
 
 
-def register(name: str, config_cls: type, op_types: tuple[str, ...] = ("MatMul",)) -> Callable[[QuantFn], QuantFn]:
-    """Register ``fn`` as quantization method ``name``."""
-    def deco(fn: QuantFn) -> QuantFn:
-        _METHODS[name] = Method(name, config_cls, fn, op_types)
+def register(config_cls: type[MethodConfig], op_types: tuple[str, ...] = ("MatMul",), *,
+             backend: Backend = "onnxruntime", name: str | None = None,
+             about: str = "") -> Callable[[Callable], Callable]:
+    """Register the decorated function as a quantization method.
+
+    The name is ``config_cls``'s default ``method`` unless ``name`` is given (one config class may
+    serve several methods, e.g. bitsandbytes int8 and nf4).
+    """
+    name = name or config_cls.model_fields["method"].default
+    if not isinstance(name, str):
+        raise TypeError(f"{config_cls.__name__}.method needs a default: the method's name")
+
+    def deco(fn: Callable) -> Callable:
+        _METHODS[name] = Method(name, config_cls, fn, op_types, backend, about)
         return fn
     return deco
 
@@ -56,6 +93,13 @@ def get_method(name: str) -> Method:
 
 def methods() -> list[str]:
     return sorted(_METHODS)
+
+
+def method_config(data: dict[str, Any] | MethodConfig) -> MethodConfig:
+    """Validate ``data`` as the config of the method it names (the registry's discriminated union)."""
+    if isinstance(data, MethodConfig):
+        return data
+    return get_method(str(data.get("method", ""))).config_cls.model_validate(data)
 
 
 def quantize(name: str, src: Path, dst: Path, config: Any, ctx: QuantContext,
@@ -77,4 +121,4 @@ def _drop_preprocess_advice(record: logging.LogRecord) -> bool:
 
 
 # Importing the method modules registers them.
-from compress.quantize import fp16, int4, int8_dynamic, int8_static  # noqa: E402, F401
+from compress.quantize import bnb, fp16, fp32, int4, int8_dynamic, int8_static  # noqa: E402, F401

@@ -3,22 +3,27 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from compress.quantize import QuantContext, register
+from pydantic import Field
 
-
-@dataclass(frozen=True)
-class Fp16Config:
-    keep_io_types: bool = True  # inputs and outputs stay int64/fp32 so clients see no difference
+from compress.quantize import MethodConfig, QuantContext, register
 
 
-@register("fp16", Fp16Config, op_types=("MatMul", "Gather", "Add", "LayerNormalization", "Softmax"))
+class Fp16Config(MethodConfig):
+    method: Literal["fp16"] = "fp16"
+    keep_io_types: bool = Field(True, description="inputs and outputs stay int64/fp32, so clients see "
+                                "no difference")
+
+
+@register(Fp16Config, op_types=("MatMul", "Gather", "Add", "LayerNormalization", "Softmax"))
 def convert_fp16(src: Path, dst: Path, cfg: Fp16Config, ctx: QuantContext,
                  exclude: Sequence[str]) -> dict[str, Any]:
-    """Convert float tensors to fp16, keeping the excluded nodes in fp32."""
+    """fp16, for GPUs (slower than fp32 on CPUs).
+
+    Converts float tensors to fp16, keeping the excluded nodes in fp32.
+    """
     import onnx
     from onnxruntime.transformers.float16 import convert_float_to_float16
 

@@ -3,32 +3,38 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
-from compress.quantize import QuantContext, register
+from pydantic import Field, field_validator
+
+from compress.quantize import MethodConfig, QuantContext, register
 
 
-@dataclass(frozen=True)
-class Int4Config:
-    block_size: int = 32
-    symmetric: bool = True
-    # 4 = activations in int8 inside MatMulNBits: the fast path on CPUs with VNNI/AVX2.
-    accuracy_level: int = 4
+class Int4Config(MethodConfig):
+    method: Literal["int4"] = "int4"
+    block_size: int = Field(32, ge=16, description="weights per quantization block, a power of two")
+    symmetric: bool = Field(True, description="symmetric blocks (no zero point)")
+    accuracy_level: int = Field(4, ge=0, le=4, description="MatMulNBits compute type; 4 = int8 "
+                                "activations, the fast path on CPUs with VNNI/AVX2")
     # Embedding tables dominate small models; quantizing them (GatherBlockQuantized) shrinks those too.
     quantize_embeddings: bool = False
 
+    @field_validator("block_size")
+    @classmethod
+    def _power_of_two(cls, v: int) -> int:
+        if v & (v - 1):
+            raise ValueError(f"block size must be a power of two >= 16, got {v}")
+        return v
 
-@register("int4", Int4Config, op_types=("MatMul", "Gather"))
+
+@register(Int4Config, op_types=("MatMul", "Gather"))
 def quantize_weight_only_int4(src: Path, dst: Path, cfg: Int4Config, ctx: QuantContext,
                               exclude: Sequence[str]) -> dict[str, Any]:
-    """Quantize constant MatMul weights (and optionally Gather tables) to 4 bits, block-wise."""
+    """4-bit weight-only (MatMulNBits, block-wise symmetric); embedding tables optionally too."""
     import onnx
     from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
 
-    if cfg.block_size < 16 or cfg.block_size & (cfg.block_size - 1):
-        raise ValueError(f"block size must be a power of two >= 16, got {cfg.block_size}")
     ops: tuple[str, ...] = ("MatMul", "Gather") if cfg.quantize_embeddings else ("MatMul",)
     q = MatMulNBitsQuantizer(
         onnx.load(str(src)), bits=4, block_size=cfg.block_size, is_symmetric=cfg.symmetric,

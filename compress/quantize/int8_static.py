@@ -3,31 +3,47 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from pydantic import Field
 from tqdm.auto import tqdm
 
-from compress.quantize import QuantContext, register
+from compress.quantize import MethodConfig, QuantContext, register
+from compress.quantize.int8_dynamic import REDUCE_RANGE
 
 
-@dataclass(frozen=True)
-class Int8StaticConfig:
+class Int8StaticConfig(MethodConfig):
+    method: Literal["int8-static"] = "int8-static"
+    calibration: str = Field(description="text file, one example per line, to calibrate "
+                             "activation ranges on")
     per_channel: bool = True
     # As for dynamic int8: 7-bit weights where x86 without VNNI would saturate its u8*s8 16-bit adds
     # (compress picks it from the CPU; measured on AVX2: 22.9 dB SNR on a tiny BERT without, 27.9 with).
-    reduce_range: bool = False
-    calibrate: Literal["MinMax", "Entropy", "Percentile"] = "Percentile"
-    percentile: float = 99.999
+    reduce_range: bool | None = None
+    calibrate: Literal["MinMax", "Entropy", "Percentile"] = Field(
+        "Percentile", description="how activation ranges are set from the calibration data")
+    percentile: float = Field(99.999, gt=50, le=100, description="the range's percentile "
+                              "(calibrate Percentile)")
     symmetric_activations: bool = True
 
+    def for_cpu(self, isa: str) -> Int8StaticConfig:
+        if self.reduce_range is not None:
+            return self
+        return self.model_copy(update={"reduce_range": REDUCE_RANGE.get(isa, REDUCE_RANGE["generic"])})
 
-@register("int8-static", Int8StaticConfig, op_types=("MatMul",))
+    def calibration_file(self) -> str | None:
+        return self.calibration
+
+
+@register(Int8StaticConfig, op_types=("MatMul",))
 def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: QuantContext,
                          exclude: Sequence[str]) -> dict[str, Any]:
-    """Calibrate activation ranges on ``ctx.calibration`` and write a QDQ int8 model."""
+    """Static int8 (QDQ), activation ranges calibrated on --calibration texts.
+
+    Calibrates on ``ctx.calibration`` (the tokenized calibration texts) and writes a QDQ int8 model.
+    """
     import onnx
     from onnx import TensorProto
     from onnxruntime.quantization import (
@@ -67,8 +83,8 @@ def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: Quant
 
     quantize_static(
         str(src), str(dst), Reader(), quant_format=QuantFormat.QDQ, op_types_to_quantize=["MatMul"],
-        per_channel=cfg.per_channel, reduce_range=cfg.reduce_range, activation_type=QuantType.QInt8,
-        weight_type=QuantType.QInt8,
+        per_channel=cfg.per_channel, reduce_range=bool(cfg.for_cpu(ctx.isa).reduce_range),
+        activation_type=QuantType.QInt8, weight_type=QuantType.QInt8,
         nodes_to_exclude=list(exclude), calibrate_method=CalibrationMethod[cfg.calibrate],
         extra_options={"DefaultTensorType": TensorProto.FLOAT, "ActivationSymmetric": cfg.symmetric_activations,
                        "MatMulConstBOnly": True, "CalibPercentile": cfg.percentile,

@@ -23,8 +23,8 @@ class TorchBackend:
         self.runner: Runner
         torch.set_num_threads(threads)
         if spec.from_source:
-            from compress.bnb import BnbConfig, quantize_bnb
             from compress.export import TaskGraph
+            from compress.quantize.bnb import BnbConfig, quantize_bnb
             from compress.runtime import TorchRunner
             from compress.sources import load_entry
 
@@ -33,7 +33,7 @@ class TorchBackend:
             if opts.precision == "fp32":
                 model = model.to(opts.device)
             else:
-                model = quantize_bnb(model, BnbConfig(kind="int8" if opts.precision == "bnb-int8" else "nf4"),
+                model = quantize_bnb(model, BnbConfig(method=opts.precision),
                                      opts.device)
             graph = TaskGraph(model, spec.task, mask_token_id=spec.mask_id, pooling=spec.pooling or "mean")
             self.runner = TorchRunner(graph, spec.input_names, threads=threads, device=opts.device)
@@ -43,7 +43,7 @@ class TorchBackend:
 
             art = load_artifact(spec.artifact)
             self.runner = art.runner(opts.device, threads)
-            what = f"artifact {spec.artifact} ({art.manifest.recipe.get('method')})"
+            what = f"artifact {spec.artifact} ({art.manifest.method})"
         self.input_names = list(spec.input_names)
         self.description = f"torch on {opts.device}, {threads} threads, {what}"
 

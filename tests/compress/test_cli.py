@@ -28,7 +28,7 @@ def test_run_writes_a_self_describing_artifact(tiny, texts_file, tmp_path):
     assert {"manifest.json", "report.md", "model.onnx", "config.json", "tokenizer.json"} <= names
     art = load_artifact(out)
     m = art.manifest
-    assert (m.task, m.family, m.recipe["method"]) == ("fill-mask", "bert", "int8")
+    assert (m.task, m.family, m.method) == ("fill-mask", "bert", "int8")
     assert m.graph.outputs == ["mask_logits", "mask_positions"]
     assert m.sizes["model_bytes"] < m.sizes["fp32_onnx_bytes"]
     assert m.validation["texts"] == len(SENTENCES)
@@ -158,15 +158,3 @@ def test_bitsandbytes_artifact_uses_the_torch_backend(tiny, texts_file, tmp_path
     cos = (emb * ref).sum(-1) / np.linalg.norm(emb, axis=-1) / np.linalg.norm(ref, axis=-1)
     assert cos.min() > 0.9
     assert abs(cos.mean() - m.validation["mean_cosine"]) < 0.1
-
-
-def test_run_options_from_a_recipe_keep_it_whole_and_let_flags_win():
-    from compress.catalog import Recipe
-    from compress.pipeline import RunOptions
-
-    recipe = Recipe.model_validate({"method": "int4", "optimize": "O1", "block_size": 64,
-                                    "prune": {"speedup": 1.6, "recover_steps": 9}})
-    opts = RunOptions.from_recipe(recipe, block_size=128)
-    assert (opts.method, opts.optimize, opts.block_size) == ("int4", "O1", 128)
-    assert opts.prune is not None and (opts.prune.speedup, opts.prune.recover_steps) == (1.6, 9)
-    assert RunOptions.from_recipe(recipe, method="bnb-int8").optimize is None  # no ONNX graph to optimize

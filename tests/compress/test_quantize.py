@@ -12,7 +12,7 @@ from compress.quantize import QuantContext, get_method, methods, quantize
 from compress.quantize.fp16 import Fp16Config
 from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
 from compress.quantize.int4 import Int4Config
-from compress.quantize.int8_dynamic import PRESETS, Int8DynamicConfig
+from compress.quantize.int8_dynamic import REDUCE_RANGE, Int8DynamicConfig
 from compress.quantize.int8_static import Int8StaticConfig
 from compress.runtime import OnnxRunner
 from tests.conftest import SENTENCES, build_tiny
@@ -55,7 +55,7 @@ def test_int8_quantizes_every_weight_matmul(fp32, tmp_path):
     src, enc = fp32
     n_weight_matmuls = len(weight_nodes(src, ("MatMul",)))
     assert n_weight_matmuls == 4 * 6 + 2  # q, k, v, o, up, down per layer + LM transform + decoder
-    preset = PRESETS.get(detect_isa(), PRESETS["generic"])  # what compress picks on this CPU
+    preset = Int8DynamicConfig().for_cpu(detect_isa())  # what compress picks on this CPU
     info = quantize("int8", src, tmp_path / "q.onnx", preset, QuantContext())
     counts = op_counts(tmp_path / "q.onnx")
     assert counts.get("MatMulInteger", 0) + counts.get("DynamicQuantizeMatMul", 0) == n_weight_matmuls
@@ -74,7 +74,7 @@ def test_int8_after_fusion_quantizes_attention_and_embedding_tables(fp32, tmp_pa
     assert fused.get("Attention") == 4 and fused.get("EmbedLayerNormalization") == 1
     groups = group_nodes(weight_nodes(tmp_path / "o2.onnx", get_method("int8").op_types))
     assert all(any(n.startswith("Attention_") for n in groups[f"layer.{i}"]) for i in range(4))
-    preset = PRESETS.get(detect_isa(), PRESETS["generic"])
+    preset = Int8DynamicConfig().for_cpu(detect_isa())
     quantize("int8", tmp_path / "o2.onnx", tmp_path / "q.onnx", preset, QuantContext())
     counts = op_counts(tmp_path / "q.onnx")
     assert counts.get("QAttention") == 4 and counts.get("QEmbedLayerNormalization") == 1
@@ -95,8 +95,10 @@ def test_excluded_nodes_stay_fp32(fp32, tmp_path):
 
 
 def test_int8_presets_follow_the_instruction_set():
-    assert PRESETS["avx512_vnni"].reduce_range is False
-    assert PRESETS["avx2"].reduce_range is True
+    assert REDUCE_RANGE["avx512_vnni"] is False and REDUCE_RANGE["avx2"] is True
+    assert Int8DynamicConfig().for_cpu("avx512_vnni").reduce_range is False
+    assert Int8DynamicConfig().for_cpu("avx2").reduce_range is True
+    assert Int8DynamicConfig(reduce_range=False).for_cpu("avx2").reduce_range is False  # a recipe's choice wins
 
 
 def test_int4_uses_matmulnbits_and_is_small(fp32, tmp_path):
@@ -114,10 +116,9 @@ def test_int4_uses_matmulnbits_and_is_small(fp32, tmp_path):
 def test_static_int8_is_qdq_and_needs_calibration(fp32, tmp_path):
     src, enc = fp32
     with pytest.raises(ValueError, match="calibration"):
-        quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(), QuantContext())
-    reduce = PRESETS.get(detect_isa(), PRESETS["generic"]).reduce_range  # as compress picks it on this CPU
+        quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(calibration="texts.txt"), QuantContext())
     shorter = {k: v[:, : v.shape[1] // 2].copy() for k, v in enc.items()}  # batches differ in length
-    quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(reduce_range=reduce),
+    quantize("int8-static", src, tmp_path / "s.onnx", Int8StaticConfig(calibration="texts.txt"),
              QuantContext(calibration=[enc, shorter]))
     counts = op_counts(tmp_path / "s.onnx")
     assert counts.get("QuantizeLinear", 0) > 0 and counts.get("DequantizeLinear", 0) > 0

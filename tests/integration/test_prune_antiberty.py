@@ -12,8 +12,8 @@ from benchmarks.accuracy import Subject, masked_residue
 from benchmarks.datasets import recovery_texts
 from compress.artifact import load_artifact
 from compress.export import TaskGraph
-from compress.pipeline import RunOptions, compress_model
-from compress.prune.options import PruneOptions
+from compress.pipeline import compress_model
+from compress.recipe import Recipe
 from compress.runtime import TorchRunner
 
 pytestmark = pytest.mark.integration
@@ -24,10 +24,10 @@ def test_antiberty_pruned_a_quarter_keeps_masked_residue_accuracy(packaged_model
     tok = loaded.tokenizer
     data = tmp_path / "recovery.txt"
     data.write_text("\n".join(recovery_texts(tok, "masked_residue")) + "\n")
-    prune = PruneOptions(fraction=0.25, recover_steps=60, recover_data=str(data), head_cost_factor=8.0,
-                         rounds=2, score_batches=4)
-    m = compress_model(loaded, tmp_path / "pruned", name="antiberty",
-                       opts=RunOptions(method="int8", optimize="O1", bench=False, n_validate=64, prune=prune))
+    prune = {"fraction": 0.25, "recover_steps": 60, "recover_data": str(data), "head_cost_factor": 8.0,
+             "rounds": 2, "score_batches": 4}
+    recipe = Recipe.model_validate({"method": "int8", "optimize": "O1", "validation": {"n": 64}, "prune": prune})
+    m = compress_model(loaded, tmp_path / "pruned", name="antiberty", recipe=recipe, bench=False)
     p = m.pruning
     assert 0.25 <= p["removed_fraction"] < 0.26
     kept = [r for r in p["layers"] if not r["removed"]]

@@ -32,7 +32,8 @@ def packaged_entry(name: str, artifact: Path, **serve_opts: object) -> dict:
 def tiny_models(tmp_path_factory):
     """A tiny fill-mask BERT and a tiny classifier, compressed (fp32) the way `serve` does on first start."""
     from compress.catalog import ModelEntry
-    from compress.pipeline import RunOptions, compress_model
+    from compress.pipeline import compress_model
+    from compress.recipe import Recipe
     from compress.sources import load_model
     from serve.models import prepare_model
     from tests.conftest import build_tiny
@@ -46,7 +47,8 @@ def tiny_models(tmp_path_factory):
         out[task] = prepare_model(entry, tmp)
     # A bitsandbytes recipe makes a `backend: torch` artifact; serve follows the manifest.
     compress_model(load_model(str(tmp / "fill-mask")), tmp / "art-bnb", name="tiny-bnb",
-                   opts=RunOptions(method="bnb-int8", gate=False, bench=False, n_validate=32))
+                   bench=False,
+                   recipe=Recipe.model_validate({"method": "bnb-int8", "validation": {"gate": False, "n": 32}}))
     entry = ModelEntry(name="tiny-bnb", source=str(tmp / "fill-mask"), task="fill-mask",
                        artifact=str(tmp / "art-bnb"), serve={"threads": 1})
     out["bnb"] = prepare_model(entry, tmp)

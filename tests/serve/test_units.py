@@ -161,6 +161,6 @@ def test_first_start_compresses_with_the_whole_recipe(monkeypatch, tmp_path):
     monkeypatch.setattr(compress.sources, "load_entry", lambda e: e.name)
     monkeypatch.setattr(compress.pipeline, "compress_model", lambda loaded, out, **kw: seen.update(kw))
     compress_entry(entry, tmp_path / "m-int8")
-    opts = seen["opts"]
-    assert (opts.method, opts.optimize) == ("int8", "O2")
-    assert opts.prune is not None and (opts.prune.fraction, opts.prune.recover_steps) == (0.3, 7)
+    recipe = seen["recipe"]
+    assert (recipe.method, recipe.optimize) == ("int8", "O2")
+    assert recipe.prune is not None and (recipe.prune.fraction, recipe.prune.recover_steps) == (0.3, 7)

@@ -190,7 +190,8 @@ def test_live_swap_fails_no_request(tiny_models, tmp_path):
     """Reload onto a rebuilt artifact while requests flow: none fails, the new version answers after."""
     import shutil
 
-    from compress.pipeline import RunOptions, compress_model
+    from compress.pipeline import compress_model
+    from compress.recipe import Recipe
     from compress.sources import load_model
     from serve.models import prepare_model
     from tests.conftest import build_tiny
@@ -217,7 +218,9 @@ def test_live_swap_fails_no_request(tiny_models, tmp_path):
         clients = [asyncio.create_task(client(i)) for i in range(len(texts))]
         await asyncio.sleep(0.2)
         await asyncio.to_thread(compress_model, load_model(str(tmp_path / "retrained")), artifact, name=model.name,
-                                opts=RunOptions(method="fp32", gate=False, bench=False, n_validate=16), force=True)
+                                recipe=Recipe.model_validate({"method": "fp32", "validation": {"gate": False,
+                                                                                              "n": 16}}),
+                                bench=False, force=True)
         new = await engine.reload(model.name)
         after = await engine.infer("fill-mask", None, [texts[0]], {"top_k": 2})
         done.set()

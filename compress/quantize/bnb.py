@@ -10,10 +10,12 @@ device map; swapping the encoder's ``Linear`` layers here is ten lines and works
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
+from pydantic import Field
+
 from compress import CompressError
+from compress.quantize import MethodConfig, register
 
 if TYPE_CHECKING:
     from torch import nn
@@ -21,13 +23,16 @@ if TYPE_CHECKING:
 BnbKind = Literal["int8", "nf4"]
 
 
-@dataclass(frozen=True)
-class BnbConfig:
-    kind: BnbKind = "int8"
-    # Outlier threshold of LLM.int8(): activations above it go through an fp16/fp32 path.
-    threshold: float = 6.0
+class BnbConfig(MethodConfig):
+    method: Literal["bnb-int8", "bnb-nf4"] = "bnb-int8"
+    outlier_threshold: float = Field(6.0, gt=0, description="activations above it take the "
+                                     "fp16/fp32 path of LLM.int8()")
     # The task head's output layer stays in full precision (it is small and sets the answer).
     skip: tuple[str, ...] = ("classifier", "decoder", "vocab_projector", "generator_lm_head", "out_proj")
+
+    @property
+    def kind(self) -> BnbKind:
+        return "int8" if self.method == "bnb-int8" else "nf4"
 
 
 def _require_bnb():  # type: ignore[no-untyped-def]
@@ -38,6 +43,10 @@ def _require_bnb():  # type: ignore[no-untyped-def]
     return bnb
 
 
+@register(BnbConfig, op_types=("Linear",), backend="torch", name="bnb-int8",
+          about="PyTorch backend, bitsandbytes int8 linears (memory saving; slow on CPU)")
+@register(BnbConfig, op_types=("Linear",), backend="torch", name="bnb-nf4",
+          about="PyTorch backend, bitsandbytes 4-bit NF4 linears (memory saving; slow on CPU)")
 def quantize_bnb(model: nn.Module, cfg: BnbConfig, device: str = "cpu") -> nn.Module:
     """Replace the model's Linear layers by bitsandbytes int8 or nf4 layers on ``device``.
 
@@ -53,7 +62,7 @@ def quantize_bnb(model: nn.Module, cfg: BnbConfig, device: str = "cpu") -> nn.Mo
     for name, lin in targets:
         if cfg.kind == "int8":
             new = bnb.nn.Linear8bitLt(lin.in_features, lin.out_features, bias=lin.bias is not None,
-                                      has_fp16_weights=False, threshold=cfg.threshold)
+                                      has_fp16_weights=False, threshold=cfg.outlier_threshold)
             new.weight = bnb.nn.Int8Params(lin.weight.data.clone(), requires_grad=False, has_fp16_weights=False)
         else:
             new = bnb.nn.Linear4bit(lin.in_features, lin.out_features, bias=lin.bias is not None,
