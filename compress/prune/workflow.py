@@ -92,7 +92,7 @@ def _rebuild(loaded: LoadedModel, state: dict[str, Any], prune_config: Any, text
         plan = PrunePlan.from_dict(state["plan"])
         before = encoder_params(loaded.model)
         result = PruneResult(model, method.name, prune_config, plan, before, encoder_params(model),
-                             describe(model, plan, plan_shape(loaded.model)), dict(state.get("details", {})))
+                             describe(plan, plan_shape(loaded.model)), dict(state.get("details", {})))
     else:  # unstructured: cheap to redo, and it gives back the step hook
         result = prune_model(loaded, prune_config, texts, progress)
     result.model.load_state_dict(state["student"])
