@@ -2,7 +2,9 @@
 
     loaded2, record = prune_and_recover(loaded, StructuredConfig(fraction=0.4), texts,
                                         DistillConfig(steps=300, checkpoint="prune.ckpt"))
-    compress_model(loaded2, out, name=..., opts=..., extra={"pruning": record})
+
+``compress run --prune`` calls it through :func:`compress.prune.options.prune_for_run` and exports
+``loaded2``, with ``record`` as the manifest's ``pruning``.
 
 An interrupted run given the same checkpoint resumes: the pruned structure and weights come from the
 checkpoint (no new scoring), and distillation continues at the step it reached.
