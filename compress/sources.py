@@ -152,21 +152,29 @@ def load_tokenizer(location: Path, config: PretrainedConfig) -> PreTrainedTokeni
 
 
 def _sentence_transformers_pooling(directory: Path) -> tuple[str, bool]:
-    pooling, normalize = "mean", False
+    """The pooling and normalization a sentence-transformers directory declares (mean, off if none)."""
     modules = directory / "modules.json"
-    if modules.is_file():
-        for m in json.loads(modules.read_text()):
-            if m.get("type", "").endswith("Normalize"):
-                normalize = True
-            if m.get("type", "").endswith("Pooling"):
-                cfg = directory / m.get("path", "") / "config.json"
-                if cfg.is_file():
-                    p = json.loads(cfg.read_text())
-                    if p.get("pooling_mode_cls_token"):
-                        pooling = "cls"
-                    elif p.get("pooling_mode_max_tokens"):
-                        pooling = "max"
+    if not modules.is_file():
+        return "mean", False
+    entries = json.loads(modules.read_text())
+    normalize = any(m.get("type", "").endswith("Normalize") for m in entries)
+    pooling = "mean"
+    for m in entries:
+        if m.get("type", "").endswith("Pooling"):
+            pooling = _pooling_mode(directory / m.get("path", "") / "config.json", pooling)
     return pooling, normalize
+
+
+def _pooling_mode(config: Path, default: str) -> str:
+    """The mode a sentence-transformers Pooling config names, or ``default``."""
+    if not config.is_file():
+        return default
+    p = json.loads(config.read_text())
+    if p.get("pooling_mode_cls_token"):
+        return "cls"
+    if p.get("pooling_mode_max_tokens"):
+        return "max"
+    return default
 
 
 def load_model(
@@ -196,70 +204,93 @@ def load_model(
     Example:
         >>> m = load_model("model_dir", task="fill-mask")  # doctest: +SKIP
     """
-    from transformers import AutoConfig, PreTrainedModel
-
-    path = Path(spec).expanduser()
-    module = None
-    if path.is_dir():
-        weights, kind = _weights_in_dir(path), "hf-dir"
-    elif path.is_file():
-        weights, kind = path, "state-dict"
-    elif spec.endswith((".pt", ".bin", ".pth", ".safetensors")) or spec.startswith((".", "/", "~")):
-        raise CompressError(f"{spec} not found")
-    else:
-        weights, kind = _download(spec), "hub"
-        if weights.is_dir():
-            weights = _weights_in_dir(weights)
+    weights, kind = _locate_weights(spec)
     sd, module = read_state_dict(weights, trust_pickle=trust_pickle)
     if module is not None:
         kind = "pickle"
-    directory = weights.parent
-
-    if isinstance(module, PreTrainedModel) and config is None:
-        cfg = module.config
-    else:
-        cfg_path = Path(config) if config else directory / "config.json"
-        if cfg_path.is_dir():
-            cfg_path = cfg_path / "config.json"
-        if not cfg_path.is_file():
-            raise CompressError(
-                f"no config.json beside {weights.name}; pass --config path/to/config.json "
-                "(the transformers config the weights were trained with)"
-            )
-        try:
-            cfg = AutoConfig.from_pretrained(str(cfg_path))
-        except (ValueError, OSError, json.JSONDecodeError) as e:
-            raise CompressError(f"{cfg_path} is not a transformers config: {e}") from None
-
+    cfg = _read_config(config, weights, module)
     chosen_task: Task = task or infer_task(list(sd), cfg, head)
     model, extra, notes = build_task_model(sd, cfg, chosen_task, head, labels)
+    tok, tok_dir = _checked_tokenizer(tokenizer, weights, cfg, int(model.config.vocab_size))
+    pooling, normalize = _sentence_transformers_pooling(weights.parent)
+    if not tokenizer:
+        notes.append(f"tokenizer found at {tok_dir}")
+    if extra:
+        notes.insert(0, _unexported_heads_note(extra, chosen_task))
+    return LoadedModel(model=model, task=chosen_task, tokenizer=tok, source=_source_info(spec, kind, weights),
+                       head=head, labels=_class_labels(model) if chosen_task == "classification" else None,
+                       pooling=pooling, normalize=normalize, extra_heads=extra, notes=notes)
 
+
+def _locate_weights(spec: str) -> tuple[Path, str]:
+    """The weights file ``spec`` names (a directory, a file, a hub id) and the kind of source."""
+    path = Path(spec).expanduser()
+    if path.is_dir():
+        return _weights_in_dir(path), "hf-dir"
+    if path.is_file():
+        return path, "state-dict"
+    if spec.endswith((".pt", ".bin", ".pth", ".safetensors")) or spec.startswith((".", "/", "~")):
+        raise CompressError(f"{spec} not found")
+    weights = _download(spec)
+    return (_weights_in_dir(weights) if weights.is_dir() else weights), "hub"
+
+
+def _read_config(config: str | None, weights: Path, module: Any) -> PretrainedConfig:
+    """The model config: a pickled model's own, ``config``, or the ``config.json`` beside the weights."""
+    from transformers import AutoConfig, PreTrainedModel
+
+    if isinstance(module, PreTrainedModel) and config is None:
+        return module.config
+    cfg_path = Path(config) if config else weights.parent / "config.json"
+    if cfg_path.is_dir():
+        cfg_path = cfg_path / "config.json"
+    if not cfg_path.is_file():
+        raise CompressError(
+            f"no config.json beside {weights.name}; pass --config path/to/config.json "
+            "(the transformers config the weights were trained with)"
+        )
+    try:
+        return AutoConfig.from_pretrained(str(cfg_path))
+    except (ValueError, OSError, json.JSONDecodeError) as e:
+        raise CompressError(f"{cfg_path} is not a transformers config: {e}") from None
+
+
+def _checked_tokenizer(
+    tokenizer: str | None, weights: Path, cfg: PretrainedConfig, n_embeddings: int
+) -> tuple[PreTrainedTokenizerBase, Path]:
+    """The tokenizer named, or found beside the weights (or one level up), checked against the embedding."""
+    directory = weights.parent
     tok_dir = Path(tokenizer) if tokenizer else _find_tokenizer_dir([directory, directory.parent])
     if tok_dir is None:
         raise CompressError(f"no tokenizer found beside {weights}; pass --tokenizer DIR_OR_VOCAB_TXT")
     if not tok_dir.exists():
         raise CompressError(f"tokenizer {tok_dir} not found")
     tok = load_tokenizer(tok_dir, cfg)
-    n_embeddings = int(model.config.vocab_size)
     if len(tok) > n_embeddings:
         raise CompressError(
             f"the tokenizer at {tok_dir} has {len(tok)} tokens but the model's embedding has "
             f"{n_embeddings}: pass the model's own --tokenizer"
         )
-    pooling, normalize = _sentence_transformers_pooling(directory)
-    size = sum(p.stat().st_size for p in ([weights] if weights.is_file() else []))
-    info = SourceInfo(spec=spec, kind=kind, path=str(weights.resolve()),
-                      sha256=sha256_file(weights) if weights.is_file() else None, bytes=size)
-    if not tokenizer:
-        notes.append(f"tokenizer found at {tok_dir}")
-    if extra:
-        listing = ", ".join(f"{h} ({n} outputs)" for h, n in extra.items())
-        notes.insert(0, f"checkpoint has heads not exported for {chosen_task}: {listing}; "
-                        "export one with --task classification --head NAME")
-    return LoadedModel(model=model, task=chosen_task, tokenizer=tok, source=info, head=head,
-                       labels=[(model.config.id2label or {})[i] for i in range(model.config.num_labels)]
-                       if chosen_task == "classification" else None,
-                       pooling=pooling, normalize=normalize, extra_heads=extra, notes=notes)
+    return tok, tok_dir
+
+
+def _source_info(spec: str, kind: str, weights: Path) -> SourceInfo:
+    """Where the weights came from; a sharded index has no single file to hash."""
+    is_file = weights.is_file()
+    return SourceInfo(spec=spec, kind=kind, path=str(weights.resolve()),
+                      sha256=sha256_file(weights) if is_file else None,
+                      bytes=weights.stat().st_size if is_file else 0)
+
+
+def _class_labels(model: PreTrainedModel) -> list[str]:
+    """The classifier's labels in output order."""
+    return [(model.config.id2label or {})[i] for i in range(model.config.num_labels)]
+
+
+def _unexported_heads_note(extra: dict[str, int], task: Task) -> str:
+    listing = ", ".join(f"{h} ({n} outputs)" for h, n in extra.items())
+    return (f"checkpoint has heads not exported for {task}: {listing}; "
+            "export one with --task classification --head NAME")
 
 
 def load_entry(entry: ModelEntry, **overrides: Any) -> LoadedModel:

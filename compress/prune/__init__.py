@@ -62,16 +62,15 @@ class Method:
     name: str
     config_cls: type
     fn: PruneFn
-    structured: bool = True
 
 
 _METHODS: dict[str, Method] = {}
 
 
-def register(name: str, config_cls: type, is_structured: bool = True) -> Callable[[PruneFn], PruneFn]:
+def register(name: str, config_cls: type) -> Callable[[PruneFn], PruneFn]:
     """Register ``fn`` as pruning method ``name`` configured by ``config_cls``."""
     def deco(fn: PruneFn) -> PruneFn:
-        _METHODS[name] = Method(name, config_cls, fn, is_structured)
+        _METHODS[name] = Method(name, config_cls, fn)
         return fn
     return deco
 
@@ -193,7 +192,7 @@ def prune_model(loaded: LoadedModel, config: Any, texts: list[str], progress: Pr
     if isinstance(out, PrunePlan):
         out = MethodOutput(plan=out)
     after = out.details.pop("nonzero_params", None) or encoder_params(model)
-    rows = describe(model, out.plan, shape) if out.plan is not None else []
+    rows = describe(out.plan, shape) if out.plan is not None else []
     return PruneResult(model.eval(), method.name, config, out.plan, before, int(after), rows, out.details,
                        out.on_step)
 

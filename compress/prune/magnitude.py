@@ -77,7 +77,7 @@ def zeros_fraction(model: PreTrainedModel) -> float:
     return float(sum(int((w == 0).sum()) for w in ws) / sum(w.numel() for w in ws))
 
 
-@register("magnitude", MagnitudeConfig, is_structured=False)
+@register("magnitude", MagnitudeConfig)
 def prune_magnitude(model: PreTrainedModel, cfg: MagnitudeConfig, ctx: PruneContext) -> MethodOutput:
     """Zero the smallest weights now (or the initial sparsity, ramping up during recovery)."""
     weights = linear_weights(model)

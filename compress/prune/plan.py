@@ -134,7 +134,7 @@ def apply_plan(model: PreTrainedModel, plan: PrunePlan) -> PreTrainedModel:
     return model
 
 
-def describe(model: PreTrainedModel, plan: PrunePlan, shape: list[tuple[int, int]]) -> list[dict[str, Any]]:
+def describe(plan: PrunePlan, shape: list[tuple[int, int]]) -> list[dict[str, Any]]:
     """Per original layer: kept or removed, heads kept (original indices), neurons kept (count), for the manifest."""
     kept_layers = set(plan.layers if plan.layers is not None else range(len(shape)))
     rows = []

@@ -2,7 +2,9 @@
 
     loaded2, record = prune_and_recover(loaded, StructuredConfig(fraction=0.4), texts,
                                         DistillConfig(steps=300, checkpoint="prune.ckpt"))
-    compress_model(loaded2, out, name=..., opts=..., extra={"pruning": record})
+
+``compress run --prune`` calls it through :func:`compress.prune.options.prune_for_run` and exports
+``loaded2``, with ``record`` as the manifest's ``pruning``.
 
 An interrupted run given the same checkpoint resumes: the pruned structure and weights come from the
 checkpoint (no new scoring), and distillation continues at the step it reached.
@@ -92,7 +94,7 @@ def _rebuild(loaded: LoadedModel, state: dict[str, Any], prune_config: Any, text
         plan = PrunePlan.from_dict(state["plan"])
         before = encoder_params(loaded.model)
         result = PruneResult(model, method.name, prune_config, plan, before, encoder_params(model),
-                             describe(model, plan, plan_shape(loaded.model)), dict(state.get("details", {})))
+                             describe(plan, plan_shape(loaded.model)), dict(state.get("details", {})))
     else:  # unstructured: cheap to redo, and it gives back the step hook
         result = prune_model(loaded, prune_config, texts, progress)
     result.model.load_state_dict(state["student"])

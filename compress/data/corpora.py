@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from compress import CompressError
+from compress.data.residues import AMINO_ACIDS, is_residue_vocab, space_residues
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -25,7 +26,6 @@ if TYPE_CHECKING:
 SPECIES_LABELS = {"human": "Human", "mouse": "Mouse", "rat": "Rat", "rabbit": "Rabbit",
                   "rhesus": "Rhesus", "alpaca": "Camel"}
 CHAIN_LABELS = {"H": "Heavy", "K": "Light", "L": "Light"}
-AMINO_ACIDS = set("ACDEFGHIKLMNPQRSTVWY")
 
 
 @dataclass(frozen=True)
@@ -82,21 +82,6 @@ def bbc_sentences(n: int, seed: int = 0, min_words: int = 6) -> list[str]:
     return [sentences[i] for i in sorted(idx)]
 
 
-def is_residue_vocab(tokenizer: PreTrainedTokenizerBase) -> bool:
-    """True for a protein vocabulary: (nearly) every amino acid is a token of its own."""
-    vocab = tokenizer.get_vocab()
-    return len(vocab) < 64 and sum(a in vocab for a in AMINO_ACIDS) >= 18
-
-
-def space_residues(sequence: str, mask_token: str = "[MASK]") -> str:
-    """``EVQ[MASK]L`` -> ``E V Q [MASK] L``: what a per-residue WordPiece vocabulary needs."""
-    parts = re.split(f"({re.escape(mask_token)})", sequence.replace(" ", ""))
-    tokens: list[str] = []
-    for p in parts:
-        tokens.extend([p] if p == mask_token else list(p))
-    return " ".join(tokens)
-
-
 def default_texts(tokenizer: PreTrainedTokenizerBase, n: int, seed: int = 0) -> list[str]:
     """Validation texts that fit the tokenizer: antibody sequences or English news sentences."""
     if is_residue_vocab(tokenizer):
@@ -105,47 +90,3 @@ def default_texts(tokenizer: PreTrainedTokenizerBase, n: int, seed: int = 0) -> 
         idx = rng.choice(len(seqs), size=min(n, len(seqs)), replace=False)
         return [space_residues(seqs[i].sequence) for i in sorted(idx)]
     return bbc_sentences(n, seed)
-
-
-def read_texts(path: str | Path) -> list[str]:
-    """Non-empty lines of a text file."""
-    p = Path(path)
-    if not p.is_file():
-        raise CompressError(f"{p} not found: give a text file with one example per line")
-    lines = [line.strip() for line in p.read_text(errors="replace").splitlines() if line.strip()]
-    if not lines:
-        raise CompressError(f"{p} has no text lines")
-    return lines
-
-
-def encode(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
-    """Pad and truncate texts into numpy int64 arrays."""
-    enc = tokenizer(texts, padding=True, truncation=True, max_length=max_length, return_tensors="np")
-    out = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()}
-    if "token_type_ids" not in out:
-        out["token_type_ids"] = np.zeros_like(out["input_ids"])
-    return out
-
-
-def mask_tokens(enc: dict[str, np.ndarray], tokenizer: PreTrainedTokenizerBase, rate: float = 0.15,
-                seed: int = 0) -> tuple[dict[str, np.ndarray], np.ndarray]:
-    """Replace ``rate`` of the real tokens of each row (at least one) by the mask token.
-
-    Returns the masked encoding and the original ids at the masked positions, in row-major order
-    (the order of the graph's ``mask_positions``).
-    """
-    if tokenizer.mask_token_id is None:
-        raise CompressError("the tokenizer has no mask token; fill-mask needs one")
-    ids = enc["input_ids"].copy()
-    special = np.isin(ids, tokenizer.all_special_ids) | (enc["attention_mask"] == 0)
-    rng = np.random.default_rng(seed)
-    chosen = np.zeros_like(ids, dtype=bool)
-    for r in range(ids.shape[0]):
-        cand = np.flatnonzero(~special[r])
-        if len(cand) == 0:
-            continue
-        k = max(1, round(rate * len(cand)))
-        chosen[r, rng.choice(cand, size=k, replace=False)] = True
-    truth = ids[chosen]
-    ids[chosen] = tokenizer.mask_token_id
-    return {**enc, "input_ids": ids}, truth
