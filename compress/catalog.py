@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compress import CompressError
+from compress.heads import HeadList
 
 Task = Literal["fill-mask", "classification", "embedding"]
 Method = Literal["fp32", "int8", "int8-static", "int4", "fp16", "bnb-int8", "bnb-nf4"]
@@ -87,6 +88,7 @@ class ModelEntry(BaseModel):
     task: Task | None = None
     head: str | None = None
     labels: list[str] | None = None
+    heads: HeadList | None = None  # a multi-head artifact (compress/heads.py)
     tokenizer: str | None = None
     requires: str | None = Field(None, description="pip requirement that provides a pkg: source")
     recipe: Recipe = Recipe()

@@ -40,6 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--task", choices=TASKS, help="default: read off the weights")
     src.add_argument("--head", help="export this extra linear head as the classifier (e.g. species)")
     src.add_argument("--labels", help="comma-separated class names for the head, in output order")
+    src.add_argument("--heads", help="one artifact with several heads on one encoder, e.g. mlm,species,chain "
+                     "(mlm: the fill-mask head; labels from the models.yaml entry's heads)")  # compress/heads.py
     src.add_argument("--trust-pickle", action="store_true",
                      help="allow loading pickled modules (runs code from the file: only for files you trust)")
     q = run.add_argument_group("recipe")
@@ -174,6 +176,17 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     overrides = dict(config=args.config, tokenizer=args.tokenizer, task=args.task, head=args.head, labels=labels,
                      trust_pickle=args.trust_pickle)
     print(f"loading {entry.source if entry else spec}", file=sys.stderr)
+    # --- multi-head artifacts (compress/heads.py, compress/multihead.py)
+    from compress.heads import requested_heads
+
+    heads = requested_heads(args.heads, entry)
+    if heads:
+        from compress.multihead import run_multihead
+
+        run_multihead(heads, out, name=name, opts=opts, entry=entry, spec=spec, force=args.force,
+                      command="compress " + " ".join(shlex.quote(a) for a in sys.argv[1:]), **overrides)
+        return
+    # --- end multi-head
     loaded = load_entry(entry, **overrides) if entry else load_model(spec, **overrides)
     for note in loaded.notes:
         print(f"note: {note}", file=sys.stderr)
