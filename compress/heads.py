@@ -18,7 +18,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validat
 from compress import CompressError
 
 if TYPE_CHECKING:
-    from compress.catalog import ModelEntry
+    from compress.catalog import Catalog, ModelEntry
 
 HeadTask = Literal["fill-mask", "classification"]
 MLM = "mlm"  # the conventional name of the fill-mask head
@@ -92,3 +92,33 @@ def requested_heads(cli_heads: str | None, entry: ModelEntry | None) -> list[Hea
     if cli_heads:
         return parse_heads(cli_heads, {h.name: h.labels for h in known if h.labels})
     return known or None
+
+
+def single_head_entry(entry: ModelEntry, head: str) -> ModelEntry:
+    """One head of a multi-head entry as a single-head entry named ``NAME-HEAD``, for the benchmarks and
+    tests that compare a multi-head artifact with one artifact per head.
+
+    Raises:
+        CompressError: the entry has no head of that name.
+    """
+    spec = next((h for h in entry.heads or [] if h.name == head), None)
+    if spec is None:
+        raise CompressError(f"{entry.name} has no head {head!r}; its heads: "
+                            f"{', '.join(h.name for h in entry.heads or []) or 'none'}")
+    task = spec.task
+    return entry.model_copy(update={"name": f"{entry.name}-{head}", "heads": None, "task": task,
+                                    "head": None if task == "fill-mask" else head, "labels": spec.labels})
+
+
+def entry_or_head(catalog: Catalog, name: str) -> ModelEntry:
+    """``name`` in models.yaml, or ``NAME-HEAD`` for one head of a multi-head entry (benchmarks, tests).
+
+    Raises:
+        CompressError: neither.
+    """
+    if name in catalog.names():
+        return catalog.get(name)
+    base, _, head = name.rpartition("-")
+    if base in catalog.names() and catalog.get(base).heads:
+        return single_head_entry(catalog.get(base), head)
+    return catalog.get(name)  # raises, listing the known names

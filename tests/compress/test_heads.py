@@ -18,27 +18,15 @@ from compress.head_graph import load_heads
 from compress.heads import HeadSpec, parse_heads
 from compress.runtime import OnnxRunner
 from compress.sources import load_model
-from tests.conftest import SENTENCES
+from tests.conftest import SENTENCES, add_linear_heads
 
 SPECIES = ["a", "b", "c", "d", "e", "f"]
-
-
-def add_heads(weights: Path) -> None:
-    """AntiBERTy's layout: species (6) and chain (2) linear heads on the pooled output."""
-    sd = torch.load(weights, weights_only=True)
-    gen = torch.Generator().manual_seed(1)
-    for name, n in (("species", 6), ("chain", 2)):
-        sd[f"cls.{name}.weight"] = torch.randn(n, 64, generator=gen)
-        sd[f"cls.{name}.bias"] = torch.randn(n, generator=gen)
-    sd["bert.pooler.dense.weight"] = torch.randn(64, 64, generator=gen) * 0.2
-    sd["bert.pooler.dense.bias"] = torch.randn(64, generator=gen)
-    torch.save(sd, weights)
 
 
 @pytest.fixture
 def checkpoint(tiny) -> Path:
     d = tiny("bert", "fill-mask", save="bin")
-    add_heads(d / "weights.bin")
+    add_linear_heads(d / "weights.bin")
     return d / "weights.bin"
 
 
