@@ -46,23 +46,26 @@ def _batch(directory: Path, n: int) -> dict[str, Any]:
     return mask_tokens(enc, tok, rate=0.0, seed=0)[0]  # rate 0 still masks one token per row
 
 
-def _seconds(runners: list[Any], batch: dict[str, Any], repeats: int) -> float:
-    """Median seconds to run ``batch`` through every runner in turn (one answer per head)."""
+def _seconds(sides: list[list[Any]], batch: dict[str, Any], repeats: int) -> list[float]:
+    """Median seconds per side to answer ``batch`` with every runner of that side in turn, the sides
+    timed in alternating rounds so that a shared CPU's drift meets both alike."""
     import statistics
     import time
 
-    for run in runners:
-        run(batch)
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        for run in runners:
+    for side in sides:
+        for run in side:
             run(batch)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+    times: list[list[float]] = [[] for _ in sides]
+    for _ in range(repeats):
+        for side, record in zip(sides, times, strict=True):
+            t0 = time.perf_counter()
+            for run in side:
+                run(batch)
+            record.append(time.perf_counter() - t0)
+    return [statistics.median(t) for t in times]
 
 
-def run(cache: Path, catalog: str = "models.yaml", threads: int = 2, batch_size: int = 32, repeats: int = 7,
+def run(cache: Path, catalog: str = "models.yaml", threads: int = 2, batch_size: int = 32, repeats: int = 5,
         rebuild: bool = False) -> dict[str, Any]:
     """Measure the multi-head artifact against the three single-head ones (built in ``cache`` if missing)."""
     from benchmarks.variants import build_artifact
@@ -80,8 +83,8 @@ def run(cache: Path, catalog: str = "models.yaml", threads: int = 2, batch_size:
         heads.append({"head": h.name, "metric": key, "multi": m.validation["heads"][h.name][key],
                       "single": single.validation[key], "single_bytes": single.sizes["model_bytes"]})
     batch = _batch(multi, batch_size)
-    one = _seconds([OnnxRunner(multi / "model.onnx", threads=threads)], batch, repeats)
-    three = _seconds([OnnxRunner(d / "model.onnx", threads=threads) for d in singles.values()], batch, repeats)
+    one, three = _seconds([[OnnxRunner(multi / "model.onnx", threads=threads)],
+                           [OnnxRunner(d / "model.onnx", threads=threads) for d in singles.values()]], batch, repeats)
     single_bytes = sum(r["single_bytes"] for r in heads)
     return {"multi_bytes": m.sizes["model_bytes"], "single_bytes": single_bytes,
             "size_ratio": single_bytes / m.sizes["model_bytes"], "heads": heads,
