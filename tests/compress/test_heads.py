@@ -107,3 +107,24 @@ def test_heads_conflict_with_single_head_flags(checkpoint, tmp_path, capsys):
     assert "drop --head" in capsys.readouterr().err
     assert _run(str(checkpoint), "--heads", "mlm,nope", "--out", str(tmp_path / "a")) == 2
     assert "no single head named 'nope'" in capsys.readouterr().err
+
+
+def test_one_head_of_a_multihead_entry_is_a_single_head_entry():
+    from compress.catalog import Catalog
+    from compress.heads import entry_or_head, requested_heads
+
+    catalog = Catalog(models=[ModelEntry(name="ab", source="x", heads=[
+        {"name": "mlm"}, {"name": "species", "labels": SPECIES}])])
+    species = entry_or_head(catalog, "ab-species")
+    assert (species.name, species.task, species.head, species.labels, species.heads) == (
+        "ab-species", "classification", "species", SPECIES, None)
+    assert entry_or_head(catalog, "ab-mlm").task == "fill-mask" and entry_or_head(catalog, "ab-mlm").head is None
+    assert entry_or_head(catalog, "ab").heads is not None
+    with pytest.raises(CompressError, match="ab has no head 'chain'"):
+        entry_or_head(catalog, "ab-chain")
+    with pytest.raises(CompressError, match="unknown model name 'cd'"):
+        entry_or_head(catalog, "cd")
+    # --heads takes the entry's labels for the heads it names
+    assert [h.labels for h in requested_heads("mlm,species", catalog.get("ab"))] == [None, SPECIES]
+    with pytest.raises(CompressError, match="drop its task/head/labels"):
+        requested_heads(None, catalog.get("ab").model_copy(update={"task": "fill-mask"}))

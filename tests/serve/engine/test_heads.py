@@ -93,3 +93,20 @@ def test_unknown_head_or_wrong_endpoint_is_a_404(heads_model):
     for error in asyncio.run(main()):
         assert STATUS[error.kind] == 404
         assert "tiny-heads:species, tiny-heads:chain" in str(error) or "tiny-heads" in str(error)
+
+
+def test_an_artifact_without_the_entrys_heads_is_refused(heads_model, tmp_path):
+    """An artifact made before the entry listed heads (e.g. the old single-task antiberty) says to rebuild."""
+    from compress.catalog import ModelEntry
+    from compress.pipeline import RunOptions, compress_model
+    from compress.sources import load_model
+    from serve.config import ConfigError
+    from serve.models import prepare_model
+
+    _, weights = heads_model
+    compress_model(load_model(str(weights)), tmp_path / "old", name="old",
+                   opts=RunOptions(method="fp32", bench=False, n_validate=16))
+    entry = ModelEntry(name="old", source=str(weights), heads=[{"name": "mlm"}, {"name": "species"}],
+                       artifact=str(tmp_path / "old"))
+    with pytest.raises(ConfigError, match="rebuild it with `compress run old --force`"):
+        prepare_model(entry, tmp_path, compress_missing=False)
