@@ -3,6 +3,7 @@
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
+    python -m benchmarks heads --cache artifacts/bench      # AntiBERTy: one multi-head artifact vs three
 """
 
 from __future__ import annotations
@@ -60,7 +61,31 @@ def _parser() -> argparse.ArgumentParser:
     mh = sub.add_parser("mask-head", help="gain of computing the LM head only at mask positions (vocab 30k)")
     mh.add_argument("--threads", type=int, default=None)
     mh.add_argument("--catalog", default="models.yaml")
+    hd = sub.add_parser("heads", help="AntiBERTy's multi-head artifact against one artifact per head: size, "
+                        "agreement per head, time to answer every head")
+    hd.add_argument("--cache", type=Path, default=Path("artifacts/bench"), help="where the artifacts are kept")
+    hd.add_argument("--catalog", default="models.yaml")
+    hd.add_argument("--threads", type=int, default=None, help="ONNX Runtime threads (default: all cores)")
+    hd.add_argument("--batch-size", type=int, default=32)
+    hd.add_argument("--rebuild", action="store_true", help="re-make cached artifacts")
+    hd.add_argument("--out", type=Path, default=Path("reports"), help="where heads.json, heads.md, heads.png go")
     return p
+
+
+def _heads(args: argparse.Namespace) -> None:
+    import json
+
+    from benchmarks import heads
+    from compress.runtime import default_threads
+
+    report = heads.run(args.cache, args.catalog, args.threads or default_threads(), args.batch_size,
+                       rebuild=args.rebuild)
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "heads.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "heads.md").write_text(heads.markdown(report) + "\n")
+    heads.plot(report, args.out / "heads.png")
+    print(heads.markdown(report))
+    print(f"JSON: {args.out / 'heads.json'}; plot: {args.out / 'heads.png'}", file=sys.stderr)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -112,6 +137,8 @@ def main(argv: list[str] | None = None) -> int:
             from compress.runtime import default_threads
 
             print(mask_head.markdown(mask_head.run(args.threads or default_threads(), args.catalog)))
+        elif args.command == "heads":
+            _heads(args)
         return 0
     except (CompressError, ValueError, ServeStartError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -77,11 +77,12 @@ def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", thre
     """The fp32 original of a benchmark model: a models.yaml entry, or the trained topic classifier."""
     from benchmarks import topic
     from compress.catalog import load_catalog
+    from compress.heads import entry_or_head
     from compress.sources import load_entry, load_model
 
     if model == topic.NAME:
         return load_model(str(topic.build_topic_model(cache / f"{topic.NAME}-model", threads=threads)))
-    return load_entry(load_catalog(catalog).get(model))
+    return load_entry(entry_or_head(load_catalog(catalog), model))  # antiberty-species: one head of antiberty
 
 
 def _stale(artifact: Path, model: str, variant: str, cache: Path) -> bool:

@@ -2,7 +2,7 @@
 
 Layout (format version 2)::
 
-    manifest.json      what this is: task, inputs/outputs, recipe, source and sha256, figures
+    manifest.json      what this is: task (or heads), inputs/outputs, recipe, source and sha256, figures
     report.md          the same for people
     model.onnx         the task graph (backend "onnxruntime")
     config.json        the transformers config (labels in id2label)
@@ -50,6 +50,15 @@ class TokenizerInfo(BaseModel):
     split_chars: bool = False
 
 
+class HeadInfo(BaseModel):
+    """One head of a multi-head artifact: the graph output it reads (fill-mask: also ``mask_positions``)."""
+
+    name: str
+    task: Task
+    output: str
+    labels: list[str] | None = None
+
+
 class Manifest(BaseModel):
     """manifest.json. Unknown keys are kept so newer minor additions do not break older readers."""
 
@@ -79,6 +88,9 @@ class Manifest(BaseModel):
     # Set when the model was pruned before export: method, config, per-layer heads and neurons kept,
     # the plan in original indices, recovery losses, and validation figures against the unpruned model.
     pruning: dict[str, Any] | None = None
+    # Set for a multi-head artifact (compress/heads.py): one encoder, these heads as separate outputs;
+    # ``task`` and ``labels`` above then describe the first head, and validation has per-head figures.
+    heads: list[HeadInfo] | None = None
 
     @property
     def method(self) -> str:

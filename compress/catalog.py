@@ -14,6 +14,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from compress import CompressError
+from compress.heads import HeadList
 from compress.recipe import Recipe
 
 Task = Literal["fill-mask", "classification", "embedding"]
@@ -55,6 +56,7 @@ class ModelEntry(BaseModel):
     task: Task | None = None
     head: str | None = None
     labels: list[str] | None = None
+    heads: HeadList | None = None  # a multi-head artifact (compress/heads.py)
     tokenizer: str | None = None
     requires: str | None = Field(None, description="pip requirement that provides a pkg: source")
     recipe: Recipe = Recipe()

@@ -8,6 +8,7 @@ import shlex
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from compress import CompressError
 from compress.flags import add_method_flags, recipe_from_flags
@@ -34,6 +35,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--task", choices=TASKS, help="default: read off the weights")
     src.add_argument("--head", help="export this extra linear head as the classifier (e.g. species)")
     src.add_argument("--labels", help="comma-separated class names for the head, in output order")
+    src.add_argument("--heads", help="one artifact with several heads on one encoder, e.g. mlm,species,chain "
+                     "(mlm: the fill-mask head; labels from the models.yaml entry's heads)")  # compress/heads.py
     src.add_argument("--trust-pickle", action="store_true",
                      help="allow loading pickled modules (runs code from the file: only for files you trust)")
     q = run.add_argument_group("recipe")
@@ -101,6 +104,8 @@ def _prune_target(value: str) -> tuple[float | None, float | None]:
 
 def _run_one(args: argparse.Namespace, spec: str) -> None:
     from compress.catalog import DEFAULT_CATALOG, load_catalog
+    from compress.head_graph import load_heads
+    from compress.heads import requested_heads
     from compress.pipeline import compress_model
     from compress.sources import load_entry, load_model
 
@@ -130,10 +135,14 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     overrides = dict(config=args.config, tokenizer=args.tokenizer, task=args.task, head=args.head, labels=labels,
                      trust_pickle=args.trust_pickle)
     print(f"loading {entry.source if entry else spec}", file=sys.stderr)
-    loaded = load_entry(entry, **overrides) if entry else load_model(spec, **overrides)
-    for note in loaded.notes:
+    heads = requested_heads(args.heads, entry)
+    if heads:  # one encoder graph with several heads
+        model: Any = load_heads(heads, entry=entry, spec=spec, **overrides)
+    else:
+        model = load_entry(entry, **overrides) if entry else load_model(spec, **overrides)
+    for note in (model.loaded if heads else model).notes:
         print(f"note: {note}", file=sys.stderr)
-    compress_model(loaded, out, name=name, recipe=recipe, force=args.force, threads=args.threads, bench=args.bench,
+    compress_model(model, out, name=name, recipe=recipe, force=args.force, threads=args.threads, bench=args.bench,
                    command="compress " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
 
 

@@ -26,6 +26,8 @@ from compress.catalog import Task
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
+    from compress.head_graph import MultiHeadGraph
+
 log = logging.getLogger(__name__)
 
 OUTPUTS: dict[Task, dict[str, dict[int, str]]] = {
@@ -35,7 +37,7 @@ OUTPUTS: dict[Task, dict[str, dict[int, str]]] = {
 }
 
 
-def _lm_head(model: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
+def masked_lm_head(model: Any) -> Callable[[torch.Tensor], torch.Tensor] | None:
     """The position-wise masked-LM head of known families, or None to fall back to full logits."""
     name = type(model).__name__
     if hasattr(model, "cls") and name.endswith("ForMaskedLM"):  # BERT and kin
@@ -67,7 +69,7 @@ class TaskGraph(nn.Module):
         self.task = task
         self.mask_token_id = mask_token_id
         self.pooling = pooling
-        self.head = _lm_head(model) if task == "fill-mask" else None
+        self.head = masked_lm_head(model) if task == "fill-mask" else None
         if task == "fill-mask" and mask_token_id is None:
             raise ValueError("fill-mask export needs the tokenizer's mask token id")
 
@@ -106,15 +108,15 @@ def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> to
     return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
 
 
-def onnx_config_for(graph: TaskGraph):  # type: ignore[no-untyped-def]
-    """optimum's ONNX config for the model's family, with our task outputs."""
+def onnx_config_for(graph: TaskGraph | MultiHeadGraph):  # type: ignore[no-untyped-def]
+    """optimum's ONNX config for the model's family, with our task outputs (a multi-head graph's own)."""
     from optimum.exporters.tasks import TasksManager
 
     ctor = TasksManager.get_exporter_config_constructor(
         exporter="onnx", model=graph.model, task="feature-extraction", library_name="transformers"
     )
     base = ctor(graph.config, task="feature-extraction")
-    outputs = OUTPUTS[graph.task]
+    outputs = getattr(graph, "outputs", None) or OUTPUTS[graph.task]
 
     class _TaskOnnxConfig(type(base)):  # type: ignore[misc]
         @property
@@ -124,7 +126,7 @@ def onnx_config_for(graph: TaskGraph):  # type: ignore[no-untyped-def]
     return _TaskOnnxConfig(graph.config, task="feature-extraction")
 
 
-def export_onnx(graph: TaskGraph, out: Path, opset: int | None = None) -> dict[str, object]:
+def export_onnx(graph: TaskGraph | MultiHeadGraph, out: Path, opset: int | None = None) -> dict[str, object]:
     """Export ``graph`` to ``out`` (an .onnx file) with optimum; returns what the manifest records.
 
     Raises:

@@ -18,11 +18,13 @@ from pathlib import Path
 from typing import Any, cast
 
 from compress import CompressError
-from compress.artifact import FORMAT_VERSION, GraphInfo, Manifest, TokenizerInfo, write_manifest
+from compress.artifact import FORMAT_VERSION, GraphInfo, HeadInfo, Manifest, TokenizerInfo, write_manifest
 from compress.catalog import Task
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx, optimize_graph
+from compress.gate import Attempt, Head, Judge, gated_search
+from compress.head_graph import MultiHeadGraph, MultiHeadModel
 from compress.prune.magnitude import store_sparse
 from compress.prune.options import checkpoint_path, prune_for_run
 from compress.quantize import Method, MethodConfig, QuantContext, get_method, quantize
@@ -33,12 +35,11 @@ from compress.runtime import OnnxRunner, Runner, TorchRunner
 from compress.sources import LoadedModel
 from compress.staging import check_writable, staged_directory
 from compress.timing import throughput
-from compress.validate import PRIMARY, ValidationSet, build_validation_set, closeness, collect, compare, primary
+from compress.validate import ValidationSet, build_validation_set, collect, compare
 
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
 DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
-SENSITIVITY_BATCHES = 3  # batches of 32 used to rank layers by sensitivity
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
 
 
@@ -74,11 +75,18 @@ def _max_length(loaded: LoadedModel, recipe: Recipe) -> int:
     return min(limit, recipe.max_length) if recipe.max_length else limit
 
 
+def _heads(model: LoadedModel | MultiHeadModel) -> list[Head]:
+    if isinstance(model, MultiHeadModel):
+        return [Head(h.name, h.task, None if h.task == "fill-mask" else h.output) for h in model.heads]
+    return [Head(model.task, cast(Task, model.task))]
+
+
 @dataclass
 class _Run:
     """What the stages share: the model (pruned once that stage ran), the recipe, validation texts."""
 
-    loaded: LoadedModel
+    loaded: LoadedModel  # a multi-head model's first head: tokenizer, source, family, notes
+    multi: MultiHeadModel | None  # set for a multi-head artifact
     recipe: Recipe
     method: Method
     threads: int | None
@@ -91,16 +99,17 @@ class _Run:
 
     @property
     def task(self) -> Task:
-        return cast(Task, self.loaded.task)
+        return cast(Task, self.multi.task if self.multi else self.loaded.task)
 
-    @property
-    def threshold(self) -> float:
+    def threshold(self, task: Task) -> float:
         v = self.recipe.validation
-        if self.task == "embedding":
+        if task == "embedding":
             return v.min_cosine
         return v.min_agreement if v.min_agreement is not None else DEFAULT_MIN_AGREEMENT.get(self.method.name, 0.99)
 
-    def graph(self, loaded: LoadedModel | None = None) -> TaskGraph:
+    def graph(self, loaded: LoadedModel | None = None) -> TaskGraph | MultiHeadGraph:
+        if self.multi is not None:
+            return self.multi.graph
         loaded = loaded or self.loaded
         return TaskGraph(loaded.model, self.task, mask_token_id=loaded.tokenizer.mask_token_id,  # type: ignore[arg-type]
                          pooling=loaded.pooling)
@@ -108,37 +117,35 @@ class _Run:
 
 @dataclass
 class _Exported:
-    graph: TaskGraph
     info: dict[str, Any]  # export_onnx's record: opset, input and output names
     fp32: Path
     base: Path  # what quantization starts from: fp32, or the optimized graph
-    vs: ValidationSet
-    reference: list  # the (pruned) model's outputs on vs
+    judge: Judge  # validation sets, the (pruned) model's outputs on them, thresholds
     torch_runner: TorchRunner
 
 
 @dataclass
-class _Quantized:
-    file: Path
-    config: MethodConfig
-    details: dict[str, Any]
-    metrics: dict[str, float]
-    outputs: list  # its outputs on the whole validation set
-    runner: Runner
-    excluded: list[str] = field(default_factory=list)
-    sensitivity: dict[str, float] = field(default_factory=dict)
+class _Quantized(Attempt):
+    file: Path = Path()
+    config: MethodConfig | None = None
+    runner: Runner | None = None
     sizes: dict[str, int] = field(default_factory=dict)
 
 
-def _start(loaded: LoadedModel, recipe: Recipe, threads: int | None) -> _Run:
+def _start(model: LoadedModel | MultiHeadModel, recipe: Recipe, threads: int | None) -> _Run:
     method = get_method(recipe.method)
-    if method.backend == "torch" and recipe.prune:
-        raise CompressError("--prune makes ONNX artifacts; bitsandbytes artifacts reload through "
-                            "transformers, whose config cannot describe per-layer head and neuron counts")
+    multi = model if isinstance(model, MultiHeadModel) else None
+    loaded = model.loaded if isinstance(model, MultiHeadModel) else model
+    if method.backend == "torch" and (recipe.prune or multi):
+        raise CompressError(f"{method.name} makes a torch artifact that reloads through transformers: one task, "
+                            "unpruned (its config cannot describe pruned layers); drop --prune/--heads or pick an "
+                            "ONNX method")
+    if multi and recipe.prune:
+        raise CompressError("--prune is single-head only: drop --heads or --prune")
     v = recipe.validation
     texts = read_texts(v.data) if v.data else default_texts(loaded.tokenizer, v.n)
     steps = _Steps(6 if recipe.prune else 5)
-    return _Run(loaded, recipe, method, threads, texts, _max_length(loaded, recipe), steps)
+    return _Run(loaded, multi, recipe, method, threads, texts, _max_length(loaded, recipe), steps)
 
 
 def _prune(run: _Run, checkpoint: Path | None) -> None:
@@ -150,10 +157,12 @@ def _prune(run: _Run, checkpoint: Path | None) -> None:
 
 
 def _export(run: _Run, work: Path) -> _Exported:
-    """Export the task graph (and optimize it), then run the model it came from on the validation set."""
+    """Export the graph (and optimize it), then run the model it came from on the validation sets."""
     loaded, recipe = run.loaded, run.recipe
     graph = run.graph()
-    run.steps(f"exporting {loaded.family} {run.task} graph to ONNX with optimum")
+    heads = _heads(run.multi or loaded)
+    what = f"graph with heads {', '.join(h.name for h in heads)}" if run.multi else f"{run.task} graph"
+    run.steps(f"exporting {loaded.family} {what} to ONNX with optimum")
     fp32 = work / "model_fp32.onnx"
     info: dict[str, Any] = export_onnx(graph, fp32, recipe.opset)
     base = fp32
@@ -161,9 +170,12 @@ def _export(run: _Run, work: Path) -> _Exported:
         base = work / "model_opt.onnx"
         optimize_graph(fp32, base, recipe.optimize, loaded.model.config)
     run.steps("running the " + ("pruned" if run.pruning else "original") + " model on the validation set")
-    vs = build_validation_set(run.task, loaded.tokenizer, run.texts, max_length=run.max_length)
+    sets: dict[str, ValidationSet] = {
+        h.task: build_validation_set(h.task, loaded.tokenizer, run.texts, max_length=run.max_length) for h in heads}
+    judge = Judge(heads, sets, {h.name: run.threshold(h.task) for h in heads})
     torch_runner = TorchRunner(graph, info["inputs"], threads=run.threads)
-    return _Exported(graph, info, fp32, base, vs, collect(torch_runner, vs, desc="original model"), torch_runner)
+    judge.reference = judge.collect(torch_runner, "original model")
+    return _Exported(info, fp32, base, judge, torch_runner)
 
 
 def _quantize(run: _Run, ex: _Exported, tmp: Path) -> _Quantized:
@@ -174,14 +186,13 @@ def _quantize(run: _Run, ex: _Exported, tmp: Path) -> _Quantized:
         return _quantize_torch(run, ex, config, tmp)
     calibration = []
     if config.calibration_file():
-        calibration = build_validation_set(run.task, run.loaded.tokenizer,
-                                           read_texts(config.calibration_file() or ""),
+        calibration = build_validation_set(run.task, run.loaded.tokenizer, read_texts(config.calibration_file() or ""),
                                            max_length=run.max_length, batch_size=8).batches
     q = _gated_quantize(run, ex, config, QuantContext(isa=run.isa, calibration=calibration), tmp / "model.onnx")
-    passed = primary(run.task, q.metrics) >= run.threshold
-    if not passed and run.recipe.validation.gate:
-        raise CompressError(f"{run.method.name} gives {PRIMARY[run.task]} {primary(run.task, q.metrics):.4f} "
-                            f"< {run.threshold}; pick another method, lower the threshold, or pass --no-gate")
+    failing = ex.judge.failing(q.figures)
+    if failing and run.recipe.validation.gate:
+        raise CompressError(f"{run.method.name} fails the accuracy gate on {', '.join(h.name for h in failing)}; "
+                            "pick another method, lower the threshold, or pass --no-gate")
     if run.pruning is not None and run.pruning["method"] == "magnitude":
         q.sizes["dense_model_bytes"] = file_bytes(q.file)
         run.pruning["sparse_storage"] = store_sparse(q.file, q.file)
@@ -200,48 +211,24 @@ def _quantize_torch(run: _Run, ex: _Exported, config: MethodConfig, tmp: Path) -
     graph = TaskGraph(quantized, run.task, mask_token_id=loaded.tokenizer.mask_token_id,  # type: ignore[arg-type]
                       pooling=loaded.pooling)
     runner = TorchRunner(graph, ex.info["inputs"], threads=run.threads)
-    outputs = collect(runner, ex.vs, "validating")
+    outputs = ex.judge.collect(runner, "validating")
     sizes = {"fp32_memory_bytes": weight_bytes(loaded.model), "memory_bytes": weight_bytes(quantized)}
     details = {"backend": "torch", "quantized_at": "load", "note": "bitsandbytes is slower than fp32 on CPU"}
-    return _Quantized(tmp / "model.safetensors", config, details, compare(ex.vs, ex.reference, outputs), outputs,
-                      runner, sizes=sizes)
+    return _Quantized(details, ex.judge.figures(outputs), outputs, file=tmp / "model.safetensors", config=config,
+                      runner=runner, sizes=sizes)
 
 
 def _gated_quantize(run: _Run, ex: _Exported, config: MethodConfig, ctx: QuantContext, dst: Path) -> _Quantized:
-    """Quantize; while the gate fails, keep the most sensitive layers in fp32 and try again."""
-    task, vs, threshold = run.task, ex.vs, run.threshold
-
-    def attempt(exclude: list[str], label: str, subset: int | None = None) -> _Quantized:
+    """Quantize; while a head fails the gate, keep the most sensitive layers in fp32 and try again."""
+    def attempt(exclude: list[str], label: str, batches: int | None) -> _Quantized:
         details = quantize(run.method.name, ex.base, dst, config, ctx, exclude)
-        part = vs.head(subset) if subset else vs
         runner = OnnxRunner(dst, threads=run.threads)
-        outputs = collect(runner, part, desc=label)
-        return _Quantized(dst, config, details, compare(part, ex.reference[: len(part.batches)], outputs), outputs,
-                          runner, exclude)
+        outputs = ex.judge.collect(runner, label, batches)
+        return _Quantized(details, ex.judge.figures(outputs), outputs, exclude, file=dst, config=config, runner=runner)
 
-    q = attempt([], "validating")
-    if primary(task, q.metrics) >= threshold or not run.recipe.validation.gate:
-        return q
-    _progress(f"  accuracy gate: {PRIMARY[task]} {primary(task, q.metrics):.4f} < {threshold}; "
-              "measuring which layers are sensitive")
     nodes = weight_nodes(ex.base, run.method.op_types)
-    groups = group_nodes(nodes)
-    sensitivity = {}
-    for name, members in groups.items():  # each group quantized alone, on a few batches
-        alone = [n for n in nodes if n not in set(members)]
-        sensitivity[name] = closeness(task, attempt(alone, f"sensitivity {name}", SENSITIVITY_BATCHES).metrics)
-    order = sorted(groups, key=lambda g: sensitivity[g])
-    for k in range(1, len(order)):
-        _progress(f"  keeping {', '.join(order[:k])} in higher precision")
-        q = attempt([n for g in order[:k] for n in groups[g]], f"validating (-{k} groups)")
-        q.sensitivity = sensitivity
-        if primary(task, q.metrics) >= threshold:
-            return q
-    raise CompressError(
-        f"{run.method.name} cannot reach {PRIMARY[task]} >= {threshold} even with only one layer group "
-        f"quantized (best {primary(task, q.metrics):.4f}); lower the threshold, pick another method, "
-        "or pass --no-gate to write it anyway (marked as failing)"
-    )
+    q = gated_search(ex.judge, attempt, nodes, group_nodes(nodes), run.recipe.validation.gate, run.method.name)
+    return cast(_Quantized, q)
 
 
 def _against_original(run: _Run, ex: _Exported, q: _Quantized) -> dict[str, float]:
@@ -249,15 +236,16 @@ def _against_original(run: _Run, ex: _Exported, q: _Quantized) -> dict[str, floa
     if run.original is None:
         return {}
     runner = TorchRunner(run.graph(run.original), ex.info["inputs"], threads=run.threads)
-    return compare(ex.vs, collect(runner, ex.vs, desc="unpruned original"), q.outputs)
+    vs = ex.judge.sets[run.task]
+    return compare(vs, collect(runner, vs, desc="unpruned original"), q.outputs[run.task])
 
 
 def _speed(run: _Run, ex: _Exported, q: _Quantized, bench: bool) -> dict[str, Any]:
-    if not bench:
+    if not bench or q.runner is None:
         run.steps("skipping speed measurement")
         return {}
     run.steps("measuring speed (original PyTorch vs artifact, one batch)")
-    batch = max(ex.vs.batches, key=lambda b: b["input_ids"].shape[0])
+    batch = max(ex.judge.sets[run.task].batches, key=lambda b: b["input_ids"].shape[0])
     speed = {"batch_size": int(batch["input_ids"].shape[0]), "seq_len": int(batch["input_ids"].shape[1]),
              "torch_fp32_seq_per_s": throughput(ex.torch_runner, batch),
              "artifact_seq_per_s": throughput(q.runner, batch)}
@@ -265,40 +253,49 @@ def _speed(run: _Run, ex: _Exported, q: _Quantized, bench: bool) -> dict[str, An
     return speed
 
 
+def _described(run: _Run) -> dict[str, Any]:
+    """The manifest fields that say what the model is: labels, pooling, source, and heads when several."""
+    loaded, multi = run.loaded, run.multi
+    source = {**loaded.source.__dict__, "head": loaded.head, "extra_heads": loaded.extra_heads}
+    if multi is None:
+        embedding = run.task == "embedding"
+        return {"labels": loaded.labels, "pooling": loaded.pooling if embedding else None,
+                "normalize": loaded.normalize if embedding else False, "source": source}
+    heads = [HeadInfo(name=h.name, task=h.task, output=h.output, labels=h.labels) for h in multi.heads]
+    return {"labels": multi.heads[0].labels, "source": {**source, "head": None, "heads": [h.name for h in heads]},
+            "heads": heads}
+
+
 def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[str, Any]) -> Manifest:
-    loaded, task, v = run.loaded, run.task, run.recipe.validation
+    loaded, v = run.loaded, run.recipe.validation
     tok = loaded.tokenizer
     against = _against_original(run, ex, q)
-    passed = primary(task, q.metrics) >= run.threshold  # type: ignore[arg-type]
+    validation = ex.judge.record(q.figures, q.sensitivity, v.data or "default", v.gate)
     return Manifest(
-        format_version=FORMAT_VERSION, name=name, task=task, family=loaded.family,
+        format_version=FORMAT_VERSION, name=name, task=run.task, family=loaded.family,
         backend=run.method.backend, graph=GraphInfo(**{**ex.info, "file": q.file.name}),
         tokenizer=TokenizerInfo(max_length=run.max_length, mask_token=tok.mask_token,
                                 split_chars=is_residue_vocab(tok)),
-        labels=loaded.labels, pooling=loaded.pooling if task == "embedding" else None,
-        normalize=loaded.normalize if task == "embedding" else False,
-        source={**loaded.source.__dict__, "head": loaded.head, "extra_heads": loaded.extra_heads},
-        recipe=run.recipe.stored(), quantization={"config": q.config.model_dump(mode="json"), "details": q.details},
+        recipe=run.recipe.stored(),
+        quantization={"config": q.config.model_dump(mode="json") if q.config else {}, "details": q.details},
         excluded_nodes=q.excluded,
         sizes={"source_bytes": loaded.source.bytes, "fp32_onnx_bytes": file_bytes(ex.fp32),
                "model_bytes": file_bytes(q.file), **q.sizes},
-        validation={"texts": ex.vs.n_texts, "items": ex.vs.n_items, "data": v.data or "default", **q.metrics,
-                    "threshold": {PRIMARY[task]: run.threshold}, "passed": passed,
-                    "gate": v.gate, "sensitivity": q.sensitivity,
-                    **({"against_unpruned": against} if against else {})},
+        validation={**validation, **({"against_unpruned": against} if against else {})},
         speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": run.isa},
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         notes=list(loaded.notes), op_counts=op_counts(q.file) if q.file.suffix == ".onnx" else {},  # type: ignore[call-arg]
-        pruning=run.pruning,
+        pruning=run.pruning, **_described(run),
     )
 
 
-def compress_model(loaded: LoadedModel, out: Path, *, name: str, recipe: Recipe, force: bool = False,
-                   command: str = "", threads: int | None = None, bench: bool = True) -> Manifest:
-    """Compress ``loaded`` into the artifact directory ``out`` with ``recipe``.
+def compress_model(model: LoadedModel | MultiHeadModel, out: Path, *, name: str, recipe: Recipe,
+                   force: bool = False, command: str = "", threads: int | None = None, bench: bool = True) -> Manifest:
+    """Compress ``model`` into the artifact directory ``out`` with ``recipe``.
 
     Args:
-        loaded: from :func:`compress.sources.load_model`.
+        model: from :func:`compress.sources.load_model`, or several heads on one encoder from
+            :func:`compress.head_graph.load_heads` (one graph, each head validated and gated).
         out: artifact directory to create.
         name: model name recorded in the manifest.
         recipe: how (stored in the manifest as it is).
@@ -317,7 +314,7 @@ def compress_model(loaded: LoadedModel, out: Path, *, name: str, recipe: Recipe,
         >>> compress_model(load_model("antiberty"), Path("artifacts/ab"), name="ab",  # doctest: +SKIP
         ...                recipe=Recipe.model_validate({"method": "int8", "optimize": "O1"}))
     """
-    run = _start(loaded, recipe, threads)
+    run = _start(model, recipe, threads)
     checkpoint = checkpoint_path(out, recipe.prune)
     if recipe.prune:
         check_writable(out, force)  # before the slow part

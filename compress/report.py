@@ -27,6 +27,7 @@ def _rows(m: Manifest) -> list[tuple[str, str]]:
         ("size", size),
         (key, f"{v[key]:.4f} (gate >= {v['threshold'][key]}: {'PASS' if v['passed'] else 'FAIL'})"),
     ]
+    rows += _head_rows(m)
     for extra in ("top5_overlap", "top1_accuracy_original", "top1_accuracy", "min_cosine", "max_abs_logit_diff"):
         if extra in v:
             rows.append((extra, f"{v[extra]:.4f}"))
@@ -38,6 +39,18 @@ def _rows(m: Manifest) -> list[tuple[str, str]]:
     if m.excluded_nodes:
         rows.append(("kept in fp32", f"{len(m.excluded_nodes)} nodes (accuracy gate)"))
     return rows + _pruning_rows(m)
+
+
+def _head_rows(m: Manifest) -> list[tuple[str, str]]:
+    """One row per head of a multi-head artifact: its task, output and primary figure against its gate."""
+    per_head = m.validation.get("heads", {})
+    rows = []
+    for h in m.heads or []:
+        figs, key = per_head.get(h.name, {}), PRIMARY[h.task]
+        if key in figs:
+            rows.append((f"head {h.name}", f"{h.task} ({h.output}): {key} {figs[key]:.4f} (gate >= "
+                                           f"{figs['threshold'][key]}: {'PASS' if figs['passed'] else 'FAIL'})"))
+    return rows
 
 
 def _pruning_rows(m: Manifest) -> list[tuple[str, str]]:

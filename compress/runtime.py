@@ -21,6 +21,7 @@ if TYPE_CHECKING:
 
     from compress.artifact import Artifact
     from compress.export import TaskGraph
+    from compress.head_graph import MultiHeadGraph
 
 log = logging.getLogger(__name__)
 Device = Literal["cpu", "cuda"]
@@ -82,7 +83,7 @@ class OnnxRunner:
 class TorchRunner:
     """Runs the PyTorch task graph (the original model) on numpy encodings."""
 
-    def __init__(self, graph: TaskGraph, input_names: Sequence[str], threads: int | None = None,
+    def __init__(self, graph: TaskGraph | MultiHeadGraph, input_names: Sequence[str], threads: int | None = None,
                  device: Device = "cpu") -> None:
         import torch
 

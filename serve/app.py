@@ -56,12 +56,12 @@ class Reloaded(BaseModel):
 
 
 def model_card(engine: Engine, name: str) -> ModelCard:
-    m = engine.models[name]
+    m = engine.served()[name]  # a model, or one head of a multi-head model
     try:
         created = int(dt.datetime.fromisoformat(m.manifest.created).timestamp())
     except ValueError:
         created = 0
-    info = {**m.describe(), **engine.describe(name)}
+    info = {**m.describe(), **engine.describe(m.spec.name)}
     return ModelCard(id=name, created=created, task=m.task, endpoint=str(info["endpoint"]), details=info)
 
 
@@ -79,13 +79,13 @@ def _probe(check: Callable[[], tuple[bool, str]], kind: str) -> Callable[[], Any
 def add_model_routes(app: FastAPI, engine: Engine, security: list) -> None:
     """/v1/models, /v1/models/{id}, POST /v1/models/{id}/reload."""
     def card(model_id: str) -> ModelCard:
-        if model_id not in engine.models:
+        if model_id not in engine.served():
             raise ServeError("model_not_found", f"model {model_id!r} is not served; served models: "
-                             f"{', '.join(engine.models)}", "model_id")
+                             f"{', '.join(engine.served())}", "model_id")
         return model_card(engine, model_id)
 
     async def list_models() -> ModelList:
-        return ModelList(data=[model_card(engine, n) for n in engine.models])
+        return ModelList(data=[model_card(engine, n) for n in engine.served()])
 
     async def get_model(model_id: str) -> ModelCard:
         return card(model_id)
@@ -93,7 +93,7 @@ def add_model_routes(app: FastAPI, engine: Engine, security: list) -> None:
     async def reload_model(model_id: str) -> Reloaded:
         previous = card(model_id).details["version"]
         try:
-            version = await engine.reload(model_id)
+            version = await engine.reload(engine.served()[model_id].spec.name)  # a head reloads its model
         except ServeError:
             raise
         except Exception as e:

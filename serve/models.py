@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,7 +18,7 @@ from serve.errors import ServeError
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from compress.artifact import Manifest
+    from compress.artifact import HeadInfo, Manifest
     from compress.catalog import ModelEntry, ServeOptions, Task
 
 log = logging.getLogger("serve")
@@ -45,7 +46,12 @@ class ModelSpec:
 
 
 class ServedModel:
-    """One model as the HTTP side sees it: limits, tokenizer, labels."""
+    """One model as the HTTP side sees it: limits, tokenizer, labels.
+
+    A multi-head artifact is one model (one lane, one backend) with a view per head: the view is a
+    ServedModel too, with the head's task and labels, addressed as ``NAME`` (the first head) or
+    ``NAME:HEAD`` (the others).
+    """
 
     def __init__(self, spec: ModelSpec, manifest: Manifest, tokenizer: PreTrainedTokenizerBase) -> None:
         self.spec = spec
@@ -57,14 +63,34 @@ class ServedModel:
         self.mask_token = manifest.tokenizer.mask_token
         self.labels = manifest.labels or []
         self._token_text: dict[int, str] = {}
+        self.head: HeadInfo | None = None
+        self.address = spec.name
+        self._views = {h.name: self._view(h, i) for i, h in enumerate(manifest.heads or [])}
+
+    def _view(self, head: HeadInfo, index: int) -> ServedModel:
+        view = copy.copy(self)  # shares the tokenizer, spec and token cache
+        view.head, view.labels, view._views = head, head.labels or [], {}
+        view.address = self.spec.name if index == 0 else f"{self.spec.name}:{head.name}"
+        return view
 
     @property
     def name(self) -> str:
-        return self.spec.name
+        """The name clients address: the model's, or ``NAME:HEAD`` for a head view past the first."""
+        return self.address
 
     @property
     def task(self) -> str:
-        return self.spec.task
+        return self.head.task if self.head is not None else self.spec.task
+
+    def view(self, head: str | None) -> ServedModel:
+        """The view of ``head`` (None: the model itself, single-head)."""
+        return self if head is None else self._views[head]
+
+    def addresses(self) -> dict[str, ServedModel]:
+        """Every name a client can address on this model, with the view it answers from."""
+        if not self._views:
+            return {self.name: self}
+        return {v.address: v for v in self._views.values()}
 
     def tokenize(self, texts: list[str], param: str = "inputs") -> list[list[int]]:
         """Token ids of each text, special tokens included; truncated or refused past ``max_length``.
@@ -129,7 +155,8 @@ class ServedModel:
                 "truncate": self.spec.options.truncate, "mask_token": self.mask_token if self.task == "fill-mask"
                 else None, "labels": self.labels or None, "pooling": m.pooling, "normalize": m.normalize,
                 "method": m.method, "backend": self.spec.backend,
-                "device": self.spec.options.device}
+                "device": self.spec.options.device,
+                **({"model": self.spec.name, "head": self.head.name} if self.head is not None else {})}
 
 
 def _warmup_ids(tokenizer: PreTrainedTokenizerBase, task: str, split_chars: bool, mask_id: int | None) -> list[int]:
@@ -142,14 +169,15 @@ def _warmup_ids(tokenizer: PreTrainedTokenizerBase, task: str, split_chars: bool
 
 def compress_entry(entry: ModelEntry, out: Path) -> None:
     """Compress a models.yaml entry with its recipe into ``out`` (first start); progress on stderr."""
+    from compress.head_graph import load_heads
     from compress.pipeline import compress_model
     from compress.sources import load_entry
 
     log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)",
                 entry.name, out, entry.recipe.method)
     # The whole recipe, prune: block included, exactly as `compress run NAME` uses it.
-    compress_model(load_entry(entry), out, name=entry.name, recipe=entry.recipe,
-                   command=f"serve (first start: {entry.name})")
+    model = load_heads(entry.heads, entry=entry) if entry.heads else load_entry(entry)
+    compress_model(model, out, name=entry.name, recipe=entry.recipe, command=f"serve (first start: {entry.name})")
 
 
 def _resolve_backend(entry: ModelEntry, m: Manifest, directory: Path) -> tuple[str, bool]:
@@ -166,6 +194,17 @@ def _resolve_backend(entry: ModelEntry, m: Manifest, directory: Path) -> tuple[s
                           f"{directory} already is {m.method}: drop serve.precision")
     check_available(backend, entry.serve, entry.name)
     return backend, from_source
+
+
+def _check_heads(entry: ModelEntry, m: Manifest, directory: Path) -> None:
+    """The artifact has the heads the entry asks for (an artifact made before ``heads:`` was added has none)."""
+    want = [h.name for h in entry.heads or []]
+    have = [h.name for h in m.heads or []]
+    if want and want != have:
+        raise ConfigError(f"{entry.name}: models.yaml asks for heads {', '.join(want)} but the artifact at {directory} "
+                          f"has {', '.join(have) or 'one task'}: rebuild it with `compress run {entry.name} --force`")
+    if m.heads and entry.serve.backend == "torch":
+        raise ConfigError(f"{entry.name}: a multi-head artifact runs on onnxruntime; drop serve.backend: torch")
 
 
 def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) -> ServedModel:
@@ -194,6 +233,7 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
     if entry.task is not None and entry.task != m.task:
         raise ConfigError(f"{entry.name}: models.yaml says task {entry.task} but the artifact at {directory} is "
                           f"{m.task}; fix the entry or rebuild the artifact")
+    _check_heads(entry, m, directory)
     if m.task == "fill-mask" and not m.tokenizer.mask_token:
         raise ConfigError(f"{entry.name}: a fill-mask artifact without a mask token cannot be served")
     tok = art.tokenizer()

@@ -108,6 +108,18 @@ def build_tiny(directory: Path, family: str = "bert", task: str = "fill-mask", n
     return model, tok
 
 
+def add_linear_heads(weights: Path) -> None:
+    """AntiBERTy's layout: species (6) and chain (2) linear heads on the pooled output."""
+    sd = torch.load(weights, weights_only=True)
+    gen = torch.Generator().manual_seed(1)
+    for name, n in (("species", 6), ("chain", 2)):
+        sd[f"cls.{name}.weight"] = torch.randn(n, 64, generator=gen)
+        sd[f"cls.{name}.bias"] = torch.randn(n, generator=gen)
+    sd["bert.pooler.dense.weight"] = torch.randn(64, 64, generator=gen) * 0.2
+    sd["bert.pooler.dense.bias"] = torch.randn(64, generator=gen)
+    torch.save(sd, weights)
+
+
 @pytest.fixture
 def tiny(tmp_path):
     """Factory: tiny(family, task, save) -> model directory."""
@@ -155,6 +167,7 @@ def packaged_artifact(tmp_path_factory):
     tens of seconds each).
     """
     from compress.catalog import load_catalog
+    from compress.heads import entry_or_head
     from compress.pipeline import compress_model
     from compress.quantize import method_config
     from compress.sources import load_entry
@@ -165,7 +178,7 @@ def packaged_artifact(tmp_path_factory):
 
     def make(name: str, method: str = "int8") -> Path:
         if (name, method) not in cache:
-            entry = catalog.get(name)
+            entry = entry_or_head(catalog, name)  # antiberty-species: that head of antiberty, alone
             recipe = entry.recipe.model_copy(update={"quantize": method_config({"method": method})})
             # share with the benchmark's int8 variant only what is made the same way
             from benchmarks.variants import RECIPES
@@ -184,6 +197,7 @@ def packaged_artifact(tmp_path_factory):
 def packaged_model():
     """Factory: packaged_model(name) -> LoadedModel (the fp32 original), loaded once per session."""
     from compress.catalog import load_catalog
+    from compress.heads import entry_or_head
     from compress.sources import load_entry
 
     catalog = load_catalog(ROOT / "models.yaml")
@@ -191,7 +205,7 @@ def packaged_model():
 
     def get(name: str):
         if name not in cache:
-            cache[name] = load_entry(catalog.get(name))
+            cache[name] = load_entry(entry_or_head(catalog, name))
         return cache[name]
 
     return get

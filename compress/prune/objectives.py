@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 
 from compress.catalog import Task
-from compress.export import _lm_head, pool
+from compress.export import masked_lm_head, pool
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
@@ -47,7 +47,7 @@ def run(model: PreTrainedModel, task: Task, batch: dict[str, torch.Tensor], *, h
         return Outputs(pool(base[0], kw["attention_mask"], pooling), states)
     pos = batch["mask_positions"]
     gathered = base[0][pos[:, 0], pos[:, 1]]
-    head = _lm_head(model)
+    head = masked_lm_head(model)
     if head is None:
         raise ValueError(f"no masked-LM head found on {type(model).__name__}")
     return Outputs(head(gathered.unsqueeze(0)).squeeze(0), states)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 class ClassifyRequest(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
-        {"model": "antiberty-species", "inputs": "EVQLVESGGGLVQPGGSLRLSCAAS", "top_k": 3}]})
+        {"model": "antiberty:species", "inputs": "EVQLVESGGGLVQPGGSLRLSCAAS", "top_k": 3}]})
     inputs: Inputs
     model: ModelName = None
     top_k: int | None = Field(None, ge=1, le=10_000, description="labels per input (default: all), most likely "

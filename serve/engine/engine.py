@@ -132,8 +132,12 @@ class Engine:
         self._inference.shutdown(wait=False, cancel_futures=True)
         self._tokenize.executor.shutdown(wait=False, cancel_futures=True)
 
-    def pick(self, task: str, name: str | None, path: str = "") -> Lane:
-        """The lane a request names (or the only one of its task).
+    def served(self) -> dict[str, ServedModel]:
+        """Every addressable name (a model, or each head of a multi-head model) and the view that answers it."""
+        return {a: v for m in self.models.values() for a, v in m.addresses().items()}
+
+    def pick(self, task: str, name: str | None, path: str = "") -> tuple[Lane, ServedModel]:
+        """The lane a request names (or the only one of its task), and the model or head view it asks.
 
         Raises:
             ServeError: 404 for a model not served for this task, 422 when several are and none is named,
@@ -142,17 +146,19 @@ class Engine:
         if self.state in ("loading", "failed"):
             why = "models are still loading" if self.state == "loading" else f"the engine failed ({self.failure})"
             raise ServeError("not_ready", f"not ready: {why}; retry shortly", headers={"Retry-After": "1"})
-        mine = [n for n, m in self.models.items() if m.task == task]
+        served = self.served()
+        mine = [a for a, v in served.items() if v.task == task]
         here = ", ".join(mine) or "none"
         if name is None and len(mine) == 1:
-            return self.lanes[mine[0]]
-        if name is None and mine:
+            name = mine[0]
+        elif name is None and mine:
             raise ServeError("invalid_request", f"model is required: this endpoint serves {here}", "model")
         if name in mine:
-            return self.lanes[name]
+            view = served[name]
+            return self.lanes[view.spec.name], view
         what = f"model {name!r} is not served at {path or 'this endpoint'}" if name else f"no {task} model is served"
         raise ServeError("model_not_found", f"{what}; models for this endpoint: {here}; all served models: "
-                         f"{', '.join(self.models)} (GET /v1/models)", "model")
+                         f"{', '.join(served)} (GET /v1/models)", "model")
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "") -> Answer:
@@ -161,13 +167,13 @@ class Engine:
         Raises:
             ServeError: bad request (4xx), overloaded (429), not ready (503), timeout (504).
         """
-        lane = self.pick(task, name, path)
+        lane, view = self.pick(task, name, path)
         limit = lane.options.max_items
         if len(texts) > limit:
-            raise ServeError("invalid_request", f"{param} has {len(texts)} items; model {lane.name!r} takes at most "
+            raise ServeError("invalid_request", f"{param} has {len(texts)} items; model {view.name!r} takes at most "
                              f"{limit} per request: split them over several requests", param)
-        results, ids, version = await lane.submit(texts, params, param)
-        return Answer(lane.name, results, ids, version)
+        results, ids, version = await lane.submit(texts, params, param, head=view.head.name if view.head else None)
+        return Answer(view.name, results, ids, version)
 
     def refusal(self, task: str) -> ServeError | None:
         """A 429 for a request to ``task`` when every model serving it is full, before the request is read.
@@ -177,7 +183,8 @@ class Engine:
         """
         if self.state != "ready":
             return None
-        lanes = [lane for name, lane in self.lanes.items() if self.models[name].task == task]
+        names = {v.spec.name for v in self.served().values() if v.task == task}
+        lanes = [lane for name, lane in self.lanes.items() if name in names]
         if not lanes or not all(lane.admission.full() for lane in lanes):
             return None
         return lanes[0].refusal()

@@ -63,6 +63,7 @@ class Job:
     ids: list[list[int]]
     params: dict[str, Any]
     future: asyncio.Future
+    head: str | None = None  # the head asked, of a multi-head model
     queued: float = field(default_factory=time.monotonic)
     rows: list[Any] = field(default_factory=list)
     left: int = 0
@@ -97,9 +98,10 @@ class Lane:
         self.busy_since: float | None = None  # when the running forward pass started (liveness)
         metrics.MODEL_INFO.labels(self.name, version.id).set(1)
 
-    async def submit(self, texts: list[str], params: dict[str, Any], param: str = "inputs"
+    async def submit(self, texts: list[str], params: dict[str, Any], param: str = "inputs", head: str | None = None
                      ) -> tuple[list[Any], list[list[int]], str]:
-        """Answer one request: (one result per text, token ids, version id).
+        """Answer one request: (one result per text, token ids, version id); ``head``: which head of a
+        multi-head model (its requests share passes with the other heads').
 
         Raises:
             ServeError: a bad request (4xx), or 429 when the queue is full, 504 past the timeout.
@@ -107,10 +109,12 @@ class Lane:
         self._admit(self.admission.reserve_request, self.name)
         version = self.current
         version.enter()
+        model = version.model.view(head)
+        task = TASKS[model.task]
         tokens = 0
         try:
             ids = await self.tokenize(version.model, texts, param)
-            self.task.check(version.model, ids, params)
+            task.check(model, ids, params)
             tokens = sum(len(s) for s in ids)
             self._admit(self.admission.reserve_tokens, self.name, tokens)
         except BaseException:
@@ -118,7 +122,7 @@ class Lane:
             version.leave()
             self._gauges()
             raise
-        job = Job(version, ids, params, asyncio.get_running_loop().create_future())
+        job = Job(version, ids, params, asyncio.get_running_loop().create_future(), head)
         try:
             self.queue.extend((job, i) for i in range(len(ids)))
             self._gauges()
@@ -130,7 +134,7 @@ class Lane:
             self.admission.release(tokens)
             version.leave()
             self._gauges()
-        results = [self.task.result(version.model, t, s, r, params) for t, s, r in zip(texts, ids, rows, strict=True)]
+        results = [task.result(model, t, s, r, params) for t, s, r in zip(texts, ids, rows, strict=True)]
         return results, ids, version.id
 
     def refusal(self) -> ServeError | None:
@@ -220,7 +224,8 @@ class Lane:
         self.busy_since = t0 = time.monotonic()
         try:
             rows = await asyncio.get_running_loop().run_in_executor(
-                self.inference, self._forward, version, seqs, [job.params for job, _ in chunk])
+                self.inference, self._forward, version, seqs, [job.params for job, _ in chunk],
+                [job.head for job, _ in chunk])
         except Exception as e:
             log.error("%s: a forward pass of %d sequences failed", self.name, len(seqs), exc_info=e)
             for job, _ in chunk:
@@ -236,13 +241,18 @@ class Lane:
             if job.left == 0 and not job.future.done():
                 job.future.set_result(job.rows)
 
-    def _forward(self, version: Version, seqs: list[list[int]], params: list[dict[str, Any]]) -> list[Any]:
-        """Pad, run, split into rows (the inference thread)."""
+    def _forward(self, version: Version, seqs: list[list[int]], params: list[dict[str, Any]],
+                 heads: list[str | None]) -> list[Any]:
+        """Pad, run once, split into rows, each by its head's task (the inference thread)."""
         from serve.engine.batch import pad_batch
+        from serve.engine.heads import head_rows
 
         model = version.model
         enc = pad_batch(seqs, model.spec.pad_id, version.backend.input_names)
-        return self.task.rows(version.backend(enc), seqs, model, params)
+        out = version.backend(enc)
+        if model.manifest.heads is None:
+            return self.task.rows(out, seqs, model, params)
+        return head_rows(out, seqs, model, params, heads)
 
     def _account(self, seqs: list[list[int]], seconds: float) -> None:
         tokens = sum(len(s) for s in seqs)

@@ -136,10 +136,10 @@ def _probes(app: FastAPI, server: Server, path: str) -> None:
 
 def _models_routes(app: FastAPI, models: list[ServedModel]) -> None:
     """/v1/models: what is served, with each artifact's version (queues live in the workers)."""
-    cards = [{"id": m.name, "object": "model", "owned_by": "mlm-compress", "task": m.task,
-              "endpoint": m.describe()["endpoint"], "details": {**m.describe(),
-                                                                "version": artifact_version(m.spec.artifact)}}
-             for m in models]
+    cards = [{"id": v.name, "object": "model", "owned_by": "mlm-compress", "task": v.task,
+              "endpoint": v.describe()["endpoint"], "details": {**v.describe(),
+                                                                "version": artifact_version(v.spec.artifact)}}
+             for m in models for v in m.addresses().values()]
 
     async def list_models() -> dict:
         return {"object": "list", "data": cards}
@@ -163,7 +163,7 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
     dummy = Engine(models)  # only to list the routes and their request models
     apis = []
     for path, endpoint, _, _, task in task_routes(dummy):
-        mine = [m for m in models if m.task == task]
+        mine = [m for m in models if any(v.task == task for v in m.addresses().values())]  # heads included
         if mine:
             request_model = get_type_hints(endpoint)["body"]
             apis.append(_route_api(path, request_model, mine, settings))

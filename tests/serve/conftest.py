@@ -23,8 +23,11 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def packaged_entry(name: str, artifact: Path, **serve_opts: object) -> dict:
     from compress.catalog import load_catalog
+    from compress.heads import entry_or_head
 
-    entry = load_catalog(ROOT / "models.yaml").get(name).model_dump(exclude_none=True, exclude={"serve", "artifact"})
+    # antiberty-species: that head of antiberty, alone; heads dropped, the artifact has one task
+    entry = entry_or_head(load_catalog(ROOT / "models.yaml"), name).model_dump(
+        exclude_none=True, exclude={"serve", "artifact", "heads"})
     return {**entry, "artifact": str(artifact), "serve": serve_opts}
 
 

@@ -1,0 +1,144 @@
+"""The multi-head graph: the encoder once, then the fill-mask head at mask positions and each linear head
+on the pooled output, every head its own output (names in compress/heads.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from compress import CompressError
+from compress.heads import HeadSpec, HeadTask
+
+if TYPE_CHECKING:
+    from transformers import PretrainedConfig, PreTrainedModel
+
+    from compress.catalog import ModelEntry
+    from compress.sources import LoadedModel
+
+
+@dataclass
+class MultiHeadModel:
+    """The multi-head graph with what `compress` needs besides: tokenizer, source, heads (labels filled in)."""
+
+    graph: MultiHeadGraph
+    heads: list[HeadSpec]
+    loaded: LoadedModel  # the first head's load: tokenizer, source, family, notes
+
+    @property
+    def task(self) -> HeadTask:
+        return self.heads[0].task
+
+
+def _pooler(base: nn.Module) -> nn.Module:
+    """The encoder's pooler (BERT: dense + tanh on [CLS]; ALBERT: the same, in two modules)."""
+    pooler = getattr(base, "pooler", None)
+    if not isinstance(pooler, nn.Module):
+        raise CompressError(f"{type(base).__name__} has no pooler: multi-head artifacts take linear heads on "
+                            "the pooled output (BERT, ALBERT)")
+    return _Pool(base) if hasattr(base, "pooler_activation") else pooler
+
+
+class MultiHeadGraph(nn.Module):
+    """The encoder once, then every head; outputs named as :class:`HeadSpec.output` says."""
+
+    model: PreTrainedModel
+    config: PretrainedConfig
+    pooler: nn.Module
+
+    def __init__(self, model: PreTrainedModel, pooler: nn.Module, heads: list[HeadSpec],
+                 classifiers: dict[str, nn.Module], mask_token_id: int | None) -> None:
+        from compress.export import OUTPUTS, masked_lm_head
+
+        super().__init__()
+        self.model, self.config, self.pooler = model, model.config, pooler
+        self.classifiers = nn.ModuleDict(classifiers)
+        self.mask_token_id = mask_token_id
+        self.task = heads[0].task
+        self.lm_head = masked_lm_head(model) if any(h.task == "fill-mask" for h in heads) else None
+        if any(h.task == "fill-mask" for h in heads) and (self.lm_head is None or mask_token_id is None):
+            raise CompressError(f"{type(model).__name__}: no mask-only LM head or no mask token; a multi-head "
+                                "artifact needs both for its fill-mask head")
+        self.outputs: dict[str, dict[int, str]] = {}
+        for h in heads:
+            self.outputs.update(OUTPUTS["fill-mask"] if h.task == "fill-mask" else {h.output: {0: "batch_size"}})
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        kw = {"input_ids": input_ids, "attention_mask": attention_mask}
+        if token_type_ids is not None:
+            kw["token_type_ids"] = token_type_ids
+        hidden = self.model.base_model(**kw)[0]
+        out: dict[str, torch.Tensor] = {}
+        if self.lm_head is not None:
+            positions = torch.nonzero(torch.eq(input_ids, int(self.mask_token_id or 0)))
+            gathered = hidden[positions[:, 0], positions[:, 1]].unsqueeze(0)  # 3-D: the head's Linears stay MatMul
+            out["mask_logits"] = self.lm_head(gathered).squeeze(0)
+            out["mask_positions"] = positions
+        pooled = self.pooler(hidden)
+        for name, classifier in self.classifiers.items():
+            out[f"{name}_logits"] = classifier(pooled)
+        return out
+
+
+def build_multihead(load: Callable[..., LoadedModel], heads: list[HeadSpec]) -> MultiHeadModel:
+    """Load each head with ``load(task=..., head=..., labels=...)`` and join them on one encoder.
+
+    ``load`` is :func:`compress.sources.load_model` or :func:`compress.sources.load_entry` with the
+    source bound. The encoder is the fill-mask model's when there is a fill-mask head (its LM head
+    shares the embedding matrix), else the first classifier's.
+
+    Raises:
+        CompressError: a head is not in the checkpoint, or is not a linear head on the pooled output.
+    """
+    loads = {h.name: load(task="fill-mask") if h.task == "fill-mask" else
+             load(task="classification", head=h.name, labels=h.labels) for h in heads}
+    filled = [h.model_copy(update={"labels": loads[h.name].labels}) for h in heads]
+    classifiers: dict[str, nn.Module] = {}
+    for h in filled:
+        if h.task == "classification":
+            classifier = getattr(loads[h.name].model, "classifier", None)
+            if not isinstance(classifier, nn.Linear):
+                raise CompressError(f"head {h.name!r} is not a linear head on the pooled output; multi-head artifacts "
+                                    "support those (BERT, ALBERT checkpoints with extra linear heads)")
+            classifiers[h.name] = classifier
+    first_clf = next(loads[h.name] for h in filled if h.task == "classification")
+    main = next((loads[h.name] for h in filled if h.task == "fill-mask"), first_clf)
+    graph = MultiHeadGraph(main.model, _pooler(first_clf.model.base_model), filled, classifiers,
+                           main.tokenizer.mask_token_id)
+    loaded = loads[filled[0].name]
+    loaded.notes = [n for n in loaded.notes if not n.startswith("checkpoint has heads not exported")]
+    return MultiHeadModel(graph=graph.eval(), heads=filled, loaded=loaded)
+
+
+class _Pool(nn.Module):
+    """ALBERT's pooler (a Linear and an activation) as one module, so its weights travel with the graph."""
+
+    def __init__(self, base: nn.Module) -> None:
+        super().__init__()
+        self.dense, self.activation = base.pooler, base.pooler_activation
+
+    def forward(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.activation(self.dense(hidden[:, 0]))  # type: ignore[no-any-return,operator]
+
+
+def load_heads(heads: list[HeadSpec], *, entry: ModelEntry | None = None, spec: str | None = None,
+               **overrides: Any) -> MultiHeadModel:
+    """Load the multi-head model of a models.yaml ``entry`` or a path/hub ``spec`` (config, tokenizer,
+    trust_pickle overrides as for :func:`compress.sources.load_model`).
+
+    Raises:
+        CompressError: --task/--head/--labels given too, or a head cannot be loaded.
+    """
+    from functools import partial
+
+    from compress.sources import load_entry, load_model
+
+    given = [k for k in ("task", "head", "labels") if overrides.pop(k, None) is not None]
+    if given:
+        raise CompressError(f"--heads names every head's task and labels; drop --{given[0]}")
+    load = partial(load_entry, entry, **overrides) if entry is not None else partial(load_model, str(spec), **overrides)
+    return build_multihead(load, heads)

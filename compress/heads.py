@@ -1,0 +1,124 @@
+"""The heads of a multi-head artifact, as models.yaml (``heads:``) and ``--heads`` name them.
+
+A checkpoint such as AntiBERTy's holds one encoder with a masked-LM head and extra linear heads
+(species, chain) on the pooled output; a multi-head artifact (compress/head_graph.py) runs the
+encoder once and returns each head as its own output:
+
+- the fill-mask head (at most one, conventionally named ``mlm``): ``mask_logits`` and
+  ``mask_positions``, the LM head computed only at mask tokens, as in the single-task graph;
+- each classification head ``NAME``: ``NAME_logits`` [batch, labels].
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Annotated, Any, Literal
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
+
+from compress import CompressError
+
+if TYPE_CHECKING:
+    from compress.catalog import Catalog, ModelEntry
+
+HeadTask = Literal["fill-mask", "classification"]
+MLM = "mlm"  # the conventional name of the fill-mask head
+
+
+class HeadSpec(BaseModel):
+    """One head of a multi-head model: its name in the checkpoint (``mlm`` for the LM head), task, labels."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
+    task: HeadTask = "classification"
+    labels: list[str] | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _mlm_is_fill_mask(cls, data: Any) -> Any:
+        if isinstance(data, dict) and data.get("name") == MLM and "task" not in data:
+            return {**data, "task": "fill-mask"}
+        return data
+
+    @property
+    def output(self) -> str:
+        """The graph output holding this head's logits."""
+        return "mask_logits" if self.task == "fill-mask" else f"{self.name}_logits"
+
+
+def check_heads(heads: list[HeadSpec]) -> list[HeadSpec]:
+    """Two or more heads, unique names, at most one fill-mask head, labels only on classifiers."""
+    names = [h.name for h in heads]
+    if len(heads) < 2:
+        raise ValueError("heads: list two or more (e.g. mlm, species); for one head use task/head instead")
+    if len(set(names)) != len(names):
+        raise ValueError(f"heads: names must be unique; got {names}")
+    if sum(h.task == "fill-mask" for h in heads) > 1:
+        raise ValueError("heads: at most one fill-mask head (the checkpoint has one LM head)")
+    for h in heads:
+        if h.task == "fill-mask" and h.labels:
+            raise ValueError(f"heads: {h.name} is a fill-mask head; labels belong to classification heads")
+    return heads
+
+
+HeadList = Annotated[list[HeadSpec], AfterValidator(check_heads)]
+
+
+def parse_heads(text: str, labels: dict[str, list[str]] | None = None) -> list[HeadSpec]:
+    """``--heads mlm,species,chain``: ``mlm`` is the fill-mask head, any other name a classification head.
+
+    Raises:
+        CompressError: fewer than two heads, or a repeated or malformed name.
+    """
+    from pydantic import ValidationError
+
+    try:
+        heads = [HeadSpec(name=n.strip(), labels=(labels or {}).get(n.strip())) for n in text.split(",") if n.strip()]
+        return check_heads(heads)
+    except (ValidationError, ValueError) as e:
+        first = str(e).strip().splitlines()[-1] if isinstance(e, ValidationError) else str(e)
+        raise CompressError(f"--heads {text!r}: {first}") from None
+
+
+def requested_heads(cli_heads: str | None, entry: ModelEntry | None) -> list[HeadSpec] | None:
+    """The heads to export: ``--heads`` (labels from the entry's heads of the same name), else the entry's.
+
+    Raises:
+        CompressError: a malformed ``--heads``, or an entry with ``heads:`` that also sets task, head or labels.
+    """
+    known = entry.heads if entry is not None and entry.heads else []
+    if entry is not None and known and (entry.task or entry.head or entry.labels):
+        raise CompressError(f"{entry.name}: an entry with heads: gives each head's task and labels there; "
+                            "drop its task/head/labels fields")
+    if cli_heads:
+        return parse_heads(cli_heads, {h.name: h.labels for h in known if h.labels})
+    return known or None
+
+
+def single_head_entry(entry: ModelEntry, head: str) -> ModelEntry:
+    """One head of a multi-head entry as a single-head entry named ``NAME-HEAD``, for the benchmarks and
+    tests that compare a multi-head artifact with one artifact per head.
+
+    Raises:
+        CompressError: the entry has no head of that name.
+    """
+    spec = next((h for h in entry.heads or [] if h.name == head), None)
+    if spec is None:
+        raise CompressError(f"{entry.name} has no head {head!r}; its heads: "
+                            f"{', '.join(h.name for h in entry.heads or []) or 'none'}")
+    task = spec.task
+    return entry.model_copy(update={"name": f"{entry.name}-{head}", "heads": None, "task": task,
+                                    "head": None if task == "fill-mask" else head, "labels": spec.labels})
+
+
+def entry_or_head(catalog: Catalog, name: str) -> ModelEntry:
+    """``name`` in models.yaml, or ``NAME-HEAD`` for one head of a multi-head entry (benchmarks, tests).
+
+    Raises:
+        CompressError: neither.
+    """
+    if name in catalog.names():
+        return catalog.get(name)
+    base, _, head = name.rpartition("-")
+    if base in catalog.names() and catalog.get(base).heads:
+        return single_head_entry(catalog.get(base), head)
+    return catalog.get(name)  # raises, listing the known names
