@@ -137,9 +137,9 @@ def _start(model: LoadedModel | MultiHeadModel, recipe: Recipe, threads: int | N
     multi = model if isinstance(model, MultiHeadModel) else None
     loaded = model.loaded if isinstance(model, MultiHeadModel) else model
     if method.backend == "torch" and (recipe.prune or multi):
-        raise CompressError(f"{method.name} makes a torch artifact that reloads through transformers: one task, "
-                            "unpruned (its config cannot describe pruned layers); drop --prune/--heads or pick an "
-                            "ONNX method")
+        raise CompressError(f"{method.name} makes a torch artifact that reloads through transformers, whose config "
+                            "cannot describe per-layer head and neuron counts nor several heads; drop --prune/--heads "
+                            "or pick an ONNX method")
     if multi and recipe.prune:
         raise CompressError("--prune is single-head only: drop --heads or --prune")
     v = recipe.validation
