@@ -1,0 +1,45 @@
+"""Joining a Ray cluster, or starting a local one bound to 127.0.0.1: shared by ``serve --ray`` and bulk
+embedding. Ray is an optional extra; importing this module does not import it."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+from serve.config import ConfigError
+
+log = logging.getLogger("serve")
+INSTALL = "pip install 'mlm-compress[scale]'"
+
+
+def import_ray() -> Any:
+    """The ``ray`` module.
+
+    Raises:
+        ConfigError: Ray is not installed (the message says what to install).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise ConfigError(f"this needs Ray (Ray Serve and Ray Data): {INSTALL}") from None
+    return ray
+
+
+def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
+    """Join the cluster at ``address`` (``auto``, ``ray://...``, ``HOST:PORT``), or start a local Ray on
+    127.0.0.1 with ``num_cpus`` (default: all cores) and no dashboard. Returns whether it started one
+    (the caller then shuts it down); an already connected driver is reused.
+    """
+    ray = import_ray()
+    if ray.is_initialized():
+        return False
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reporting home from a server
+    if address:
+        ray.init(address=address, log_to_driver=False)
+        log.info("joined the Ray cluster at %s: %s", address, ray.cluster_resources())
+        return False
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
+             _node_ip_address="127.0.0.1")
+    log.info("started a local Ray on 127.0.0.1: %s", ray.cluster_resources())
+    return True

@@ -1,0 +1,43 @@
+"""Scale-out fixtures: a tiny random embedding artifact, and one local Ray on 127.0.0.1 per module.
+
+Ray is an optional extra (``mlm-compress[scale]``, in ``[dev]``); these tests are skipped without it.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+pytest.importorskip("ray")
+
+
+@pytest.fixture(scope="session")
+def tiny_embedder(tmp_path_factory):
+    """(models.yaml entry, artifact dir) of a tiny random BERT embedder, compressed fp32 as `serve` would."""
+    from compress.catalog import ModelEntry
+    from compress.pipeline import RunOptions, compress_model
+    from compress.sources import load_model
+    from tests.conftest import build_tiny
+
+    tmp = tmp_path_factory.mktemp("tiny-embed")
+    build_tiny(tmp / "src", "bert", "embedding")
+    art = tmp / "art"
+    compress_model(load_model(str(tmp / "src")), art, name="tiny-embed",
+                   opts=RunOptions(method="fp32", gate=False, bench=False, n_validate=16))
+    entry = ModelEntry(name="tiny-embed", source=str(tmp / "src"), task="embedding", artifact=str(art),
+                       serve={"max_batch_size": 8, "threads": 1})
+    return entry, art
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """A local Ray (2 CPUs, no dashboard, 127.0.0.1) for the module's tests; shut down after them."""
+    import ray
+
+    from serve.raycluster import connect
+
+    started = connect(num_cpus=2)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
