@@ -40,6 +40,8 @@ def run(settings: Settings) -> None:
         log.warning("no API key set (SERVE_API_KEY or --api-key-file): every endpoint is open")
     if settings.host_kind == "litserve":
         from serve.hosts.litserve import serve
+    elif settings.host_kind == "ray":
+        from serve.hosts.ray import serve
     else:
         from serve.hosts.native import serve
     serve(models, settings)

@@ -136,6 +136,14 @@ class Engine:
         """The lane a request names (or the only one of its task).
 
         Raises:
+            ServeError: as :meth:`choose`.
+        """
+        return self.lanes[self.choose(task, name, path)]
+
+    def choose(self, task: str, name: str | None, path: str = "") -> str:
+        """The name of the model a request names (or the only one of its task).
+
+        Raises:
             ServeError: 404 for a model not served for this task, 422 when several are and none is named,
                 503 while loading.
         """
@@ -145,11 +153,11 @@ class Engine:
         mine = [n for n, m in self.models.items() if m.task == task]
         here = ", ".join(mine) or "none"
         if name is None and len(mine) == 1:
-            return self.lanes[mine[0]]
+            return mine[0]
         if name is None and mine:
             raise ServeError("invalid_request", f"model is required: this endpoint serves {here}", "model")
         if name in mine:
-            return self.lanes[name]
+            return name
         what = f"model {name!r} is not served at {path or 'this endpoint'}" if name else f"no {task} model is served"
         raise ServeError("model_not_found", f"{what}; models for this endpoint: {here}; all served models: "
                          f"{', '.join(self.models)} (GET /v1/models)", "model")

@@ -1,0 +1,209 @@
+"""Ray Serve host: the same HTTP app (serve/app.py) as an ingress deployment, one deployment per model.
+
+::
+
+    HTTP -> Ray Serve proxy -> ingress (the FastAPI app of serve/app.py over a RayEngine)
+                                  -> model deployment "minilm" (replicas, each an Engine on the artifact)
+                                  -> model deployment "antiberty" ...
+
+The ingress answers every route, schema, error, the API key, ``/v1/models`` and the probes with the
+code the native host runs; its engine (:class:`RayEngine`) picks the model as the engine does and
+sends the tokens' work to that model's deployment. Each model replica runs the framework-free
+engine (admission, continuous batching, the backend) on the model's artifact.
+
+Per-model settings of models.yaml's ``serve:`` block map to Ray's own knobs: ``replicas`` or
+``autoscaling`` (``min_replicas``, ``max_replicas``, ``target_ongoing_requests``), ``cpus`` per
+replica (its intra-op threads follow unless ``threads`` is set), ``max_queue_requests`` ->
+``max_ongoing_requests`` per replica (at least ``max_batch_size``) and ``max_queued_requests``;
+beyond them a request is answered 429 with ``Retry-After`` in the one error shape.
+
+A changed artifact rolls out in place: the driver checks the artifacts every ``--watch`` seconds
+and on a new version redeploys with it as the deployment's ``user_config``; Ray then reconfigures
+the replicas one by one, and each loads the new artifact beside the old and switches with no failed
+request (:meth:`serve.engine.Engine.reload`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from serve.engine import Answer, Engine, artifact_version
+from serve.errors import ServeError
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from serve.config import Settings
+    from serve.models import ServedModel
+
+log = logging.getLogger("serve")
+APP = "mlm-compress"
+INGRESS_MAX_ONGOING = 4096  # the ingress only forwards; admission happens at the model deployments
+
+
+def replica_entry(model: ServedModel) -> dict[str, Any]:
+    """The model's models.yaml entry as a replica loads it: the resolved artifact, threads from ``cpus``."""
+    o = model.spec.options
+    threads = o.threads or max(1, int(o.cpus or 1))
+    entry = model.spec.entry.model_copy(update={"artifact": model.spec.artifact,
+                                                "serve": o.model_copy(update={"threads": threads})})
+    return entry.model_dump(mode="json")
+
+
+def _load(entry: dict[str, Any]) -> ServedModel:
+    from compress.catalog import ModelEntry
+    from serve.models import prepare_model
+
+    return prepare_model(ModelEntry.model_validate(entry), Path("."), compress_missing=False)
+
+
+class ModelReplica:
+    """One replica of a model's deployment: the serving engine on the model's artifact."""
+
+    def __init__(self, entry: dict[str, Any], timeout: float) -> None:
+        model = _load(entry)
+        self.name = model.name
+        self.engine = Engine([model], timeout=timeout)
+        self.engine.load()  # load and warm up before Ray counts the replica as healthy
+        self._starting = asyncio.Lock()
+
+    async def infer(self, task: str, texts: list[str], params: dict[str, Any], param: str) -> Answer | ServeError:
+        """The engine's answer, or its ServeError as a value (it crosses back to the ingress intact)."""
+        if self.engine.state == "loading":
+            async with self._starting:
+                if self.engine.state == "loading":
+                    await self.engine.start()
+        try:
+            return await self.engine.infer(task, self.name, texts, params, param=param)
+        except ServeError as e:
+            return e
+
+    async def reconfigure(self, config: dict[str, Any]) -> None:
+        """A new ``user_config`` (the artifact's version): load it beside the old one and switch."""
+        if self.engine.state == "ready":
+            version = await self.engine.reload(self.name)
+            log.info("%s: replica now serves version %s (rollout to %s)", self.name, version, config.get("version"))
+
+    def check_health(self) -> None:
+        alive, why = self.engine.live()
+        if not alive:
+            raise RuntimeError(why)
+
+
+class RayEngine(Engine):
+    """The ingress's engine: picks the model as :class:`Engine` does, runs the request on its deployment."""
+
+    def __init__(self, models: list[ServedModel], handles: dict[str, Any], *, timeout: float) -> None:
+        super().__init__(models, timeout=timeout)
+        self.handles = handles
+        self.state = "ready"
+
+    async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
+                    param: str = "inputs", path: str = "") -> Answer:
+        from ray.serve.exceptions import BackPressureError
+
+        chosen = self.choose(task, name, path)
+        try:
+            answer = await self.handles[chosen].infer.remote(task, texts, params, param)
+        except BackPressureError:
+            raise ServeError("overloaded", f"model {chosen!r} is at capacity on every replica and its queue is "
+                             "full; retry after a second", headers={"Retry-After": "1"}) from None
+        if isinstance(answer, ServeError):
+            raise answer
+        return answer
+
+    def refusal(self, task: str) -> ServeError | None:
+        return None  # the model deployments' queues refuse (max_queued_requests), not the ingress
+
+    def describe(self, name: str) -> dict[str, Any]:
+        o = self.models[name].spec.options
+        scale = o.autoscaling.model_dump() if o.autoscaling else {"replicas": o.replicas or 1}
+        return {"version": artifact_version(self.models[name].spec.artifact), "host": "ray",
+                "max_batch_size": o.max_batch_size, "max_batch_tokens": o.max_batch_tokens,
+                "max_queue_requests": o.max_queue_requests, "max_queue_tokens": o.max_queue_tokens,
+                "cpus_per_replica": o.cpus or 1, **scale}
+
+    async def reload(self, name: str) -> str:
+        raise ServeError("invalid_request", "on Ray a changed artifact rolls out by itself: `serve --ray` checks "
+                         "the artifacts every --watch seconds and redeploys replica by replica", "model_id")
+
+
+def ingress_builder(entries: list[dict[str, Any]], settings: Settings) -> Callable[[], FastAPI]:
+    """The function the ingress replica calls to build its app (so nothing unpicklable crosses over)."""
+    def build() -> FastAPI:
+        from ray import serve
+
+        from serve.app import build_app
+
+        models = [_load(e) for e in entries]
+        handles = {m.name: serve.get_deployment_handle(m.name, app_name=APP) for m in models}
+        return build_app(RayEngine(models, handles, timeout=settings.timeout), settings)
+
+    return build
+
+
+def model_deployment(model: ServedModel, version: str, timeout: float) -> Any:
+    """The model's Ray Serve deployment, bound: replicas or autoscaling, CPUs, admission limits."""
+    from ray import serve
+
+    o = model.spec.options
+    scale: dict[str, Any] = ({"autoscaling_config": o.autoscaling.model_dump()} if o.autoscaling
+                             else {"num_replicas": o.replicas or 1})
+    deployment = serve.deployment(name=model.name, ray_actor_options={"num_cpus": o.cpus or 1},
+                                  max_ongoing_requests=max(o.max_queue_requests, o.max_batch_size),
+                                  max_queued_requests=o.max_queue_requests, user_config={"version": version},
+                                  **scale)(ModelReplica)
+    return deployment.bind(replica_entry(model), timeout)
+
+
+def application(models: list[ServedModel], settings: Settings, versions: dict[str, str]) -> Any:
+    """The Ray Serve application: the ingress bound to every model's deployment."""
+    from ray import serve
+
+    ingress = serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0},
+                               max_ongoing_requests=INGRESS_MAX_ONGOING)(
+        serve.ingress(ingress_builder([replica_entry(m) for m in models], settings))())
+    return ingress.bind(*[model_deployment(m, versions[m.name], settings.timeout) for m in models])
+
+
+def _watch(models: list[ServedModel], settings: Settings, versions: dict[str, str]) -> None:
+    """Until interrupted: redeploy with a changed artifact's version (Ray rolls it out replica by replica)."""
+    from ray import serve
+
+    while True:
+        time.sleep(settings.watch_interval or 3600)
+        if not settings.watch_interval:
+            continue
+        now = {m.name: artifact_version(m.spec.artifact) for m in models}
+        if now != versions:
+            log.info("artifact changed (%s); rolling out", ", ".join(f"{n} -> {v}" for n, v in now.items()
+                                                                       if versions[n] != v))
+            versions = now
+            serve.run(application(models, settings, versions), name=APP, route_prefix="/", blocking=False)
+
+
+def serve(models: list[ServedModel], settings: Settings) -> None:
+    """Deploy ``models`` on Ray Serve (a local Ray on 127.0.0.1 unless ``--ray-address``) until interrupted."""
+    from serve.raycluster import connect, import_ray
+
+    ray = import_ray()
+    from ray import serve as ray_serve
+
+    started = connect(settings.ray_address)
+    try:
+        ray_serve.start(http_options={"host": settings.host, "port": settings.port})
+        versions = {m.name: artifact_version(m.spec.artifact) for m in models}
+        ray_serve.run(application(models, settings, versions), name=APP, route_prefix="/", blocking=False)
+        log.info("serving on Ray at http://%s:%d (%s)", settings.host, settings.port, ", ".join(versions))
+        _watch(models, settings, versions)
+    finally:
+        if started:
+            ray_serve.shutdown()
+            ray.shutdown()
+        else:
+            ray_serve.delete(APP)

@@ -1,0 +1,74 @@
+"""`serve --ray` end to end: a real process on a local Ray (127.0.0.1) serving a tiny embedder.
+
+The same app as the native host: embeddings equal the engine's, bad input is a 4xx in the one error
+shape (from the ingress and from a model replica alike), no key is 401, /v1/models describes Ray's
+replicas. The server (and its Ray) is stopped by the fixture, whatever the tests did.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from serve.process import start_server, write_models
+
+KEY = "ray-key-1"
+
+
+@pytest.fixture(scope="module")
+def ray_server(tiny_embedder, tmp_path_factory):
+    entry, art = tiny_embedder
+    tmp = tmp_path_factory.mktemp("serve-ray")
+    config = write_models(tmp / "models.yaml", [{
+        "name": "tiny-embed", "source": entry.source, "task": "embedding", "artifact": str(art),
+        "serve": {"max_batch_size": 8, "max_items": 4, "max_queue_requests": 8, "cpus": 1, "replicas": 1}}])
+    proc = start_server(config, tmp / "serve.log", api_key=KEY, extra=("--ray", "--watch", "0"), wait_s=240)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+    assert proc.proc.returncode is not None
+
+
+def _shape(body) -> bool:
+    err = body.get("error") if isinstance(body, dict) else None
+    return isinstance(err, dict) and set(err) == {"message", "type", "param"} and bool(err["message"])
+
+
+def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
+    from tests.serve.scale.test_bulk import _engine_vectors
+
+    entry, _ = tiny_embedder
+    texts = ["the market rose", "a new film won the show"]
+    client = ray_server.client()
+    status, headers, body = client.request("POST", "/v1/embeddings", {"model": "tiny-embed", "input": texts})
+    assert status == 200, body
+    got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
+    ref = _engine_vectors(entry, texts)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.9999
+    assert len(headers.get("x-model-version", headers.get("X-Model-Version", ""))) == 12
+
+    status, models = client.get("/v1/models")
+    assert status == 200 and models["data"][0]["details"]["host"] == "ray"
+    assert models["data"][0]["details"]["replicas"] == 1
+
+
+def test_bad_input_is_4xx_in_the_error_shape(ray_server):
+    client = ray_server.client()
+    cases = [({"model": "tiny-embed", "input": ["a"] * 5}, 422, "input"),  # refused by the model's replica
+             ({"model": "nope", "input": "a"}, 404, "model"),  # refused by the ingress
+             ({"model": "tiny-embed"}, 422, None)]
+    for body, want, param in cases:
+        status, got = client.post("/v1/embeddings", body)
+        assert status == want and _shape(got), (body, status, got)
+        if param:
+            assert got["error"]["param"] == param
+    status, _, got = client.request("POST", "/v1/embed", raw=b"{not json", headers={"Content-Type": "application/json"})
+    assert status == 400 and _shape(got)
+
+
+def test_no_key_is_401(ray_server):
+    status, body = ray_server.client(api_key=None).post("/v1/embeddings", {"model": "tiny-embed", "input": "a"})
+    assert status == 401 and _shape(body) and body["error"]["type"] == "unauthorized"
+    assert ray_server.client(api_key=None).get("/health")[0] == 200
