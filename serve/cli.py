@@ -54,8 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--no-compress", dest="compress_missing", action="store_false",
                    help="fail instead of compressing a model whose artifact is missing")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--metrics-dir", help="litserve host: directory for Prometheus multiprocess files (default: a "
-                   "fresh temp dir)")
+    p.add_argument("--metrics-dir", help="litserve and local ray hosts: directory for Prometheus multiprocess files "
+                   "(default: a fresh temp dir)")
     return p
 
 
@@ -91,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # LitServe forks after tokenizers load
-    metrics_dir, created = _prepare_metrics_dir(args.metrics_dir) if args.host_kind == "litserve" else (None, False)
+    multiprocess = args.host_kind in ("litserve", "ray")  # the engine runs in other processes
+    metrics_dir, created = _prepare_metrics_dir(args.metrics_dir) if multiprocess else (None, False)
     _stop_on_sigterm()
     try:
         settings = Settings(config=args.config, host=args.host, port=args.port,

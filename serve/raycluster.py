@@ -11,6 +11,7 @@ from serve.config import ConfigError
 
 log = logging.getLogger("serve")
 INSTALL = "pip install 'mlm-compress[scale]'"
+_STARTED: list[bool] = []  # whether this process started the Ray it is connected to
 
 
 def import_ray() -> Any:
@@ -38,8 +39,15 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     if address:
         ray.init(address=address, log_to_driver=False)
         log.info("joined the Ray cluster at %s: %s", address, ray.cluster_resources())
+        _STARTED[:] = [False]
         return False
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False,
              _node_ip_address="127.0.0.1")
     log.info("started a local Ray on 127.0.0.1: %s", ray.cluster_resources())
+    _STARTED[:] = [True]
     return True
+
+
+def started_here() -> bool:
+    """True when this process started the local Ray it is connected to (so its files are the replicas')."""
+    return bool(_STARTED and _STARTED[0])

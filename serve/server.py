@@ -32,6 +32,10 @@ def run(settings: Settings) -> None:
     from serve.config import load_entries
     from serve.models import prepare_models
 
+    if settings.host_kind == "ray":
+        from serve.raycluster import import_ray
+
+        import_ray()  # without Ray, say what to install before any model is prepared
     entries = apply_overrides(load_entries(settings.config), settings)
     models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing)
     for m in models:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING, Any
 
 from serve.engine import Answer, Engine, artifact_version
 from serve.errors import ServeError
+from serve.metrics import ENV_DIR
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -147,14 +149,18 @@ def ingress_builder(entries: list[dict[str, Any]], settings: Settings) -> Callab
     return build
 
 
-def model_deployment(model: ServedModel, version: str, timeout: float) -> Any:
+def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:
+    return {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {})}
+
+
+def model_deployment(model: ServedModel, version: str, timeout: float, env: dict[str, str]) -> Any:
     """The model's Ray Serve deployment, bound: replicas or autoscaling, CPUs, admission limits."""
     from ray import serve
 
     o = model.spec.options
     scale: dict[str, Any] = ({"autoscaling_config": o.autoscaling.model_dump()} if o.autoscaling
                              else {"num_replicas": o.replicas or 1})
-    deployment = serve.deployment(name=model.name, ray_actor_options={"num_cpus": o.cpus or 1},
+    deployment = serve.deployment(name=model.name, ray_actor_options=_actor_options(o.cpus or 1, env),
                                   max_ongoing_requests=max(o.max_queue_requests, o.max_batch_size),
                                   max_queued_requests=o.max_queue_requests, user_config={"version": version},
                                   **scale)(ModelReplica)
@@ -162,13 +168,20 @@ def model_deployment(model: ServedModel, version: str, timeout: float) -> Any:
 
 
 def application(models: list[ServedModel], settings: Settings, versions: dict[str, str]) -> Any:
-    """The Ray Serve application: the ingress bound to every model's deployment."""
+    """The Ray Serve application: the ingress bound to every model's deployment.
+
+    On a local Ray every replica writes its Prometheus values to the server's multiprocess directory,
+    so the ingress's ``/metrics`` merges the engines' figures (on a cluster, Ray's metrics export has them).
+    """
     from ray import serve
 
-    ingress = serve.deployment(name="ingress", ray_actor_options={"num_cpus": 0},
+    from serve.raycluster import started_here
+
+    env = {ENV_DIR: os.environ[ENV_DIR]} if started_here() and os.environ.get(ENV_DIR) else {}
+    ingress = serve.deployment(name="ingress", ray_actor_options=_actor_options(0, env),
                                max_ongoing_requests=INGRESS_MAX_ONGOING)(
         serve.ingress(ingress_builder([replica_entry(m) for m in models], settings))())
-    return ingress.bind(*[model_deployment(m, versions[m.name], settings.timeout) for m in models])
+    return ingress.bind(*[model_deployment(m, versions[m.name], settings.timeout, env) for m in models])
 
 
 def _watch(models: list[ServedModel], settings: Settings, versions: dict[str, str]) -> None:
@@ -207,3 +220,21 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
             ray.shutdown()
         else:
             ray_serve.delete(APP)
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """The application for a Ray Serve config file or a KubeRay RayService (``import_path:
+    serve.hosts.ray:app_builder``, ``args: {config: /models/models.yaml, api_key_file: /secrets/key}``).
+
+    Raises:
+        ConfigError: a bad models.yaml, or an artifact missing (nothing is compressed here).
+    """
+    from serve.config import Settings, load_entries, read_api_key
+    from serve.models import prepare_models
+    from serve.server import apply_overrides
+
+    settings = Settings(config=Path(args.get("config", "models.yaml")), host_kind="ray", watch_interval=0,
+                        api_key=read_api_key(args.get("api_key_file")), timeout=float(args.get("timeout", 30.0)))
+    entries = apply_overrides(load_entries(settings.config), settings)
+    models = prepare_models(entries, settings.config.resolve().parent, compress_missing=False)
+    return application(models, settings, {m.name: artifact_version(m.spec.artifact) for m in models})

@@ -49,6 +49,11 @@ def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
     assert cos.min() >= 0.9999
     assert len(headers.get("x-model-version", headers.get("X-Model-Version", ""))) == 12
 
+    from serve.loadtest import scrape
+
+    served = scrape(ray_server.url, KEY)  # the replicas' engine figures, merged by the ingress
+    assert served.get('serve_items_total{model="tiny-embed"}', 0) >= len(texts)
+
     status, models = client.get("/v1/models")
     assert status == 200 and models["data"][0]["details"]["host"] == "ray"
     assert models["data"][0]["details"]["replicas"] == 1
@@ -72,3 +77,17 @@ def test_no_key_is_401(ray_server):
     status, body = ray_server.client(api_key=None).post("/v1/embeddings", {"model": "tiny-embed", "input": "a"})
     assert status == 401 and _shape(body) and body["error"]["type"] == "unauthorized"
     assert ray_server.client(api_key=None).get("/health")[0] == 200
+
+
+def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
+    """What a RayService's serveConfigV2 imports: the same application, from a models.yaml path."""
+    from ray.serve import Application
+
+    from serve.hosts.ray import app_builder
+
+    entry, art = tiny_embedder
+    config = write_models(tmp_path / "models.yaml", [{"name": "tiny-embed", "source": entry.source,
+                                                      "artifact": str(art), "serve": {"replicas": 2}}])
+    assert isinstance(app_builder({"config": str(config)}), Application)
+    with pytest.raises(ValueError, match="no artifact"):
+        app_builder({"config": str(write_models(tmp_path / "bad.yaml", [{"name": "x", "source": "y"}]))})
