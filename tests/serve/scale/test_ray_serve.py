@@ -83,11 +83,12 @@ def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
     """What a RayService's serveConfigV2 imports: the same application, from a models.yaml path."""
     from ray.serve import Application
 
+    from serve.config import ConfigError
     from serve.hosts.ray import app_builder
 
     entry, art = tiny_embedder
     config = write_models(tmp_path / "models.yaml", [{"name": "tiny-embed", "source": entry.source,
                                                       "artifact": str(art), "serve": {"replicas": 2}}])
     assert isinstance(app_builder({"config": str(config)}), Application)
-    with pytest.raises(ValueError, match="no artifact"):
+    with pytest.raises(ConfigError, match="no artifact"):
         app_builder({"config": str(write_models(tmp_path / "bad.yaml", [{"name": "x", "source": "y"}]))})
