@@ -17,10 +17,9 @@ replica (its intra-op threads follow unless ``threads`` is set), ``max_queue_req
 ``max_ongoing_requests`` per replica (at least ``max_batch_size``) and ``max_queued_requests``;
 beyond them a request is answered 429 with ``Retry-After`` in the one error shape.
 
-A changed artifact rolls out in place: the driver checks the artifacts every ``--watch`` seconds
-and on a new version redeploys with it as the deployment's ``user_config``; Ray then reconfigures
-the replicas one by one, and each loads the new artifact beside the old and switches with no failed
-request (:meth:`serve.engine.Engine.reload`).
+A changed artifact rolls out in place, as on the native host: every replica checks its artifact every
+``--watch`` seconds (:mod:`serve.engine.watch`), loads the new one beside the old and switches with
+no failed request (:meth:`serve.engine.Engine.reload`); no replica restarts.
 """
 
 from __future__ import annotations
@@ -65,31 +64,24 @@ def _load(entry: dict[str, Any]) -> ServedModel:
 
 
 class ModelReplica:
-    """One replica of a model's deployment: the serving engine on the model's artifact."""
+    """One replica of a model's deployment: the serving engine on the model's artifact, watched for changes."""
 
-    def __init__(self, entry: dict[str, Any], timeout: float) -> None:
+    async def __init__(self, entry: dict[str, Any], timeout: float, watch: float) -> None:  # type: ignore[misc]
+        # Ray runs an async constructor on the replica's own event loop: the engine's loops start there
+        from serve.engine.watch import watch_artifacts
+
         model = _load(entry)
         self.name = model.name
         self.engine = Engine([model], timeout=timeout)
-        self.engine.load()  # load and warm up before Ray counts the replica as healthy
-        self._starting = asyncio.Lock()
+        await self.engine.start()  # loaded and warmed up before Ray counts the replica as healthy
+        self._watch = asyncio.create_task(watch_artifacts(self.engine, watch)) if watch > 0 else None
 
     async def infer(self, task: str, texts: list[str], params: dict[str, Any], param: str) -> Answer | ServeError:
         """The engine's answer, or its ServeError as a value (it crosses back to the ingress intact)."""
-        if self.engine.state == "loading":
-            async with self._starting:
-                if self.engine.state == "loading":
-                    await self.engine.start()
         try:
             return await self.engine.infer(task, self.name, texts, params, param=param)
         except ServeError as e:
             return e
-
-    async def reconfigure(self, config: dict[str, Any]) -> None:
-        """A new ``user_config`` (the artifact's version): load it beside the old one and switch."""
-        if self.engine.state == "ready":
-            version = await self.engine.reload(self.name)
-            log.info("%s: replica now serves version %s (rollout to %s)", self.name, version, config.get("version"))
 
     def check_health(self) -> None:
         alive, why = self.engine.live()
@@ -104,6 +96,7 @@ class RayEngine(Engine):
         super().__init__(models, timeout=timeout)
         self.handles = handles
         self.state = "ready"
+        self._versions: dict[str, tuple[Any, str]] = {}
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "") -> Answer:
@@ -122,17 +115,27 @@ class RayEngine(Engine):
     def refusal(self, task: str) -> ServeError | None:
         return None  # the model deployments' queues refuse (max_queued_requests), not the ingress
 
+    def version(self, name: str) -> str:
+        """The artifact's version on disk (what the replicas serve once their watch has seen it)."""
+        from serve.engine.watch import signature
+
+        artifact = self.models[name].spec.artifact
+        seen, version = self._versions.get(name, (None, ""))
+        if seen != signature(artifact) or not version:
+            self._versions[name] = (signature(artifact), artifact_version(artifact))
+        return self._versions[name][1]
+
     def describe(self, name: str) -> dict[str, Any]:
         o = self.models[name].spec.options
         scale = o.autoscaling.model_dump() if o.autoscaling else {"replicas": o.replicas or 1}
-        return {"version": artifact_version(self.models[name].spec.artifact), "host": "ray",
+        return {"version": self.version(name), "host": "ray",
                 "max_batch_size": o.max_batch_size, "max_batch_tokens": o.max_batch_tokens,
                 "max_queue_requests": o.max_queue_requests, "max_queue_tokens": o.max_queue_tokens,
                 "cpus_per_replica": o.cpus or 1, **scale}
 
     async def reload(self, name: str) -> str:
-        raise ServeError("invalid_request", "on Ray a changed artifact rolls out by itself: `serve --ray` checks "
-                         "the artifacts every --watch seconds and redeploys replica by replica", "model_id")
+        raise ServeError("invalid_request", "on Ray a changed artifact rolls out by itself: every replica checks "
+                         "its artifact every --watch seconds and swaps live", "model_id")
 
 
 def ingress_builder(entries: list[dict[str, Any]], settings: Settings) -> Callable[[], FastAPI]:
@@ -153,7 +156,7 @@ def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:
     return {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {})}
 
 
-def model_deployment(model: ServedModel, version: str, timeout: float, env: dict[str, str]) -> Any:
+def model_deployment(model: ServedModel, settings: Settings, env: dict[str, str]) -> Any:
     """The model's Ray Serve deployment, bound: replicas or autoscaling, CPUs, admission limits."""
     from ray import serve
 
@@ -162,12 +165,11 @@ def model_deployment(model: ServedModel, version: str, timeout: float, env: dict
                              else {"num_replicas": o.replicas or 1})
     deployment = serve.deployment(name=model.name, ray_actor_options=_actor_options(o.cpus or 1, env),
                                   max_ongoing_requests=max(o.max_queue_requests, o.max_batch_size),
-                                  max_queued_requests=o.max_queue_requests, user_config={"version": version},
-                                  **scale)(ModelReplica)
-    return deployment.bind(replica_entry(model), timeout)
+                                  max_queued_requests=o.max_queue_requests, **scale)(ModelReplica)
+    return deployment.bind(replica_entry(model), settings.timeout, settings.watch_interval)
 
 
-def application(models: list[ServedModel], settings: Settings, versions: dict[str, str]) -> Any:
+def application(models: list[ServedModel], settings: Settings) -> Any:
     """The Ray Serve application: the ingress bound to every model's deployment.
 
     On a local Ray every replica writes its Prometheus values to the server's multiprocess directory,
@@ -181,23 +183,7 @@ def application(models: list[ServedModel], settings: Settings, versions: dict[st
     ingress = serve.deployment(name="ingress", ray_actor_options=_actor_options(0, env),
                                max_ongoing_requests=INGRESS_MAX_ONGOING)(
         serve.ingress(ingress_builder([replica_entry(m) for m in models], settings))())
-    return ingress.bind(*[model_deployment(m, versions[m.name], settings.timeout, env) for m in models])
-
-
-def _watch(models: list[ServedModel], settings: Settings, versions: dict[str, str]) -> None:
-    """Until interrupted: redeploy with a changed artifact's version (Ray rolls it out replica by replica)."""
-    from ray import serve
-
-    while True:
-        time.sleep(settings.watch_interval or 3600)
-        if not settings.watch_interval:
-            continue
-        now = {m.name: artifact_version(m.spec.artifact) for m in models}
-        if now != versions:
-            log.info("artifact changed (%s); rolling out", ", ".join(f"{n} -> {v}" for n, v in now.items()
-                                                                       if versions[n] != v))
-            versions = now
-            serve.run(application(models, settings, versions), name=APP, route_prefix="/", blocking=False)
+    return ingress.bind(*[model_deployment(m, settings, env) for m in models])
 
 
 def serve(models: list[ServedModel], settings: Settings) -> None:
@@ -210,10 +196,10 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
     started = connect(settings.ray_address)
     try:
         ray_serve.start(http_options={"host": settings.host, "port": settings.port})
-        versions = {m.name: artifact_version(m.spec.artifact) for m in models}
-        ray_serve.run(application(models, settings, versions), name=APP, route_prefix="/", blocking=False)
-        log.info("serving on Ray at http://%s:%d (%s)", settings.host, settings.port, ", ".join(versions))
-        _watch(models, settings, versions)
+        ray_serve.run(application(models, settings), name=APP, route_prefix="/", blocking=False)
+        log.info("serving on Ray at http://%s:%d (%s)", settings.host, settings.port, ", ".join(m.name for m in models))
+        while True:  # until SIGTERM/SIGINT (KeyboardInterrupt); Ray runs everything else
+            time.sleep(3600)
     finally:
         if started:
             ray_serve.shutdown()
@@ -233,8 +219,8 @@ def app_builder(args: dict[str, str]) -> Any:
     from serve.models import prepare_models
     from serve.server import apply_overrides
 
-    settings = Settings(config=Path(args.get("config", "models.yaml")), host_kind="ray", watch_interval=0,
-                        api_key=read_api_key(args.get("api_key_file")), timeout=float(args.get("timeout", 30.0)))
+    settings = Settings(config=Path(args.get("config", "models.yaml")), host_kind="ray",
+                        watch_interval=float(args.get("watch", 2.0)), api_key=read_api_key(args.get("api_key_file")),
+                        timeout=float(args.get("timeout", 30.0)))
     entries = apply_overrides(load_entries(settings.config), settings)
-    models = prepare_models(entries, settings.config.resolve().parent, compress_missing=False)
-    return application(models, settings, {m.name: artifact_version(m.spec.artifact) for m in models})
+    return application(prepare_models(entries, settings.config.resolve().parent, compress_missing=False), settings)

@@ -7,6 +7,10 @@ replicas. The server (and its Ray) is stopped by the fixture, whatever the tests
 
 from __future__ import annotations
 
+import shutil
+import threading
+import time
+
 import numpy as np
 import pytest
 
@@ -19,10 +23,11 @@ KEY = "ray-key-1"
 def ray_server(tiny_embedder, tmp_path_factory):
     entry, art = tiny_embedder
     tmp = tmp_path_factory.mktemp("serve-ray")
+    shutil.copytree(art, tmp / "art")  # the last test replaces it
     config = write_models(tmp / "models.yaml", [{
-        "name": "tiny-embed", "source": entry.source, "task": "embedding", "artifact": str(art),
+        "name": "tiny-embed", "source": entry.source, "task": "embedding", "artifact": str(tmp / "art"),
         "serve": {"max_batch_size": 8, "max_items": 4, "max_queue_requests": 8, "cpus": 1, "replicas": 1}}])
-    proc = start_server(config, tmp / "serve.log", api_key=KEY, extra=("--ray", "--watch", "0"), wait_s=240)
+    proc = start_server(config, tmp / "serve.log", api_key=KEY, extra=("--ray", "--watch", "0.5"), wait_s=240)
     try:
         yield proc
     finally:
@@ -92,3 +97,29 @@ def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
     assert isinstance(app_builder({"config": str(config)}), Application)
     with pytest.raises(ConfigError, match="no artifact"):
         app_builder({"config": str(write_models(tmp_path / "bad.yaml", [{"name": "x", "source": "y"}]))})
+
+
+def test_changed_artifact_rolls_out_under_load_failing_nothing(ray_server):
+    """The replica swaps live on a changed artifact (as `compress --force` renames one into place)."""
+    from serve.loadtest import run_load
+    from tests.serve.test_lifecycle import _replace_artifact
+
+    artifact = ray_server.config.parent / "art"
+    client = ray_server.client()
+    body = {"model": "tiny-embed", "input": "the market rose"}
+    first = client.request("POST", "/v1/embeddings", body)[1]["x-model-version"]
+    results: list = []
+    load = threading.Thread(target=lambda: results.append(run_load(
+        ray_server.url, "/v1/embeddings", lambda k: body, concurrency=4, requests=100_000, max_seconds=15,
+        api_key=KEY)))
+    load.start()
+    time.sleep(2)
+    _replace_artifact(artifact, "retrained")
+    deadline, seen = time.monotonic() + 40, first
+    while time.monotonic() < deadline and seen == first:
+        time.sleep(0.5)
+        seen = client.request("POST", "/v1/embeddings", body)[1]["x-model-version"]
+    load.join()
+    assert seen != first
+    assert client.get("/v1/models/tiny-embed")[1]["details"]["version"] == seen
+    assert results[0].requests > 20 and results[0].errors == 0, results[0].statuses
