@@ -78,6 +78,30 @@ def test_bad_input_is_4xx_in_the_error_shape(ray_server):
     assert status == 400 and _shape(got)
 
 
+def test_overflow_is_429_in_the_error_shape(ray_server):
+    """Past max_ongoing_requests and max_queued_requests (8 + 8 here), requests are refused, not left waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"model": "tiny-embed", "input": ["the market rose and the bank said it was a new year"] * 4}
+
+    def burst(_: int) -> list[tuple[int, dict, object]]:
+        client, out = ray_server.client(), []
+        for _ in range(6):
+            status, headers, got = client.request("POST", "/v1/embeddings", body)
+            out.append((status, headers, got))
+        client.close()
+        return out
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = [a for batch in pool.map(burst, range(64)) for a in batch]
+    statuses = {s for s, _, _ in answers}
+    refused = [(h, b) for s, h, b in answers if s == 429]
+    assert statuses <= {200, 429} and 200 in statuses, statuses
+    assert refused, "64 clients at once never overflowed 8 ongoing + 8 queued"
+    headers, got = refused[0]
+    assert _shape(got) and got["error"]["type"] == "overloaded" and headers.get("retry-after") == "1"
+
+
 def test_no_key_is_401(ray_server):
     status, body = ray_server.client(api_key=None).post("/v1/embeddings", {"model": "tiny-embed", "input": "a"})
     assert status == 401 and _shape(body) and body["error"]["type"] == "unauthorized"
