@@ -35,7 +35,7 @@ def run(settings: Settings) -> None:
     if settings.host_kind == "ray":
         from serve.raycluster import import_ray
 
-        import_ray()  # without Ray, say what to install before any model is prepared
+        import_ray(local=settings.ray_address is None)  # without Ray, say what to install before anything else
     entries = apply_overrides(load_entries(settings.config), settings)
     models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing)
     for m in models:

@@ -157,7 +157,7 @@ def _embed_on_ray(job: BulkJob, pending: list[Shard], version: str) -> int:
 
     from serve.raycluster import connect, import_ray
 
-    ray = import_ray()
+    ray = import_ray(local=job.ray_address is None)
     started = connect(job.ray_address)
     try:
         cpus = job.cpus_per_actor or max(1, int(ray.cluster_resources().get("CPU", 1)) // job.actors)
@@ -165,7 +165,8 @@ def _embed_on_ray(job: BulkJob, pending: list[Shard], version: str) -> int:
             "truncate": True, "threads": cpus})}).model_dump(mode="json")
         ray.data.DataContext.get_current().enable_progress_bars = False
         ds = ray.data.from_items([asdict(s) for s in pending], override_num_blocks=len(pending))
-        ds = ds.map_batches(ShardWorker, batch_size=1, concurrency=job.actors, num_cpus=cpus,
+        pool = ray.data.ActorPoolStrategy(size=job.actors)
+        ds = ds.map_batches(ShardWorker, batch_size=1, compute=pool, num_cpus=cpus,
                             fn_constructor_kwargs={"entry": entry, "base": str(job.base), "corpus": job.corpus,
                                                    "out": str(job.out.resolve()), "version": version})
         records = 0

@@ -190,7 +190,7 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
     """Deploy ``models`` on Ray Serve (a local Ray on 127.0.0.1 unless ``--ray-address``) until interrupted."""
     from serve.raycluster import connect, import_ray
 
-    ray = import_ray()
+    ray = import_ray(local=settings.ray_address is None)
     from ray import serve as ray_serve
 
     started = connect(settings.ray_address)

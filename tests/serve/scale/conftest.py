@@ -5,9 +5,12 @@ Ray is an optional extra (``mlm-compress[scale]``, in ``[dev]``); these tests ar
 
 from __future__ import annotations
 
+import importlib.util
+
 import pytest
 
-pytest.importorskip("ray")
+if importlib.util.find_spec("ray") is None:  # not imported here: serve.raycluster sets it up first
+    pytest.skip("needs Ray: pip install 'mlm-compress[scale]'", allow_module_level=True)
 
 
 @pytest.fixture(scope="session")
@@ -31,12 +34,12 @@ def tiny_embedder(tmp_path_factory):
 @pytest.fixture(scope="module")
 def local_ray():
     """A local Ray (2 CPUs, no dashboard, 127.0.0.1) for the module's tests; shut down after them."""
-    import ray
+    from serve.raycluster import connect, import_ray
 
-    from serve.raycluster import connect
-
+    ray = import_ray(local=True)
     started = connect(num_cpus=2)
     try:
+        assert ray.util.get_node_ip_address() == "127.0.0.1"
         yield ray
     finally:
         if started:

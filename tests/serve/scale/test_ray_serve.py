@@ -33,6 +33,8 @@ def ray_server(tiny_embedder, tmp_path_factory):
     finally:
         proc.stop()
     assert proc.proc.returncode is not None
+    assert "started a local Ray on 127.0.0.1" in proc.log.read_text()
+    assert "not only 127.0.0.1" not in proc.log.read_text()
 
 
 def _shape(body) -> bool:
@@ -110,10 +112,12 @@ def test_no_key_is_401(ray_server):
 
 def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
     """What a RayService's serveConfigV2 imports: the same application, from a models.yaml path."""
-    from ray.serve import Application
-
     from serve.config import ConfigError
     from serve.hosts.ray import app_builder
+    from serve.raycluster import import_ray
+
+    import_ray(local=True)
+    from ray.serve import Application
 
     entry, art = tiny_embedder
     config = write_models(tmp_path / "models.yaml", [{"name": "tiny-embed", "source": entry.source,
