@@ -4,11 +4,13 @@
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
     python -m benchmarks heads --cache artifacts/bench      # AntiBERTy: one multi-head artifact vs three
+    python -m benchmarks bulk --artifact artifacts/minilm-int8 --layouts 1x2,2x1
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -51,13 +53,24 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--soak-seconds", type=float, default=0.0, help="variable-shape soak with RSS at start and end "
                       "(default 0: none)")
     http.add_argument("--drain", action="store_true", help="end with SIGTERM under 16-client load")
-    http.add_argument("--host-kind", default="native", choices=("native", "litserve"), help="the server's web host")
+    http.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"),
+                      help="the server's web host (ray: serve --ray on a local Ray)")
+    http.add_argument("--ray-replicas", type=int, help="--host-kind ray: replicas of the model (default 1)")
+    http.add_argument("--ray-cpus", type=int, help="--host-kind ray: CPUs (and threads) per replica (default "
+                      "--threads)")
     http.add_argument("--timeout", type=float, default=1800.0, help="seconds for serving and measuring, after "
                       "which it stops (default 1800)")
     http.add_argument("--in-process-seconds", type=float, default=10.0, help="each in-process run, per batch size "
                       "(default 10)")
     http.add_argument("--out", type=Path, default=Path("reports"), help="where http.json, http.md, http.png go")
     http.add_argument("--catalog", default="models.yaml")
+    bulk = sub.add_parser("bulk", help="bulk embedding on Ray Data (interrupted and resumed) beside in-process, "
+                          "on BBC News paragraphs")
+    bulk.add_argument("--artifact", type=Path, required=True, help="an embedding artifact directory")
+    bulk.add_argument("--layouts", default="1x2,2x1", help="comma-separated ACTORSxCPUS per actor (default 1x2,2x1)")
+    bulk.add_argument("--threads", type=int, default=None, help="in-process threads and Ray's CPUs (default: all)")
+    bulk.add_argument("--limit", type=int, default=None, help="only the first N paragraphs")
+    bulk.add_argument("--out", type=Path, default=Path("reports"), help="where bulk.json, bulk.md, bulk.png go")
     mh = sub.add_parser("mask-head", help="gain of computing the LM head only at mask positions (vocab 30k)")
     mh.add_argument("--threads", type=int, default=None)
     mh.add_argument("--catalog", default="models.yaml")
@@ -86,6 +99,20 @@ def _heads(args: argparse.Namespace) -> None:
     heads.plot(report, args.out / "heads.png")
     print(heads.markdown(report))
     print(f"JSON: {args.out / 'heads.json'}; plot: {args.out / 'heads.png'}", file=sys.stderr)
+def _ray_options(args: argparse.Namespace) -> dict[str, int]:
+    """models.yaml serve: options for --host-kind ray (replicas; CPUs per replica, its threads following)."""
+    if args.host_kind != "ray":
+        return {}
+    cpus = args.ray_cpus or args.threads or os.cpu_count() or 1
+    return {"replicas": args.ray_replicas or 1, "cpus": cpus, "threads": cpus}
+
+
+def _layout(value: str) -> tuple[int, int]:
+    """``"2x1"`` -> (2 actors, 1 CPU each)."""
+    actors, _, cpus = value.partition("x")
+    if not (actors.isdigit() and cpus.isdigit() and int(actors) >= 1 and int(cpus) >= 1):
+        raise ValueError(f"--layouts: cannot read {value!r}; write ACTORSxCPUS, e.g. 1x2,2x1")
+    return int(actors), int(cpus)
 
 
 def _split(value: str | None) -> list[str] | None:
@@ -126,12 +153,21 @@ def main(argv: list[str] | None = None) -> int:
                                     concurrency=[int(c) for c in _split(args.concurrency) or []],
                                     requests=args.requests, rounds=args.rounds, texts=args.texts, threads=args.threads,
                                     soak_seconds=args.soak_seconds, drain=args.drain, host_kind=args.host_kind,
-                                    timeout=args.timeout, in_process_seconds=args.in_process_seconds)
+                                    timeout=args.timeout, in_process_seconds=args.in_process_seconds,
+                                    serve_options=_ray_options(args))
             report = http.run_http(opts)
             http_report.write_reports(report, args.out)
             print(http_report.markdown(report))
             print(f"JSON: {args.out / 'http.json'}; plot: {args.out / 'http.png'} ({report['seconds']:.0f} s)",
                   file=sys.stderr)
+        elif args.command == "bulk":
+            from benchmarks import bulk
+            from compress.runtime import default_threads
+
+            layouts = [_layout(v) for v in _split(args.layouts) or []]
+            report = bulk.run_bulk_bench(args.artifact, layouts, args.threads or default_threads(), args.limit)
+            bulk.write_reports(report, args.out)
+            print(bulk.markdown(report))
         elif args.command == "mask-head":
             from benchmarks import mask_head
             from compress.runtime import default_threads

@@ -116,8 +116,9 @@ def request_body(task: str, model: str, text: str | list[str]) -> dict[str, Any]
 
 
 def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, options: dict[str, Any]) -> dict[str, Any]:
-    """The models.yaml entry the server gets: the catalog's, on ``artifact``, with the thread count set."""
-    serve = {**entry.serve.model_dump(exclude_none=True), **options, "threads": threads}
+    """The models.yaml entry the server gets: the catalog's, on ``artifact``, with the thread count set
+    (``options`` over both, e.g. Ray's replicas and CPUs per replica)."""
+    serve = {**entry.serve.model_dump(exclude_none=True), "threads": threads, **options}
     return {**entry.model_dump(exclude_none=True, exclude={"serve", "artifact"}), "artifact": str(artifact),
             "serve": serve}
 

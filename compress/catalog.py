@@ -21,6 +21,22 @@ Task = Literal["fill-mask", "classification", "embedding"]
 DEFAULT_CATALOG = Path("models.yaml")
 
 
+class Autoscaling(BaseModel):
+    """Ray Serve autoscaling of one model's replicas (``serve --ray``)."""
+
+    model_config = ConfigDict(extra="forbid")
+    min_replicas: int = Field(1, ge=0)
+    max_replicas: int = Field(ge=1)
+    target_ongoing_requests: float = Field(32, gt=0, description="requests per replica the scaler aims at")
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Autoscaling:
+        if self.min_replicas > self.max_replicas:
+            raise ValueError(f"autoscaling.min_replicas ({self.min_replicas}) exceeds max_replicas "
+                             f"({self.max_replicas})")
+        return self
+
+
 class ServeOptions(BaseModel):
     """How `serve` runs a model: the optional ``serve:`` block of a models.yaml entry."""
 
@@ -40,6 +56,16 @@ class ServeOptions(BaseModel):
     max_length: int | None = Field(None, ge=4, description="tokens per input (default: the artifact's)")
     truncate: bool = False
     split_chars: bool | None = Field(None, description="space out residues (default: the artifact's)")
+    # serve --ray: replicas (fixed, or autoscaled) and CPUs per replica (its threads follow unless set)
+    replicas: int | None = Field(None, ge=1, description="Ray Serve replicas (default 1)")
+    autoscaling: Autoscaling | None = None
+    cpus: float | None = Field(None, gt=0, description="CPUs per Ray replica (default 1)")
+
+    @model_validator(mode="after")
+    def _replicas_or_autoscaling(self) -> ServeOptions:
+        if self.replicas is not None and self.autoscaling is not None:
+            raise ValueError("give replicas or autoscaling, not both")
+        return self
 
     @model_validator(mode="after")
     def _precision_needs_torch(self) -> ServeOptions:

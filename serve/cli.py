@@ -42,15 +42,20 @@ def _parser() -> argparse.ArgumentParser:
                    "(default 30)")
     p.add_argument("--watch", default=2.0, type=float, dest="watch_interval",
                    help="seconds between checks for a changed artifact, reloaded live (default 2; 0: off)")
-    p.add_argument("--host-kind", default="native", choices=("native", "litserve"),
-                   help="web host: native (default, one process, fastest) or litserve (HTTP and inference "
-                   "in separate processes)")
+    p.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"),
+                   help="web host: native (default, one process, fastest), litserve (HTTP and inference "
+                   "in separate processes) or ray (as --ray)")
+    p.add_argument("--ray", dest="host_kind", action="store_const", const="ray",
+                   help="deploy on Ray Serve: one deployment per model, replicas per models.yaml (needs "
+                   "mlm-compress[scale])")
+    p.add_argument("--ray-address", help="with --ray: join this Ray cluster (auto, ray://HOST:10001, HOST:6379; "
+                   "default: start a local Ray on 127.0.0.1)")
     p.add_argument("--api-servers", default=1, type=int, help="HTTP server processes (litserve host; default 1)")
     p.add_argument("--no-compress", dest="compress_missing", action="store_false",
                    help="fail instead of compressing a model whose artifact is missing")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
-    p.add_argument("--metrics-dir", help="litserve host: directory for Prometheus multiprocess files (default: a "
-                   "fresh temp dir)")
+    p.add_argument("--metrics-dir", help="litserve and local ray hosts: directory for Prometheus multiprocess files "
+                   "(default: a fresh temp dir)")
     return p
 
 
@@ -86,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # LitServe forks after tokenizers load
-    metrics_dir, created = _prepare_metrics_dir(args.metrics_dir) if args.host_kind == "litserve" else (None, False)
+    multiprocess = args.host_kind in ("litserve", "ray")  # the engine runs in other processes
+    metrics_dir, created = _prepare_metrics_dir(args.metrics_dir) if multiprocess else (None, False)
     _stop_on_sigterm()
     try:
         settings = Settings(config=args.config, host=args.host, port=args.port,
@@ -94,6 +100,7 @@ def main(argv: list[str] | None = None) -> int:
                             timeout=args.timeout, api_servers=args.api_servers, compress_missing=args.compress_missing,
                             log_level=args.log_level, host_kind=args.host_kind, drain_grace=args.drain_grace,
                             drain_timeout=args.drain_timeout, watch_interval=args.watch_interval,
+                            ray_address=args.ray_address,
                             limits={k: getattr(args, k) for k in ("max_batch_size", "max_batch_tokens",
                                                                    "max_queue_requests", "max_queue_tokens")})
         from compress import CompressError

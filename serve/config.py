@@ -33,7 +33,8 @@ class Settings:
     api_servers: int = 1
     compress_missing: bool = True
     log_level: str = "info"
-    host_kind: Literal["native", "litserve"] = "native"
+    host_kind: Literal["native", "litserve", "ray"] = "native"
+    ray_address: str | None = None  # serve --ray: join this cluster (default: a local Ray on 127.0.0.1)
     drain_grace: float = 5.0
     drain_timeout: float = 30.0
     watch_interval: float = 2.0
@@ -54,6 +55,8 @@ class Settings:
         if self.api_servers > 1 and self.host_kind != "litserve":
             raise ConfigError("--api-servers applies to --host-kind litserve; the native host is one process "
                               "(run more replicas behind a load balancer, or on Ray, to scale out)")
+        if self.ray_address and self.host_kind != "ray":
+            raise ConfigError("--ray-address applies to serve --ray; add --ray")
         if self.drain_grace < 0 or self.drain_timeout <= 0:
             raise ConfigError("--drain-grace must be >= 0 and --drain-timeout positive")
         if self.watch_interval < 0:

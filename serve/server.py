@@ -32,6 +32,10 @@ def run(settings: Settings) -> None:
     from serve.config import load_entries
     from serve.models import prepare_models
 
+    if settings.host_kind == "ray":
+        from serve.raycluster import import_ray
+
+        import_ray(local=settings.ray_address is None)  # without Ray, say what to install before anything else
     entries = apply_overrides(load_entries(settings.config), settings)
     models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing)
     for m in models:
@@ -40,6 +44,8 @@ def run(settings: Settings) -> None:
         log.warning("no API key set (SERVE_API_KEY or --api-key-file): every endpoint is open")
     if settings.host_kind == "litserve":
         from serve.hosts.litserve import serve
+    elif settings.host_kind == "ray":
+        from serve.hosts.ray import serve
     else:
         from serve.hosts.native import serve
     serve(models, settings)

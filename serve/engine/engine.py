@@ -140,6 +140,15 @@ class Engine:
         """The lane a request names (or the only one of its task), and the model or head view it asks.
 
         Raises:
+            ServeError: as :meth:`choose`.
+        """
+        view = self.served()[self.choose(task, name, path)]
+        return self.lanes[view.spec.name], view
+
+    def choose(self, task: str, name: str | None, path: str = "") -> str:
+        """The address a request names (a model, or ``MODEL:HEAD``), or the only one of its task.
+
+        Raises:
             ServeError: 404 for a model not served for this task, 422 when several are and none is named,
                 503 while loading.
         """
@@ -150,12 +159,11 @@ class Engine:
         mine = [a for a, v in served.items() if v.task == task]
         here = ", ".join(mine) or "none"
         if name is None and len(mine) == 1:
-            name = mine[0]
-        elif name is None and mine:
+            return mine[0]
+        if name is None and mine:
             raise ServeError("invalid_request", f"model is required: this endpoint serves {here}", "model")
         if name in mine:
-            view = served[name]
-            return self.lanes[view.spec.name], view
+            return name
         what = f"model {name!r} is not served at {path or 'this endpoint'}" if name else f"no {task} model is served"
         raise ServeError("model_not_found", f"{what}; models for this endpoint: {here}; all served models: "
                          f"{', '.join(served)} (GET /v1/models)", "model")

@@ -1,0 +1,229 @@
+"""Ray Serve host: the same HTTP app (serve/app.py) as an ingress deployment, one deployment per model.
+
+::
+
+    HTTP -> Ray Serve proxy -> ingress (the FastAPI app of serve/app.py over a RayEngine)
+                                  -> model deployment "minilm" (replicas, each an Engine on the artifact)
+                                  -> model deployment "antiberty" ...
+
+The ingress answers every route, schema, error, the API key, ``/v1/models`` and the probes with the
+code the native host runs; its engine (:class:`RayEngine`) picks the model as the engine does and
+sends the tokens' work to that model's deployment. Each model replica runs the framework-free
+engine (admission, continuous batching, the backend) on the model's artifact.
+
+Per-model settings of models.yaml's ``serve:`` block map to Ray's own knobs: ``replicas`` or
+``autoscaling`` (``min_replicas``, ``max_replicas``, ``target_ongoing_requests``), ``cpus`` per
+replica (its intra-op threads follow unless ``threads`` is set), ``max_queue_requests`` ->
+``max_ongoing_requests`` per replica (at least ``max_batch_size``) and ``max_queued_requests``;
+beyond them a request is answered 429 with ``Retry-After`` in the one error shape.
+
+A changed artifact rolls out in place, as on the native host: every replica checks its artifact every
+``--watch`` seconds (:mod:`serve.engine.watch`), loads the new one beside the old and switches with
+no failed request (:meth:`serve.engine.Engine.reload`); no replica restarts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from serve.engine import Answer, Engine, artifact_version
+from serve.errors import ServeError
+from serve.metrics import ENV_DIR
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+
+    from serve.config import Settings
+    from serve.models import ServedModel
+
+log = logging.getLogger("serve")
+APP = "mlm-compress"
+INGRESS_MAX_ONGOING = 4096  # the ingress only forwards; admission happens at the model deployments
+
+
+def replica_entry(model: ServedModel) -> dict[str, Any]:
+    """The model's models.yaml entry as a replica loads it: the resolved artifact, threads from ``cpus``."""
+    o = model.spec.options
+    threads = o.threads or max(1, int(o.cpus or 1))
+    entry = model.spec.entry.model_copy(update={"artifact": model.spec.artifact,
+                                                "serve": o.model_copy(update={"threads": threads})})
+    return entry.model_dump(mode="json")
+
+
+def _load(entry: dict[str, Any]) -> ServedModel:
+    from compress.catalog import ModelEntry
+    from serve.models import prepare_model
+
+    return prepare_model(ModelEntry.model_validate(entry), Path("."), compress_missing=False)
+
+
+class ModelReplica:
+    """One replica of a model's deployment: the serving engine on the model's artifact, watched for changes."""
+
+    async def __init__(self, entry: dict[str, Any], timeout: float, watch: float) -> None:  # type: ignore[misc]
+        # Ray runs an async constructor on the replica's own event loop: the engine's loops start there
+        from serve.engine.watch import watch_artifacts
+
+        model = _load(entry)
+        self.name = model.name
+        self.engine = Engine([model], timeout=timeout)
+        await self.engine.start()  # loaded and warmed up before Ray counts the replica as healthy
+        self._watch = asyncio.create_task(watch_artifacts(self.engine, watch)) if watch > 0 else None
+
+    async def infer(self, task: str, address: str, texts: list[str], params: dict[str, Any], param: str
+                    ) -> Answer | ServeError:
+        """The engine's answer for ``address`` (the model, or one of its heads), or its ServeError as a
+        value (it crosses back to the ingress intact)."""
+        try:
+            return await self.engine.infer(task, address, texts, params, param=param)
+        except ServeError as e:
+            return e
+
+    def check_health(self) -> None:
+        alive, why = self.engine.live()
+        if not alive:
+            raise RuntimeError(why)
+
+
+class RayEngine(Engine):
+    """The ingress's engine: picks the model as :class:`Engine` does, runs the request on its deployment."""
+
+    def __init__(self, models: list[ServedModel], handles: dict[str, Any], *, timeout: float) -> None:
+        super().__init__(models, timeout=timeout)
+        self.handles = handles
+        self.state = "ready"
+        self._versions: dict[str, tuple[Any, str]] = {}
+
+    async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
+                    param: str = "inputs", path: str = "") -> Answer:
+        from ray.serve.exceptions import BackPressureError
+
+        address = self.choose(task, name, path)
+        chosen = self.served()[address].spec.name
+        try:
+            answer = await self.handles[chosen].infer.remote(task, address, texts, params, param)
+        except BackPressureError:
+            raise ServeError("overloaded", f"model {chosen!r} is at capacity on every replica and its queue is "
+                             "full; retry after a second", headers={"Retry-After": "1"}) from None
+        if isinstance(answer, ServeError):
+            raise answer
+        return answer
+
+    def refusal(self, task: str) -> ServeError | None:
+        return None  # the model deployments' queues refuse (max_queued_requests), not the ingress
+
+    def version(self, name: str) -> str:
+        """The artifact's version on disk (what the replicas serve once their watch has seen it)."""
+        from serve.engine.watch import signature
+
+        artifact = self.models[name].spec.artifact
+        seen, version = self._versions.get(name, (None, ""))
+        if seen != signature(artifact) or not version:
+            self._versions[name] = (signature(artifact), artifact_version(artifact))
+        return self._versions[name][1]
+
+    def describe(self, name: str) -> dict[str, Any]:
+        o = self.models[name].spec.options
+        scale = o.autoscaling.model_dump() if o.autoscaling else {"replicas": o.replicas or 1}
+        return {"version": self.version(name), "host": "ray",
+                "max_batch_size": o.max_batch_size, "max_batch_tokens": o.max_batch_tokens,
+                "max_queue_requests": o.max_queue_requests, "max_queue_tokens": o.max_queue_tokens,
+                "cpus_per_replica": o.cpus or 1, **scale}
+
+    async def reload(self, name: str) -> str:
+        raise ServeError("invalid_request", "on Ray a changed artifact rolls out by itself: every replica checks "
+                         "its artifact every --watch seconds and swaps live", "model_id")
+
+
+def ingress_builder(entries: list[dict[str, Any]], settings: Settings) -> Callable[[], FastAPI]:
+    """The function the ingress replica calls to build its app (so nothing unpicklable crosses over)."""
+    def build() -> FastAPI:
+        from ray import serve
+
+        from serve.app import build_app
+
+        models = [_load(e) for e in entries]
+        handles = {m.name: serve.get_deployment_handle(m.name, app_name=APP) for m in models}
+        return build_app(RayEngine(models, handles, timeout=settings.timeout), settings)
+
+    return build
+
+
+def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:
+    return {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {})}
+
+
+def model_deployment(model: ServedModel, settings: Settings, env: dict[str, str]) -> Any:
+    """The model's Ray Serve deployment, bound: replicas or autoscaling, CPUs, admission limits."""
+    from ray import serve
+
+    o = model.spec.options
+    scale: dict[str, Any] = ({"autoscaling_config": o.autoscaling.model_dump()} if o.autoscaling
+                             else {"num_replicas": o.replicas or 1})
+    deployment = serve.deployment(name=model.name, ray_actor_options=_actor_options(o.cpus or 1, env),
+                                  max_ongoing_requests=max(o.max_queue_requests, o.max_batch_size),
+                                  max_queued_requests=o.max_queue_requests, **scale)(ModelReplica)
+    return deployment.bind(replica_entry(model), settings.timeout, settings.watch_interval)
+
+
+def application(models: list[ServedModel], settings: Settings) -> Any:
+    """The Ray Serve application: the ingress bound to every model's deployment.
+
+    On a local Ray every replica writes its Prometheus values to the server's multiprocess directory,
+    so the ingress's ``/metrics`` merges the engines' figures (on a cluster, Ray's metrics export has them).
+    """
+    from ray import serve
+
+    from serve.raycluster import started_here
+
+    env = {ENV_DIR: os.environ[ENV_DIR]} if started_here() and os.environ.get(ENV_DIR) else {}
+    ingress = serve.deployment(name="ingress", ray_actor_options=_actor_options(0, env),
+                               max_ongoing_requests=INGRESS_MAX_ONGOING)(
+        serve.ingress(ingress_builder([replica_entry(m) for m in models], settings))())
+    return ingress.bind(*[model_deployment(m, settings, env) for m in models])
+
+
+def serve(models: list[ServedModel], settings: Settings) -> None:
+    """Deploy ``models`` on Ray Serve (a local Ray on 127.0.0.1 unless ``--ray-address``) until interrupted."""
+    from serve.raycluster import connect, import_ray
+
+    ray = import_ray(local=settings.ray_address is None)
+    from ray import serve as ray_serve
+
+    started = connect(settings.ray_address)
+    try:
+        ray_serve.start(http_options={"host": settings.host, "port": settings.port})
+        ray_serve.run(application(models, settings), name=APP, route_prefix="/", blocking=False)
+        log.info("serving on Ray at http://%s:%d (%s)", settings.host, settings.port, ", ".join(m.name for m in models))
+        while True:  # until SIGTERM/SIGINT (KeyboardInterrupt); Ray runs everything else
+            time.sleep(3600)
+    finally:
+        if started:
+            ray_serve.shutdown()
+            ray.shutdown()
+        else:
+            ray_serve.delete(APP)
+
+
+def app_builder(args: dict[str, str]) -> Any:
+    """The application for a Ray Serve config file or a KubeRay RayService (``import_path:
+    serve.hosts.ray:app_builder``, ``args: {config: /models/models.yaml, api_key_file: /secrets/key}``).
+
+    Raises:
+        ConfigError: a bad models.yaml, or an artifact missing (nothing is compressed here).
+    """
+    from serve.config import Settings, load_entries, read_api_key
+    from serve.models import prepare_models
+    from serve.server import apply_overrides
+
+    settings = Settings(config=Path(args.get("config", "models.yaml")), host_kind="ray",
+                        watch_interval=float(args.get("watch", 2.0)), api_key=read_api_key(args.get("api_key_file")),
+                        timeout=float(args.get("timeout", 30.0)))
+    entries = apply_overrides(load_entries(settings.config), settings)
+    return application(prepare_models(entries, settings.config.resolve().parent, compress_missing=False), settings)

@@ -1,0 +1,153 @@
+"""`serve --ray` end to end: a real process on a local Ray (127.0.0.1) serving a tiny embedder.
+
+The same app as the native host: embeddings equal the engine's, bad input is a 4xx in the one error
+shape (from the ingress and from a model replica alike), no key is 401, /v1/models describes Ray's
+replicas. The server (and its Ray) is stopped by the fixture, whatever the tests did.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+
+from serve.process import start_server, write_models
+
+KEY = "ray-key-1"
+
+
+@pytest.fixture(scope="module")
+def ray_server(tiny_embedder, tmp_path_factory):
+    entry, art = tiny_embedder
+    tmp = tmp_path_factory.mktemp("serve-ray")
+    shutil.copytree(art, tmp / "art")  # the last test replaces it
+    config = write_models(tmp / "models.yaml", [{
+        "name": "tiny-embed", "source": entry.source, "task": "embedding", "artifact": str(tmp / "art"),
+        "serve": {"max_batch_size": 8, "max_items": 4, "max_queue_requests": 8, "cpus": 1, "replicas": 1}}])
+    proc = start_server(config, tmp / "serve.log", api_key=KEY, extra=("--ray", "--watch", "0.5"), wait_s=240)
+    try:
+        yield proc
+    finally:
+        proc.stop()
+    assert proc.proc.returncode is not None
+    assert "started a local Ray on 127.0.0.1" in proc.log.read_text()
+    assert "not only 127.0.0.1" not in proc.log.read_text()
+
+
+def _shape(body) -> bool:
+    err = body.get("error") if isinstance(body, dict) else None
+    return isinstance(err, dict) and set(err) == {"message", "type", "param"} and bool(err["message"])
+
+
+def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
+    from tests.serve.scale.test_bulk import _engine_vectors
+
+    entry, _ = tiny_embedder
+    texts = ["the market rose", "a new film won the show"]
+    client = ray_server.client()
+    status, headers, body = client.request("POST", "/v1/embeddings", {"model": "tiny-embed", "input": texts})
+    assert status == 200, body
+    got = np.array([d["embedding"] for d in body["data"]], dtype=np.float32)
+    ref = _engine_vectors(entry, texts)
+    cos = (got * ref).sum(1) / np.linalg.norm(got, axis=1) / np.linalg.norm(ref, axis=1)
+    assert cos.min() >= 0.9999
+    assert len(headers.get("x-model-version", headers.get("X-Model-Version", ""))) == 12
+
+    from serve.loadtest import scrape
+
+    served = scrape(ray_server.url, KEY)  # the replicas' engine figures, merged by the ingress
+    assert served.get('serve_items_total{model="tiny-embed"}', 0) >= len(texts)
+
+    status, models = client.get("/v1/models")
+    assert status == 200 and models["data"][0]["details"]["host"] == "ray"
+    assert models["data"][0]["details"]["replicas"] == 1
+
+
+def test_bad_input_is_4xx_in_the_error_shape(ray_server):
+    client = ray_server.client()
+    cases = [({"model": "tiny-embed", "input": ["a"] * 5}, 422, "input"),  # refused by the model's replica
+             ({"model": "nope", "input": "a"}, 404, "model"),  # refused by the ingress
+             ({"model": "tiny-embed"}, 422, None)]
+    for body, want, param in cases:
+        status, got = client.post("/v1/embeddings", body)
+        assert status == want and _shape(got), (body, status, got)
+        if param:
+            assert got["error"]["param"] == param
+    status, _, got = client.request("POST", "/v1/embed", raw=b"{not json", headers={"Content-Type": "application/json"})
+    assert status == 400 and _shape(got)
+
+
+def test_overflow_is_429_in_the_error_shape(ray_server):
+    """Past max_ongoing_requests and max_queued_requests (8 + 8 here), requests are refused, not left waiting."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    body = {"model": "tiny-embed", "input": ["the market rose and the bank said it was a new year"] * 4}
+
+    def burst(_: int) -> list[tuple[int, dict, object]]:
+        client, out = ray_server.client(), []
+        for _ in range(6):
+            status, headers, got = client.request("POST", "/v1/embeddings", body)
+            out.append((status, headers, got))
+        client.close()
+        return out
+
+    with ThreadPoolExecutor(64) as pool:
+        answers = [a for batch in pool.map(burst, range(64)) for a in batch]
+    statuses = {s for s, _, _ in answers}
+    refused = [(h, b) for s, h, b in answers if s == 429]
+    assert statuses <= {200, 429} and 200 in statuses, statuses
+    assert refused, "64 clients at once never overflowed 8 ongoing + 8 queued"
+    headers, got = refused[0]
+    assert _shape(got) and got["error"]["type"] == "overloaded" and headers.get("retry-after") == "1"
+
+
+def test_no_key_is_401(ray_server):
+    status, body = ray_server.client(api_key=None).post("/v1/embeddings", {"model": "tiny-embed", "input": "a"})
+    assert status == 401 and _shape(body) and body["error"]["type"] == "unauthorized"
+    assert ray_server.client(api_key=None).get("/health")[0] == 200
+
+
+def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
+    """What a RayService's serveConfigV2 imports: the same application, from a models.yaml path."""
+    from serve.config import ConfigError
+    from serve.hosts.ray import app_builder
+    from serve.raycluster import import_ray
+
+    import_ray(local=True)
+    from ray.serve import Application
+
+    entry, art = tiny_embedder
+    config = write_models(tmp_path / "models.yaml", [{"name": "tiny-embed", "source": entry.source,
+                                                      "artifact": str(art), "serve": {"replicas": 2}}])
+    assert isinstance(app_builder({"config": str(config)}), Application)
+    with pytest.raises(ConfigError, match="no artifact"):
+        app_builder({"config": str(write_models(tmp_path / "bad.yaml", [{"name": "x", "source": "y"}]))})
+
+
+def test_changed_artifact_rolls_out_under_load_failing_nothing(ray_server):
+    """The replica swaps live on a changed artifact (as `compress --force` renames one into place)."""
+    from serve.loadtest import run_load
+    from tests.serve.test_lifecycle import _replace_artifact
+
+    artifact = ray_server.config.parent / "art"
+    client = ray_server.client()
+    body = {"model": "tiny-embed", "input": "the market rose"}
+    first = client.request("POST", "/v1/embeddings", body)[1]["x-model-version"]
+    results: list = []
+    load = threading.Thread(target=lambda: results.append(run_load(
+        ray_server.url, "/v1/embeddings", lambda k: body, concurrency=4, requests=100_000, max_seconds=15,
+        api_key=KEY)))
+    load.start()
+    time.sleep(2)
+    _replace_artifact(artifact, "retrained")
+    deadline, seen = time.monotonic() + 40, first
+    while time.monotonic() < deadline and seen == first:
+        time.sleep(0.5)
+        seen = client.request("POST", "/v1/embeddings", body)[1]["x-model-version"]
+    load.join()
+    assert seen != first
+    assert client.get("/v1/models/tiny-embed")[1]["details"]["version"] == seen
+    assert results[0].requests > 20 and results[0].errors == 0, results[0].statuses

@@ -1,0 +1,34 @@
+"""serve --ray without Ray installed, and the Ray settings of models.yaml (no Ray needed)."""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+
+from compress.catalog import ServeOptions
+from serve.cli import main
+
+
+def test_ray_missing_says_what_to_install(monkeypatch, tmp_path, capsys):
+    from serve.process import write_models
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
+    config = write_models(tmp_path / "models.yaml", [{"name": "m", "source": str(tmp_path), "artifact": "nowhere"}])
+    assert main(["--config", str(config), "--ray", "--no-compress"]) == 2
+    assert "pip install 'mlm-compress[scale]'" in capsys.readouterr().err
+
+
+def test_ray_address_needs_ray(capsys):
+    assert main(["--ray-address", "auto"]) == 2
+    assert "add --ray" in capsys.readouterr().err
+
+
+def test_replicas_and_autoscaling_are_exclusive():
+    assert ServeOptions(replicas=2, cpus=0.5).cpus == 0.5
+    auto = ServeOptions(autoscaling={"min_replicas": 1, "max_replicas": 4}).autoscaling
+    assert auto is not None and auto.target_ongoing_requests == 32
+    with pytest.raises(ValueError, match="not both"):
+        ServeOptions(replicas=2, autoscaling={"max_replicas": 4})
+    with pytest.raises(ValueError, match="exceeds max_replicas"):
+        ServeOptions(autoscaling={"min_replicas": 5, "max_replicas": 4})
