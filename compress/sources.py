@@ -40,6 +40,7 @@ class SourceInfo:
     path: str
     sha256: str | None
     bytes: int
+    adaptation: dict[str, Any] | None = None  # adaptation.json of a `compress adapt` output directory
 
 
 @dataclass
@@ -248,8 +249,10 @@ def load_model(
         )
     pooling, normalize = _sentence_transformers_pooling(directory)
     size = sum(p.stat().st_size for p in ([weights] if weights.is_file() else []))
+    record = directory / "adaptation.json"
     info = SourceInfo(spec=spec, kind=kind, path=str(weights.resolve()),
-                      sha256=sha256_file(weights) if weights.is_file() else None, bytes=size)
+                      sha256=sha256_file(weights) if weights.is_file() else None, bytes=size,
+                      adaptation=json.loads(record.read_text()) if record.is_file() else None)
     if not tokenizer:
         notes.append(f"tokenizer found at {tok_dir}")
     if extra:
