@@ -2,6 +2,7 @@
 
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
+    python -m benchmarks adapt                  # AntiBERTy -> TCR, with and without replay
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
 """
 
@@ -57,6 +58,11 @@ def _parser() -> argparse.ArgumentParser:
                       "(default 10)")
     http.add_argument("--out", type=Path, default=Path("reports"), help="where http.json, http.md, http.png go")
     http.add_argument("--catalog", default="models.yaml")
+    ad = sub.add_parser("adapt", help="AntiBERTy adapted to T-cell receptors: original, without and with replay, "
+                        "and the int8 artifact, on held-out mouse TCRs and antibodies")
+    ad.add_argument("--cache", type=Path, default=Path("artifacts/adapt"), help="where adapted models are kept")
+    ad.add_argument("--rebuild", action="store_true", help="adapt and compress anew")
+    ad.add_argument("--out", type=Path, default=Path("reports"), help="where adapt.json, adapt.md, adapt.png go")
     mh = sub.add_parser("mask-head", help="gain of computing the LM head only at mask positions (vocab 30k)")
     mh.add_argument("--threads", type=int, default=None)
     mh.add_argument("--catalog", default="models.yaml")
@@ -107,6 +113,12 @@ def main(argv: list[str] | None = None) -> int:
             print(http_report.markdown(report))
             print(f"JSON: {args.out / 'http.json'}; plot: {args.out / 'http.png'} ({report['seconds']:.0f} s)",
                   file=sys.stderr)
+        elif args.command == "adapt":
+            from benchmarks import adapt
+
+            report = adapt.run(args.cache, args.rebuild)
+            adapt.write_reports(report, args.out)
+            print(adapt.markdown(report))
         elif args.command == "mask-head":
             from benchmarks import mask_head
             from compress.runtime import default_threads
