@@ -119,6 +119,9 @@ def train(model: PreTrainedModel, tokenizer: PreTrainedTokenizerBase, batches: M
                          f"{per:.2f}s/step ETA {format_eta(per * (opts.steps - done))}")
         if done % opts.eval_every == 0 or done == opts.steps:
             log.evals.append({"step": done, **evaluate()})
+            if progress:
+                progress(f"held-out top-1 at step {done}: " + ", ".join(
+                    f"{k} {100 * v['top1']:.2f} %" for k, v in log.evals[-1].items() if k != "step"))
         if checkpoint and (done % opts.checkpoint_every == 0 or done == opts.steps):
             save_checkpoint(checkpoint, {"step": done, "model": model.state_dict(), "optimizer": opt.state_dict(),
                                          "scheduler": sched.state_dict(), "losses": log.losses,

@@ -10,8 +10,9 @@ import torch
 
 from compress import CompressError
 from compress.adapt import AdaptOptions, adapt_model
-from compress.adapt.data import MixedBatches, load_texts
+from compress.adapt.data import MixedBatches, load_texts, normalize
 from compress.adapt.workflow import checkpoint_file, load_source
+from compress.artifact import read_manifest
 from compress.cli import main
 from tests.conftest import SENTENCES, WORDS
 
@@ -49,6 +50,19 @@ def test_adaptation_lowers_held_out_loss_and_writes_a_loadable_model(tiny, files
     loaded = load_source(str(out))  # what `compress run DIR` loads, record included
     assert loaded.task == "fill-mask" and loaded.source.adaptation == json.loads((out / "adaptation.json").read_text())
     assert not checkpoint_file(out, _opts(new, old)).exists()
+    assert main(["run", str(out), "--fp32", "--no-bench", "--threads", "1", "--validate", str(old),
+                 "--out", str(tmp_path / "artifact")]) == 0
+    assert read_manifest(tmp_path / "artifact").source["adaptation"]["data"]["sha256"] == record["data"]["sha256"]
+
+
+def test_residue_lines_raw_or_spaced_are_the_same_text(tmp_path):
+    from transformers import BertTokenizerFast
+
+    (tmp_path / "vocab.txt").write_text("\n".join(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]",
+                                                   *"ACDEFGHIKLMNPQRSTVWY"]) + "\n")
+    tok = BertTokenizerFast(vocab_file=str(tmp_path / "vocab.txt"), do_lower_case=False)
+    assert normalize(["EVQLV", "E V Q L V", "EVQ[MASK]V"], tok) == ["E V Q L V", "E V Q [MASK] V"]
+    assert tok("E V Q L V")["input_ids"] == tok.convert_tokens_to_ids(["[CLS]", *"EVQLV", "[SEP]"])
 
 
 @pytest.mark.parametrize(("ratio", "per_batch"), [(0.25, 2), (0.5, 4), (0.0, 0)])
