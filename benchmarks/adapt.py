@@ -106,9 +106,12 @@ def markdown(report: dict[str, Any]) -> str:
     lines = ["# AntiBERTy -> T-cell receptors", "",
              f"Trained on {report['train_texts']} human TCR V genes; masked top-1 (15 %) on {n['mouse_tcr']} mouse "
              f"TCR V genes and {n['antibody']} antibody germlines, none trained on.", "",
-             "| variant | mouse TCR top-1 | change | antibody top-1 | change | training |", "|---|---|---|---|---|---|"]
+             "| variant | mouse TCR top-1 | change | antibody top-1 | change | training (whole run) |",
+             "|---|---|---|---|---|---|"]
     for r in report["rows"]:
         took = f"{r['train_seconds']:.0f} s" if "train_seconds" in r else ""
+        if r.get("wall_seconds"):
+            took += f" ({r['wall_seconds']:.0f} s)"
         lines.append(f"| {r['variant']} | {100 * r['mouse_tcr_top1']:.2f} % | {r['mouse_change_points']:+.2f} | "
                      f"{100 * r['antibody_top1']:.2f} % | {r['antibody_change_points']:+.2f} | {took} |")
     return "\n".join([*lines, "", "![held-out accuracy over the steps](adapt.png)", ""])
