@@ -126,8 +126,10 @@ def test_add_mlm_head_trains_an_encoder_without_one(tiny, files, tmp_path):
     src = str(tiny("bert", "embedding"))
     with pytest.raises(CompressError, match="--add-mlm-head"):
         adapt_model(src, tmp_path / "a", _opts(new, old))
-    record = adapt_model(src, tmp_path / "b", _opts(new, old, add_mlm_head=True))
+    lines: list[str] = []
+    record = adapt_model(src, tmp_path / "b", _opts(new, old, add_mlm_head=True), progress=lines.append)
     assert record["after"]["new"]["loss"] < record["before"]["new"]["loss"]
+    assert any("ETA" in line for line in lines) and any("held-out top-1 at step 30" in line for line in lines)
     loaded = load_source(str(tmp_path / "b"))
     model = loaded.model
     assert loaded.task == "fill-mask"
