@@ -2,6 +2,7 @@
 
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
+    python -m benchmarks adapt                  # AntiBERTy -> TCR, with and without replay
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
     python -m benchmarks heads --cache artifacts/bench      # AntiBERTy: one multi-head artifact vs three
     python -m benchmarks bulk --artifact artifacts/minilm-int8 --layouts 1x2,2x1
@@ -71,6 +72,11 @@ def _parser() -> argparse.ArgumentParser:
     bulk.add_argument("--threads", type=int, default=None, help="in-process threads and Ray's CPUs (default: all)")
     bulk.add_argument("--limit", type=int, default=None, help="only the first N paragraphs")
     bulk.add_argument("--out", type=Path, default=Path("reports"), help="where bulk.json, bulk.md, bulk.png go")
+    ad = sub.add_parser("adapt", help="AntiBERTy adapted to T-cell receptors: original, without and with replay, "
+                        "and the int8 artifact, on held-out mouse TCRs and antibodies")
+    ad.add_argument("--cache", type=Path, default=Path("artifacts/adapt"), help="where adapted models are kept")
+    ad.add_argument("--rebuild", action="store_true", help="adapt and compress anew")
+    ad.add_argument("--out", type=Path, default=Path("reports"), help="where adapt.json, adapt.md, adapt.png go")
     mh = sub.add_parser("mask-head", help="gain of computing the LM head only at mask positions (vocab 30k)")
     mh.add_argument("--threads", type=int, default=None)
     mh.add_argument("--catalog", default="models.yaml")
@@ -168,6 +174,12 @@ def main(argv: list[str] | None = None) -> int:
             report = bulk.run_bulk_bench(args.artifact, layouts, args.threads or default_threads(), args.limit)
             bulk.write_reports(report, args.out)
             print(bulk.markdown(report))
+        elif args.command == "adapt":
+            from benchmarks import adapt
+
+            report = adapt.run(args.cache, args.rebuild)
+            adapt.write_reports(report, args.out)
+            print(adapt.markdown(report))
         elif args.command == "mask-head":
             from benchmarks import mask_head
             from compress.runtime import default_threads

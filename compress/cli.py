@@ -71,6 +71,23 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--no-bench", dest="bench", action="store_false", help="skip the speed measurement")
     v.add_argument("--threads", type=int, help="CPU threads for validation and speed (default: all)")
 
+    ad = sub.add_parser("adapt", help="continue masked-LM training on new-domain text, with replay, into a model dir")
+    ad.add_argument("model", help="model dir, .pt/.bin/.safetensors file, models.yaml name or hub id")
+    ad.add_argument("--data", required=True, help="new-domain text file, one text per line")
+    ad.add_argument("--held-out", help="new-domain texts to score on, never trained on (default: 10%% of --data)")
+    ad.add_argument("--replay", default="auto", help="original-domain text file, auto (packaged data fitting the "
+                    "vocabulary) or none")
+    ad.add_argument("--replay-ratio", type=float, help="fraction of each batch replayed (default 0.25)")
+    ad.add_argument("--steps", type=int, help="optimizer steps (default 300)")
+    ad.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
+    ad.add_argument("--batch-size", type=int, help="texts per step (default 16)")
+    ad.add_argument("--add-mlm-head", action="store_true", help="give an encoder without a masked-LM head one, "
+                    "tied to the input embeddings")
+    ad.add_argument("--checkpoint", help="checkpoint file; an interrupted run resumes from it (default: beside --out)")
+    ad.add_argument("--out", type=Path, required=True, help="model directory to write")
+    ad.add_argument("--force", action="store_true", help="replace an existing --out")
+    ad.add_argument("--models", default="models.yaml", help="models.yaml to look names up in")
+
     show = sub.add_parser("show", help="print an artifact's report")
     show.add_argument("artifact", type=Path)
     return p
@@ -160,6 +177,32 @@ def _run(args: argparse.Namespace) -> None:
         _run_one(args, entry.name)
 
 
+def _adapt(args: argparse.Namespace) -> None:
+    from pydantic import ValidationError
+
+    from compress.adapt import AdaptOptions, adapt_model
+
+    given = {"held_out": args.held_out, "replay_ratio": args.replay_ratio, "steps": args.steps, "lr": args.lr,
+             "batch_size": args.batch_size, "checkpoint": args.checkpoint}
+    try:
+        opts = AdaptOptions(data=args.data, replay=None if args.replay == "none" else args.replay,
+                            add_mlm_head=args.add_mlm_head, **{k: v for k, v in given.items() if v is not None})
+    except ValidationError as e:
+        raise CompressError("; ".join(f"{'.'.join(map(str, x['loc'])) or 'options'}: {x['msg']}"
+                                      for x in e.errors())) from None
+    try:
+        adapt_model(args.model, args.out, opts, force=args.force, models=args.models, progress=_say,
+                    command="compress " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    except KeyboardInterrupt:
+        _say("the last checkpoint is kept: rerun the same command to resume from it")
+        raise
+    print(f"wrote {args.out} (report: {args.out / 'adapt_report.md'})", file=sys.stderr)
+
+
+def _say(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     debug = args.debug_top or getattr(args, "debug", False)
@@ -172,6 +215,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "run":
             _run(args)
+        elif args.command == "adapt":
+            _adapt(args)
         elif args.command == "show":
             from compress.artifact import read_manifest
 

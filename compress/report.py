@@ -38,6 +38,11 @@ def _rows(m: Manifest) -> list[tuple[str, str]]:
                               f"({sp['speedup']:.2f}x, batch {sp['batch_size']} x {sp['seq_len']} tokens)"))
     if m.excluded_nodes:
         rows.append(("kept in fp32", f"{len(m.excluded_nodes)} nodes (accuracy gate)"))
+    adapted = m.source.get("adaptation")
+    if adapted:
+        rows.append(("adapted", f"{adapted['steps']} steps on {adapted['data']['path']} (replay ratio "
+                                f"{adapted['replay']['ratio']:.2f}): new-domain top-1 {adapted['gain_points']:+.1f}"
+                                f" points, original {-adapted['forgetting_points']:+.1f}"))
     return rows + _pruning_rows(m)
 
 

@@ -40,6 +40,7 @@ class SourceInfo:
     path: str
     sha256: str | None
     bytes: int
+    adaptation: dict[str, Any] | None = None  # adaptation.json of a `compress adapt` output directory
 
 
 @dataclass
@@ -277,9 +278,11 @@ def _checked_tokenizer(
 def _source_info(spec: str, kind: str, weights: Path) -> SourceInfo:
     """Where the weights came from; a sharded index has no single file to hash."""
     is_file = weights.is_file()
+    record = weights.parent / "adaptation.json"  # written by `compress adapt` beside the weights
     return SourceInfo(spec=spec, kind=kind, path=str(weights.resolve()),
                       sha256=sha256_file(weights) if is_file else None,
-                      bytes=weights.stat().st_size if is_file else 0)
+                      bytes=weights.stat().st_size if is_file else 0,
+                      adaptation=json.loads(record.read_text()) if record.is_file() else None)
 
 
 def _class_labels(model: PreTrainedModel) -> list[str]:

@@ -12,6 +12,7 @@ from compress.data.corpora import (
     bbc_articles,
     bbc_sentences,
     default_texts,
+    tcr_germlines,
 )
 from compress.data.encoding import encode
 from compress.data.masking import mask_tokens
@@ -32,4 +33,5 @@ __all__ = [
     "mask_tokens",
     "read_texts",
     "space_residues",
+    "tcr_germlines",
 ]

@@ -43,12 +43,18 @@ def _package_dir(package: str, requirement: str) -> Path:
 
 
 @functools.cache
-def antibody_germlines() -> tuple[Antibody, ...]:
-    """Unique V-gene sequences of heavy and light chains from anarci's germline table, sorted."""
+def _germline_v_genes() -> dict[str, dict[str, dict[str, str]]]:
+    """anarci's gapped V genes: chain -> species -> gene -> sequence."""
     # Parse the data file rather than import anarci, whose import wants HMMER binaries.
     path = _package_dir("anarci", "anarci") / "germlines.py"
     text = path.read_text()
-    table = ast.literal_eval(text[text.index("{"):].strip())
+    return ast.literal_eval(text[text.index("{"):].strip())["V"]
+
+
+@functools.cache
+def antibody_germlines() -> tuple[Antibody, ...]:
+    """Unique V-gene sequences of heavy and light chains from anarci's germline table, sorted."""
+    table = {"V": _germline_v_genes()}
     seen: dict[str, Antibody] = {}
     for chain in ("H", "K", "L"):
         for species, genes in sorted(table["V"][chain].items()):
@@ -57,6 +63,13 @@ def antibody_germlines() -> tuple[Antibody, ...]:
                 if len(seq) >= 60 and set(seq) <= AMINO_ACIDS and seq not in seen:
                     seen[seq] = Antibody(seq, SPECIES_LABELS.get(species), CHAIN_LABELS[chain])
     return tuple(seen.values())
+
+
+def tcr_germlines(species: str) -> list[str]:
+    """Unique T-cell receptor V genes (alpha, beta, gamma, delta) of ``species`` ("human": 195, "mouse": 250)."""
+    seqs = [gapped.replace("-", "").upper() for chain in ("A", "B", "G", "D")
+            for _, gapped in sorted(_germline_v_genes()[chain].get(species, {}).items())]
+    return list(dict.fromkeys(s for s in seqs if len(s) >= 60 and set(s) <= AMINO_ACIDS))
 
 
 @functools.cache

@@ -99,7 +99,7 @@ def _schedule(cfg: DistillConfig) -> Callable[[int], float]:
     return lambda s: (s + 1) / warm if s < warm else max(0.0, (cfg.steps - s) / max(1, cfg.steps - warm))
 
 
-def _save(path: Path, state: dict[str, Any]) -> None:
+def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
     tmp = path.with_name(path.name + ".tmp")
     torch.save(state, tmp)
     os.replace(tmp, path)  # atomic: an interruption leaves the previous checkpoint intact
@@ -116,7 +116,7 @@ def _recipe(cfg: DistillConfig) -> dict[str, Any]:
     return {k: v for k, v in asdict(cfg).items() if k not in ("checkpoint", "checkpoint_every", "log_every")}
 
 
-def _eta(seconds: float) -> str:
+def format_eta(seconds: float) -> str:
     m, s = divmod(int(seconds), 60)
     return f"{m}m{s:02d}s"
 
@@ -209,9 +209,9 @@ def distill(student: PreTrainedModel, teacher: PreTrainedModel, task: Task, stre
                 per = (time.perf_counter() - t0) / (done - start)
                 parts = " ".join(f"{k} {v:.4f}" for k, v in terms.items())
                 progress(f"recover step {done}/{cfg.steps} loss {report.last_loss:.4f} ({parts}) "
-                         f"{per:.1f}s/step ETA {_eta(per * (cfg.steps - done))}")
+                         f"{per:.1f}s/step ETA {format_eta(per * (cfg.steps - done))}")
         if path and (done % cfg.checkpoint_every == 0 or done == cfg.steps):
-            _save(path, {"step": done, "student": student.state_dict(), "optimizer": opt.state_dict(),
+            save_checkpoint(path, {"step": done, "student": student.state_dict(), "optimizer": opt.state_dict(),
                          "scheduler": sched.state_dict(), "history": report.history,
                          "first_loss": report.first_loss, "identity": identity, "recovery": _recipe(cfg),
                          **(checkpoint_extra or {})})

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 
 from compress.prune import PruneResult, method_for, prune_model
 from compress.prune.batches import BatchStream
-from compress.prune.distill import DistillConfig, DistillReport, _save, distill, load_checkpoint
+from compress.prune.distill import DistillConfig, DistillReport, distill, load_checkpoint, save_checkpoint
 from compress.prune.model_parts import encoder_params, nonzero_encoder_params
 from compress.prune.plan import PrunePlan, apply_plan, describe, plan_shape
 
@@ -155,7 +155,7 @@ def prune_and_recover(loaded: LoadedModel, prune_config: Any, texts: list[str],
         extra = {"plan": result.plan.to_dict() if result.plan is not None else None, "details": result.details}
         if recover.checkpoint and state is None:
             Path(recover.checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            _save(Path(recover.checkpoint), {"step": 0, "student": result.model.state_dict(), "history": [],
+            save_checkpoint(Path(recover.checkpoint), {"step": 0, "student": result.model.state_dict(), "history": [],
                                              "first_loss": None, "identity": identity, **extra})
         report = distill(result.model, loaded.model, loaded.task, stream, recover,
                          layer_map=_layer_map(result.plan), pooling=pooling,
