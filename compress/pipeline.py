@@ -1,6 +1,6 @@
 """`compress run`: the staged pipeline from a loaded model and a :class:`~compress.recipe.Recipe` to an artifact.
 
-load (the caller) → prune → export (+ graph optimization) → reference outputs → quantize with the
+load (the caller) → adapt → prune → export (+ graph optimization) → reference outputs → quantize with the
 accuracy gate → measure → write. Each stage is one function; they share a :class:`_Run`.
 """
 
@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import json
 import logging
 import shutil
 import sys
@@ -140,12 +141,39 @@ def _start(model: LoadedModel | MultiHeadModel, recipe: Recipe, threads: int | N
         raise CompressError(f"{method.name} makes a torch artifact that reloads through transformers, whose config "
                             "cannot describe per-layer head and neuron counts nor several heads; drop --prune/--heads "
                             "or pick an ONNX method")
-    if multi and recipe.prune:
-        raise CompressError("--prune is single-head only: drop --heads or --prune")
+    if multi and (recipe.prune or recipe.adapt):
+        raise CompressError("prune: and adapt: are single-head steps: drop --heads, or those steps")
+    if recipe.adapt and loaded.task != "fill-mask":
+        raise CompressError(f"adapt: in a recipe trains the masked-LM that is then compressed, and this model loads "
+                            f"as {loaded.task}; run `compress adapt MODEL --add-mlm-head --out DIR` and compress DIR")
     v = recipe.validation
     texts = read_texts(v.data) if v.data else default_texts(loaded.tokenizer, v.n)
-    steps = _Steps(6 if recipe.prune else 5)
+    steps = _Steps(5 + bool(recipe.prune) + bool(recipe.adapt))
     return _Run(loaded, multi, recipe, method, threads, texts, _max_length(loaded, recipe), steps)
+
+
+def adapted_model_dir(out: Path) -> Path:
+    """Where a recipe's ``adapt:`` step keeps the adapted model of the artifact ``out`` (reused while it fits)."""
+    return out.with_name(f"{out.name}.adapted")
+
+
+def _adapt(run: _Run, out: Path) -> None:
+    """Teach the model the recipe's new domain (compress adapt), then go on with the adapted model."""
+    from compress.adapt import adapt_model
+    from compress.adapt.data import sha256_text
+    from compress.sources import load_model
+
+    opts = run.recipe.adapt
+    assert opts is not None
+    target = adapted_model_dir(out)
+    record = target / "adaptation.json"
+    made = json.loads(record.read_text()) if record.is_file() else {}
+    fits = (made.get("options") == opts.model_dump() and made.get("data", {}).get("sha256") == sha256_text(opts.data)
+            and made.get("base_model", {}).get("sha256") == run.loaded.source.sha256)
+    run.steps(f"adapting to {opts.data} ({opts.steps} steps)" if not fits else f"reusing the adapted model {target}")
+    if not fits:
+        adapt_model(run.loaded, target, opts, force=True, progress=_progress)
+    run.loaded = load_model(str(target))
 
 
 def _prune(run: _Run, checkpoint: Path | None) -> None:
@@ -316,8 +344,11 @@ def compress_model(model: LoadedModel | MultiHeadModel, out: Path, *, name: str,
     """
     run = _start(model, recipe, threads)
     checkpoint = checkpoint_path(out, recipe.prune)
-    if recipe.prune:
+    if recipe.adapt or recipe.prune:
         check_writable(out, force)  # before the slow part
+    if recipe.adapt:
+        _adapt(run, out)
+    if recipe.prune:
         _prune(run, checkpoint)
     with staged_directory(out, force) as tmp:
         exported = _export(run, tmp / "_work")

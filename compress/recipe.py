@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validator, model_validator
 
+from compress.adapt.options import AdaptOptions
 from compress.quantize import MethodConfig, get_method, method_config
 
 PruneMethod = Literal["structured", "heads", "neurons", "layers", "magnitude"]
@@ -67,14 +68,16 @@ class ValidationStep(BaseModel):
 
 
 class Recipe(BaseModel):
-    """How to compress a model: quantization method and its options, graph optimization, optional pruning,
-    validation. The manifest stores it as :meth:`stored`."""
+    """How to compress a model: optional adaptation to a new domain and pruning, then the quantization
+    method and its options, graph optimization, validation. The manifest stores it as :meth:`stored`."""
 
     model_config = ConfigDict(extra="forbid")
     quantize: SerializeAsAny[MethodConfig] = Field(default_factory=lambda: method_config({"method": "int8"}))
     optimize: Literal["O1", "O2", "O3"] | None = None
     opset: int | None = Field(None, ge=11, description="ONNX opset (default: optimum's for the family)")
     max_length: int | None = Field(None, ge=4, description="tokens per input (default: the model's)")
+    adapt: AdaptOptions | None = Field(None, description="continued masked-LM training on new-domain text first "
+                                       "(compress adapt), for fill-mask models")
     prune: PruneStep | None = None
     validation: ValidationStep = ValidationStep()
 

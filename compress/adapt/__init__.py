@@ -7,7 +7,17 @@ loads with ``AutoModelForMaskedLM.from_pretrained`` and ``compress run``, and ca
 
 from __future__ import annotations
 
+from typing import Any
+
 from compress.adapt.options import AdaptOptions
-from compress.adapt.workflow import adapt_model
 
 __all__ = ["AdaptOptions", "adapt_model"]
+
+
+def __getattr__(name: str) -> Any:
+    # adapt_model pulls in torch and the training loop; the recipe needs only AdaptOptions.
+    if name == "adapt_model":
+        from compress.adapt.workflow import adapt_model
+
+        return adapt_model
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -155,3 +155,41 @@ def test_bad_input_errors(tiny, files, tmp_path, capsys):
     one.write_text("the a of\n")
     with pytest.raises(CompressError, match="too few"):
         adapt_model(src, tmp_path / "y", _opts(one, old))
+
+
+def test_a_recipe_adapts_first_and_reuses_the_adapted_model_while_it_fits(tiny, files, tmp_path):
+    """models.yaml's `adapt:` step: compress run adapts, then compresses the adapted model; a rerun with
+    the same step reuses it, a changed step trains again."""
+    from compress.pipeline import adapted_model_dir, compress_model
+    from compress.recipe import Recipe
+    from compress.sources import load_model
+
+    new, old = files
+    src, out = tiny("bert", "fill-mask"), tmp_path / "art"
+
+    def run(**adapt) -> dict:
+        recipe = Recipe.model_validate({"method": "fp32", "adapt": _opts(new, old, **adapt).model_dump(),
+                                        "validation": {"data": str(old)}})
+        return compress_model(load_model(str(src)), out, name="t", recipe=recipe, bench=False, threads=1,
+                              force=True).model_dump()
+
+    m = run()
+    record = adapted_model_dir(out) / "adaptation.json"
+    assert m["source"]["adaptation"] == json.loads(record.read_text()) and m["recipe"]["adapt"]["steps"] == 30
+    assert m["source"]["path"].startswith(str(adapted_model_dir(out)))
+    stamp = record.stat().st_mtime_ns
+    run()
+    assert record.stat().st_mtime_ns == stamp  # the same step: the adapted model is reused
+    assert run(steps=20)["source"]["adaptation"]["steps"] == 20  # another step: adapted again
+
+
+def test_a_recipe_adapts_masked_lms_only(tiny, files, tmp_path):
+    from compress.pipeline import compress_model
+    from compress.recipe import Recipe
+    from compress.sources import load_model
+
+    new, old = files
+    recipe = Recipe.model_validate({"method": "fp32", "adapt": _opts(new, old).model_dump()})
+    with pytest.raises(CompressError, match="add-mlm-head"):
+        compress_model(load_model(str(tiny("bert", "embedding"))), tmp_path / "a", name="t", recipe=recipe)
+    assert not (tmp_path / "a").exists()
