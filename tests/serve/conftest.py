@@ -10,10 +10,18 @@
 
 from __future__ import annotations
 
+import json
+import os
+import shutil
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from serve.loadtest import HttpClient, LoadReport, run_load
 from serve.process import start_server, write_models
 
 API_KEY = "test-key-123"
@@ -89,3 +97,33 @@ def open_server(packaged_artifact, tmp_path_factory):
     proc.stop()
 
 
+def replace_artifact(current: Path, new_manifest_note: str) -> None:
+    """Rewrite the artifact as `compress --force` does: a full sibling copy renamed into place."""
+    staging = current.with_name(current.name + ".new")
+    shutil.copytree(current, staging)
+    manifest = json.loads((staging / "manifest.json").read_text())
+    manifest.setdefault("notes", []).append(new_manifest_note)
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    old = current.with_name(current.name + ".old")
+    os.rename(current, old)
+    os.rename(staging, current)
+    shutil.rmtree(old)
+
+
+def swap_under_load(url: str, client: HttpClient, artifact: Path, body: Callable[[int], Any], *, concurrency: int,
+                    seconds: float, wait: float, api_key: str | None) -> tuple[str, str, LoadReport]:
+    """Replace ``artifact`` while clients post embeddings; (version before, version seen after, the load's report)."""
+    first = client.request("POST", "/v1/embeddings", body(0))[1]["x-model-version"]
+    results: list = []
+    load = threading.Thread(target=lambda: results.append(run_load(
+        url, "/v1/embeddings", body, concurrency=concurrency, requests=100_000, max_seconds=seconds,
+        api_key=api_key)))
+    load.start()
+    time.sleep(2)
+    replace_artifact(artifact, "retrained")
+    deadline, seen = time.monotonic() + wait, first
+    while time.monotonic() < deadline and seen == first:
+        time.sleep(0.3)
+        seen = client.request("POST", "/v1/embeddings", body(1))[1]["x-model-version"]
+    load.join()
+    return first, seen, results[0]

@@ -2,20 +2,17 @@
 
 from __future__ import annotations
 
-import json
-import os
 import shutil
 import signal
 import threading
 import time
-from pathlib import Path
 
 import pytest
 
 from compress.data import bbc_sentences
 from serve.loadtest import HttpClient, closed_loop_until_refused, run_load
 from serve.process import start_server, write_models
-from tests.serve.conftest import packaged_entry
+from tests.serve.conftest import packaged_entry, swap_under_load
 
 pytestmark = pytest.mark.integration
 TEXTS = [" ".join(s.split()[:14]) for s in bbc_sentences(64, seed=5)]
@@ -52,19 +49,6 @@ def test_overload_answers_429_in_the_error_shape(packaged_artifact, tmp_path):
     assert details["max_queue_requests"] == 2 and details["rejected"] > 0
 
 
-def _replace_artifact(current: Path, new_manifest_note: str) -> None:
-    """Rewrite the artifact as `compress --force` does: a full sibling copy renamed into place."""
-    staging = current.with_name(current.name + ".new")
-    shutil.copytree(current, staging)
-    manifest = json.loads((staging / "manifest.json").read_text())
-    manifest.setdefault("notes", []).append(new_manifest_note)
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    old = current.with_name(current.name + ".old")
-    os.rename(current, old)
-    os.rename(staging, current)
-    shutil.rmtree(old)
-
-
 def test_live_swap_under_load_fails_nothing(packaged_artifact, tmp_path):
     artifact = tmp_path / "minilm-int8"
     shutil.copytree(packaged_artifact("minilm"), artifact)
@@ -75,25 +59,14 @@ def test_live_swap_under_load_fails_nothing(packaged_artifact, tmp_path):
         assert client.request("POST", "/v1/models/minilm/reload")[0] == 200
         assert server.client(api_key=None).request("POST", "/v1/models/minilm/reload")[0] == 401
         status, unchanged = client.post("/v1/models/minilm/reload", None)
-        first = client.request("POST", "/v1/embeddings", _body(0))[1]["x-model-version"]
-        results: list = []
-        load = threading.Thread(target=lambda: results.append(run_load(
-            server.url, "/v1/embeddings", _body, concurrency=8, requests=100_000, max_seconds=12, api_key="k")))
-        load.start()
-        time.sleep(2)
-        _replace_artifact(artifact, "retrained")
-        deadline, seen = time.monotonic() + 30, first
-        while time.monotonic() < deadline and seen == first:
-            time.sleep(0.3)
-            seen = client.request("POST", "/v1/embeddings", _body(1))[1]["x-model-version"]
-        load.join()
+        first, seen, report = swap_under_load(server.url, client, artifact, _body, concurrency=8, seconds=12,
+                                              wait=30, api_key="k")
         card = client.get("/v1/models/minilm")[1]
         missing = client.post("/v1/models/nope/reload", None)
     finally:
         server.stop()
     assert status == 200 and unchanged["changed"] is False and unchanged["version"] == first
     assert seen != first and card["details"]["version"] == seen
-    report = results[0]
     assert report.requests > 50 and report.errors == 0, report.statuses
     assert missing[0] == 404 and missing[1]["error"]["type"] == "model_not_found"
 

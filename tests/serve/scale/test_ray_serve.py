@@ -8,8 +8,6 @@ replicas. The server (and its Ray) is stopped by the fixture, whatever the tests
 from __future__ import annotations
 
 import shutil
-import threading
-import time
 
 import numpy as np
 import pytest
@@ -129,25 +127,13 @@ def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
 
 def test_changed_artifact_rolls_out_under_load_failing_nothing(ray_server):
     """The replica swaps live on a changed artifact (as `compress --force` renames one into place)."""
-    from serve.loadtest import run_load
-    from tests.serve.test_lifecycle import _replace_artifact
+    from tests.serve.conftest import swap_under_load
 
     artifact = ray_server.config.parent / "art"
     client = ray_server.client()
     body = {"model": "tiny-embed", "input": "the market rose"}
-    first = client.request("POST", "/v1/embeddings", body)[1]["x-model-version"]
-    results: list = []
-    load = threading.Thread(target=lambda: results.append(run_load(
-        ray_server.url, "/v1/embeddings", lambda k: body, concurrency=4, requests=100_000, max_seconds=15,
-        api_key=KEY)))
-    load.start()
-    time.sleep(2)
-    _replace_artifact(artifact, "retrained")
-    deadline, seen = time.monotonic() + 40, first
-    while time.monotonic() < deadline and seen == first:
-        time.sleep(0.5)
-        seen = client.request("POST", "/v1/embeddings", body)[1]["x-model-version"]
-    load.join()
+    first, seen, report = swap_under_load(ray_server.url, client, artifact, lambda k: body, concurrency=4,
+                                          seconds=15, wait=40, api_key=KEY)
     assert seen != first
     assert client.get("/v1/models/tiny-embed")[1]["details"]["version"] == seen
-    assert results[0].requests > 20 and results[0].errors == 0, results[0].statuses
+    assert report.requests > 20 and report.errors == 0, report.statuses
