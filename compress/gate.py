@@ -48,7 +48,7 @@ class Judge:
     reference: Outputs = field(default_factory=dict)
 
     def collect(self, runner: Runner, label: str, subset: int | None = None) -> Outputs:
-        return {task: collect(runner, vs.head(subset) if subset else vs, desc=f"{label}")
+        return {task: collect(runner, vs.head(subset) if subset else vs, desc=label)
                 for task, vs in self.sets.items()}
 
     def figures(self, outputs: Outputs) -> Figures:
