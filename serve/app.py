@@ -93,7 +93,7 @@ def add_model_routes(app: FastAPI, engine: Engine, security: list) -> None:
     async def reload_model(model_id: str) -> Reloaded:
         previous = card(model_id).details["version"]
         try:
-            version = await engine.reload(engine.served()[model_id].spec.name)  # a head reloads its model
+            version = await engine.reload_requested(engine.served()[model_id].spec.name)  # a head: its model
         except ServeError:
             raise
         except Exception as e:

@@ -197,6 +197,11 @@ class Engine:
             return None
         return lanes[0].refusal()
 
+    async def reload_requested(self, name: str) -> str:
+        """A reload asked for over the API (``POST /v1/models/{id}/reload``): :meth:`reload`, where a host
+        has no reason to refuse it."""
+        return await self.reload(name)
+
     async def reload(self, name: str) -> str:
         """Load model ``name``'s artifact again beside the serving one, warm it up, switch, drain the old.
 

@@ -2,14 +2,18 @@
 
 ::
 
-    HTTP -> Ray Serve proxy -> ingress (the FastAPI app of serve/app.py over a RayEngine)
-                                  -> model deployment "minilm" (replicas, each an Engine on the artifact)
-                                  -> model deployment "antiberty" ...
+    several models: HTTP -> Ray Serve proxy -> ingress (the FastAPI app of serve/app.py over a RayEngine)
+                                                  -> model deployment "minilm" (replicas, each an Engine)
+                                                  -> model deployment "antiberty" ...
+    one model:      HTTP -> Ray Serve proxy -> model deployment "minilm" (each replica the app over its Engine)
 
 The ingress answers every route, schema, error, the API key, ``/v1/models`` and the probes with the
 code the native host runs; its engine (:class:`RayEngine`) picks the model as the engine does and
 sends the tokens' work to that model's deployment. Each model replica runs the framework-free
-engine (admission, continuous batching, the backend) on the model's artifact.
+engine (admission, continuous batching, the backend) on the model's artifact. When one model is
+served (a multi-head model is one), the ingress is folded into its replicas (:class:`AnsweringReplica`):
+each replica runs the app over its own engine, so a request crosses one hop (the proxy) instead of two,
+and admission is the engine's own, as on the native host.
 
 Per-model settings of models.yaml's ``serve:`` block map to Ray's own knobs: ``replicas`` or
 ``autoscaling`` (``min_replicas``, ``max_replicas``, ``target_ongoing_requests``), ``cpus`` per
@@ -63,8 +67,32 @@ def _load(entry: dict[str, Any]) -> ServedModel:
     return prepare_model(ModelEntry.model_validate(entry), Path("."), compress_missing=False)
 
 
+ROLLS_OUT = ("on Ray a changed artifact rolls out by itself: every replica checks its artifact every --watch "
+             "seconds and swaps live")
+
+
+def scale_details(model: ServedModel) -> dict[str, Any]:
+    """What /v1/models says of a model's deployment on Ray: replicas or autoscaling, CPUs per replica."""
+    o = model.spec.options
+    scale = o.autoscaling.model_dump() if o.autoscaling else {"replicas": o.replicas or 1}
+    return {"host": "ray", "cpus_per_replica": o.cpus or 1, **scale}
+
+
+class ReplicaEngine(Engine):
+    """The engine of an answering replica: the native engine, described as a Ray deployment, reloaded by
+    its watch only (a reload request would reach one replica of several)."""
+
+    def describe(self, name: str) -> dict[str, Any]:
+        return {**super().describe(name), **scale_details(self.models[name])}
+
+    async def reload_requested(self, name: str) -> str:
+        raise ServeError("invalid_request", ROLLS_OUT, "model_id")
+
+
 class ModelReplica:
     """One replica of a model's deployment: the serving engine on the model's artifact, watched for changes."""
+
+    engine_class: type[Engine] = Engine
 
     async def __init__(self, entry: dict[str, Any], timeout: float, watch: float) -> None:  # type: ignore[misc]
         # Ray runs an async constructor on the replica's own event loop: the engine's loops start there
@@ -72,7 +100,7 @@ class ModelReplica:
 
         model = _load(entry)
         self.name = model.name
-        self.engine = Engine([model], timeout=timeout)
+        self.engine = self.engine_class([model], timeout=timeout)
         await self.engine.start()  # loaded and warmed up before Ray counts the replica as healthy
         self._watch = asyncio.create_task(watch_artifacts(self.engine, watch)) if watch > 0 else None
 
@@ -89,6 +117,22 @@ class ModelReplica:
         alive, why = self.engine.live()
         if not alive:
             raise RuntimeError(why)
+
+
+class AnsweringReplica(ModelReplica):
+    """A replica of the only model served, answering HTTP itself: the app of serve/app.py over its engine
+    (Ray Serve builds it through ``__serve_build_asgi_app__`` once the constructor has run)."""
+
+    engine_class = ReplicaEngine
+
+    async def __init__(self, entry: dict[str, Any], settings: Settings, watch: float) -> None:  # type: ignore[misc]
+        await ModelReplica.__init__(self, entry, settings.timeout, watch)  # type: ignore[misc]
+        self.settings = settings
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
+        from serve.app import build_app
+
+        return build_app(self.engine, self.settings)
 
 
 class RayEngine(Engine):
@@ -130,15 +174,12 @@ class RayEngine(Engine):
 
     def describe(self, name: str) -> dict[str, Any]:
         o = self.models[name].spec.options
-        scale = o.autoscaling.model_dump() if o.autoscaling else {"replicas": o.replicas or 1}
-        return {"version": self.version(name), "host": "ray",
-                "max_batch_size": o.max_batch_size, "max_batch_tokens": o.max_batch_tokens,
-                "max_queue_requests": o.max_queue_requests, "max_queue_tokens": o.max_queue_tokens,
-                "cpus_per_replica": o.cpus or 1, **scale}
+        return {"version": self.version(name), "max_batch_size": o.max_batch_size,
+                "max_batch_tokens": o.max_batch_tokens, "max_queue_requests": o.max_queue_requests,
+                "max_queue_tokens": o.max_queue_tokens, **scale_details(self.models[name])}
 
-    async def reload(self, name: str) -> str:
-        raise ServeError("invalid_request", "on Ray a changed artifact rolls out by itself: every replica checks "
-                         "its artifact every --watch seconds and swaps live", "model_id")
+    async def reload_requested(self, name: str) -> str:
+        raise ServeError("invalid_request", ROLLS_OUT, "model_id")
 
 
 def ingress_builder(entries: list[dict[str, Any]], settings: Settings) -> Callable[[], FastAPI]:
@@ -159,21 +200,38 @@ def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:
     return {"num_cpus": cpus, **({"runtime_env": {"env_vars": env}} if env else {})}
 
 
+def _scale(model: ServedModel) -> dict[str, Any]:
+    o = model.spec.options
+    return {"autoscaling_config": o.autoscaling.model_dump()} if o.autoscaling else {"num_replicas": o.replicas or 1}
+
+
 def model_deployment(model: ServedModel, settings: Settings, env: dict[str, str]) -> Any:
-    """The model's Ray Serve deployment, bound: replicas or autoscaling, CPUs, admission limits."""
+    """The model's Ray Serve deployment behind the ingress, bound: replicas or autoscaling, CPUs, admission
+    limits (Ray's queues refuse: the ingress turns that into 429)."""
     from ray import serve
 
     o = model.spec.options
-    scale: dict[str, Any] = ({"autoscaling_config": o.autoscaling.model_dump()} if o.autoscaling
-                             else {"num_replicas": o.replicas or 1})
     deployment = serve.deployment(name=model.name, ray_actor_options=_actor_options(o.cpus or 1, env),
                                   max_ongoing_requests=max(o.max_queue_requests, o.max_batch_size),
-                                  max_queued_requests=o.max_queue_requests, **scale)(ModelReplica)
+                                  max_queued_requests=o.max_queue_requests, **_scale(model))(ModelReplica)
     return deployment.bind(replica_entry(model), settings.timeout, settings.watch_interval)
 
 
+def answering_deployment(model: ServedModel, settings: Settings, env: dict[str, str]) -> Any:
+    """The only model's deployment, its replicas answering HTTP: the engine's admission refuses (429), so
+    Ray lets every request through to the replica it picks (probes included)."""
+    from ray import serve
+
+    o = model.spec.options
+    deployment = serve.deployment(name=model.name, ray_actor_options=_actor_options(o.cpus or 1, env),
+                                  max_ongoing_requests=INGRESS_MAX_ONGOING, **_scale(model))(
+        serve.ingress()(AnsweringReplica))
+    return deployment.bind(replica_entry(model), settings, settings.watch_interval)
+
+
 def application(models: list[ServedModel], settings: Settings) -> Any:
-    """The Ray Serve application: the ingress bound to every model's deployment.
+    """The Ray Serve application: the ingress bound to every model's deployment, or the only model's
+    answering deployment.
 
     On a local Ray every replica writes its Prometheus values to the server's multiprocess directory,
     so the ingress's ``/metrics`` merges the engines' figures (on a cluster, Ray's metrics export has them).
@@ -183,6 +241,8 @@ def application(models: list[ServedModel], settings: Settings) -> Any:
     from serve.raycluster import started_here
 
     env = {ENV_DIR: os.environ[ENV_DIR]} if started_here() and os.environ.get(ENV_DIR) else {}
+    if len(models) == 1:
+        return answering_deployment(models[0], settings, env)
     ingress = serve.deployment(name="ingress", ray_actor_options=_actor_options(0, env),
                                max_ongoing_requests=INGRESS_MAX_ONGOING)(
         serve.ingress(ingress_builder([replica_entry(m) for m in models], settings))())
