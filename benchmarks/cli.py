@@ -6,6 +6,7 @@
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
     python -m benchmarks heads --cache artifacts/bench      # AntiBERTy: one multi-head artifact vs three
     python -m benchmarks bulk --artifact artifacts/minilm-int8 --layouts 1x2,2x1
+    python -m benchmarks e2e --host-kind ray    # a served models.yaml against the fp32 originals, over HTTP
 """
 
 from __future__ import annotations
@@ -88,7 +89,24 @@ def _parser() -> argparse.ArgumentParser:
     hd.add_argument("--batch-size", type=int, default=32)
     hd.add_argument("--rebuild", action="store_true", help="re-make cached artifacts")
     hd.add_argument("--out", type=Path, default=Path("reports"), help="where heads.json, heads.md, heads.png go")
+    e2e = sub.add_parser("e2e", help="serve a models.yaml and check every model over HTTP against its fp32 "
+                         "original (agreement, cosine), bad requests (4xx) and the API key (401)")
+    e2e.add_argument("--catalog", type=Path, default=Path("models.yaml"))
+    e2e.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"))
+    e2e.add_argument("--n", type=int, default=300, help="texts per model (default 300)")
+    e2e.add_argument("--out", type=Path, default=Path("reports"), help="where e2e-HOST.json and .md go")
     return p
+
+
+def _e2e(args: argparse.Namespace) -> int:
+    from benchmarks import e2e
+
+    args.out.mkdir(parents=True, exist_ok=True)
+    report = e2e.run_e2e(args.catalog, args.host_kind, args.n, args.out / f"e2e-{args.host_kind}-serve.log")
+    path = e2e.write(report, args.out)
+    print(e2e.markdown(report))
+    print(f"report: {path}; server log: {args.out / f'e2e-{args.host_kind}-serve.log'}", file=sys.stderr)
+    return 0 if report.passed else 1
 
 
 def _heads(args: argparse.Namespace) -> None:
@@ -187,6 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             print(mask_head.markdown(mask_head.run(args.threads or default_threads(), args.catalog)))
         elif args.command == "heads":
             _heads(args)
+        elif args.command == "e2e":
+            return _e2e(args)
         return 0
     except (CompressError, ValueError, ServeStartError) as e:
         print(f"error: {e}", file=sys.stderr)

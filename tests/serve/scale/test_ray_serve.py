@@ -119,6 +119,17 @@ def test_no_key_is_401(ray_server):
     assert ray_server.client(api_key=None).get("/health")[0] == 200
 
 
+def test_end_to_end_check_passes(ray_server):
+    """The check `python -m benchmarks e2e --host-kind ray` runs on the default models.yaml, here on the tiny
+    embedder: every served model against its fp32 original over HTTP, the bad requests, the key."""
+    from benchmarks.e2e import check_server, markdown
+
+    report = check_server(ray_server, ray_server.config, n=24, host_kind="ray")
+    assert len(report.checks) == len(ray_server.client().get("/v1/models")[1]["data"])
+    assert all(c.value >= 0.9999 and c.worst is not None and c.worst >= 0.9999 for c in report.checks), markdown(report)
+    assert len(report.edges) == 10 and report.passed, markdown(report)
+
+
 def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
     """What a RayService's serveConfigV2 imports: the same application, from a models.yaml path."""
     from serve.config import ConfigError
