@@ -32,7 +32,6 @@ import asyncio
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -136,13 +135,43 @@ class AnsweringReplica(ModelReplica):
 
 
 class RayEngine(Engine):
-    """The ingress's engine: picks the model as :class:`Engine` does, runs the request on its deployment."""
+    """The ingress's engine: picks the model as :class:`Engine` does, runs the request on its deployment.
 
-    def __init__(self, models: list[ServedModel], handles: dict[str, Any], *, timeout: float) -> None:
+    Ready while every model's deployment has a running replica (Serve's status, polled by
+    :meth:`watch_replicas`), so ``/ready`` tells a load balancer the truth about the models, not only the ingress.
+    """
+
+    def __init__(self, models: list[ServedModel], handles: dict[str, Any], *, timeout: float,
+                 app_name: str = APP) -> None:
         super().__init__(models, timeout=timeout)
         self.handles = handles
+        self.app_name = app_name
         self.state = "ready"
+        self.running: dict[str, int] | None = None  # running replicas per model deployment; None: not known yet
         self._versions: dict[str, tuple[Any, str]] = {}
+
+    async def watch_replicas(self, every: float = 2.0) -> None:
+        """Keep :attr:`running` current from Serve's status every ``every`` seconds; runs until cancelled."""
+        from ray import serve
+
+        while True:
+            try:
+                app = (await asyncio.to_thread(serve.status)).applications.get(self.app_name)
+                deployments = app.deployments if app else {}
+                self.running = {n: sum(k for s, k in d.replica_states.items() if s == "RUNNING")
+                                for n, d in deployments.items()}
+            except Exception as e:  # e.g. the controller restarting: keep the last answer
+                log.warning("could not read Serve's status (%s); /ready keeps its last answer", e)
+            await asyncio.sleep(every)
+
+    def ready(self) -> tuple[bool, str]:
+        ok, why = super().ready()
+        if not ok:
+            return ok, why
+        if self.running is None:
+            return False, "the model deployments' state is not known yet"
+        idle = [n for n in self.models if not self.running.get(n)]
+        return (False, f"no running replica of {', '.join(idle)}") if idle else (True, "")
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "") -> Answer:
@@ -182,18 +211,23 @@ class RayEngine(Engine):
         raise ServeError("invalid_request", ROLLS_OUT, "model_id")
 
 
-def ingress_builder(entries: list[dict[str, Any]], settings: Settings) -> Callable[[], FastAPI]:
-    """The function the ingress replica calls to build its app (so nothing unpicklable crosses over)."""
-    def build() -> FastAPI:
+class IngressReplica:
+    """The ingress of several models: the app of serve/app.py over a :class:`RayEngine` that sends each
+    request to its model's deployment (``handles``: Ray passes the bound model deployments as handles)."""
+
+    async def __init__(self, entries: list[dict[str, Any]], settings: Settings, *handles: Any) -> None:  # type: ignore[misc]
         from ray import serve
 
+        models = [_load(e) for e in entries]
+        self.engine = RayEngine(models, {m.name: h for m, h in zip(models, handles, strict=True)},
+                                timeout=settings.timeout, app_name=serve.get_replica_context().app_name)
+        self.settings = settings
+        self._watch = asyncio.create_task(self.engine.watch_replicas())
+
+    def __serve_build_asgi_app__(self) -> FastAPI:
         from serve.app import build_app
 
-        models = [_load(e) for e in entries]
-        handles = {m.name: serve.get_deployment_handle(m.name, app_name=APP) for m in models}
-        return build_app(RayEngine(models, handles, timeout=settings.timeout), settings)
-
-    return build
+        return build_app(self.engine, self.settings)
 
 
 def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:
@@ -244,9 +278,9 @@ def application(models: list[ServedModel], settings: Settings) -> Any:
     if len(models) == 1:
         return answering_deployment(models[0], settings, env)
     ingress = serve.deployment(name="ingress", ray_actor_options=_actor_options(0, env),
-                               max_ongoing_requests=INGRESS_MAX_ONGOING)(
-        serve.ingress(ingress_builder([replica_entry(m) for m in models], settings))())
-    return ingress.bind(*[model_deployment(m, settings, env) for m in models])
+                               max_ongoing_requests=INGRESS_MAX_ONGOING)(serve.ingress()(IngressReplica))
+    return ingress.bind([replica_entry(m) for m in models], settings,
+                        *[model_deployment(m, settings, env) for m in models])
 
 
 def serve(models: list[ServedModel], settings: Settings) -> None:

@@ -10,6 +10,7 @@ server (and its Ray) is stopped by the fixture, whatever the tests did.
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -159,3 +160,22 @@ def test_changed_artifact_rolls_out_under_load_failing_nothing(ray_server):
     assert seen != first
     assert client.get("/v1/models/tiny-embed")[1]["details"]["version"] == seen
     assert report.requests > 20 and report.errors == 0, report.statuses
+
+
+def test_ingress_is_ready_only_while_every_model_has_a_running_replica(tiny_embedder):
+    from compress.catalog import ModelEntry
+    from serve.hosts.ray import RayEngine
+    from serve.models import prepare_model
+
+    entry, _ = tiny_embedder
+    model = prepare_model(ModelEntry.model_validate(entry.model_dump()), Path(entry.artifact).parent,
+                          compress_missing=False)
+    engine = RayEngine([model], {}, timeout=5.0)
+    assert engine.ready() == (False, "the model deployments' state is not known yet")
+    engine.running = {"tiny-embed": 0, "ingress": 1}
+    ok, why = engine.ready()
+    assert not ok and "tiny-embed" in why
+    engine.running = {"tiny-embed": 2, "ingress": 1}
+    assert engine.ready() == (True, "")
+    engine.state = "draining"
+    assert not engine.ready()[0]
