@@ -11,7 +11,7 @@ as soon as the server starts draining, so a load balancer stops sending before i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Response, Security
@@ -111,13 +111,15 @@ def add_model_routes(app: FastAPI, engine: Engine, security: list) -> None:
                       responses=responses_for("unauthorized", "model_not_found", "invalid_request"), **common)
 
 
-def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = lambda: False) -> FastAPI:
+def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = lambda: False,
+              render: Callable[[], Awaitable[tuple[bytes, str]]] | None = None) -> FastAPI:
     """The FastAPI app serving ``engine``.
 
     Args:
         engine: the engine (started by the host, e.g. in the app's lifespan).
         settings: API key, body limit.
         closing: True while the server drains: responses then carry ``Connection: close``.
+        render: the ``/metrics`` body and content type (default: this machine's, serve.metrics.render).
     """
     app = FastAPI(title="mlm-compress serve", version="2", description=(
         "Fill-mask, classification and embeddings over compressed artifacts. Errors: "
@@ -131,7 +133,7 @@ def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = 
     add_model_routes(app, engine, security)
 
     async def prometheus() -> Response:
-        body, content_type = metrics.render()
+        body, content_type = await render() if render else metrics.render()
         return Response(content=body, media_type=content_type)
 
     app.add_api_route("/metrics", prometheus, methods=["GET"], tags=["monitoring"], summary="Prometheus metrics",

@@ -102,6 +102,7 @@ class ModelReplica:
         self.engine = self.engine_class([model], timeout=timeout)
         await self.engine.start()  # loaded and warmed up before Ray counts the replica as healthy
         self._watch = asyncio.create_task(watch_artifacts(self.engine, watch)) if watch > 0 else None
+        self._push = _push_metrics()
 
     async def infer(self, task: str, address: str, texts: list[str], params: dict[str, Any], param: str
                     ) -> Answer | ServeError:
@@ -129,9 +130,7 @@ class AnsweringReplica(ModelReplica):
         self.settings = settings
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        from serve.app import build_app
-
-        return build_app(self.engine, self.settings)
+        return _app(self.engine, self.settings)
 
 
 class RayEngine(Engine):
@@ -223,11 +222,32 @@ class IngressReplica:
                                 timeout=settings.timeout, app_name=serve.get_replica_context().app_name)
         self.settings = settings
         self._watch = asyncio.create_task(self.engine.watch_replicas())
+        self._push = _push_metrics()
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        from serve.app import build_app
+        return _app(self.engine, self.settings)
 
-        return build_app(self.engine, self.settings)
+
+def _push_metrics() -> asyncio.Task | None:
+    """On a cluster, this replica's figures go to the metrics board (serve/hosts/ray_metrics.py)."""
+    from ray import serve
+
+    from serve.hosts.ray_metrics import on_cluster, push_forever
+
+    context = serve.get_replica_context()
+    replica = f"{context.deployment}#{context.replica_tag}"
+    return asyncio.create_task(push_forever(context.app_name, replica)) if on_cluster() else None
+
+
+def _app(engine: Engine, settings: Settings) -> FastAPI:
+    """The app a replica answers HTTP with; its /metrics is the board's on a cluster."""
+    from ray import serve
+
+    from serve.app import build_app
+    from serve.hosts.ray_metrics import board_render, on_cluster
+
+    render = board_render(serve.get_replica_context().app_name) if on_cluster() else None
+    return build_app(engine, settings, render=render)
 
 
 def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:
@@ -290,6 +310,8 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
     ray = import_ray(local=settings.ray_address is None)
     from ray import serve as ray_serve
 
+    from serve.hosts.ray_metrics import remove_board
+
     started = connect(settings.ray_address)
     try:
         ray_serve.start(http_options={"host": settings.host, "port": settings.port})
@@ -302,6 +324,7 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
             ray_serve.shutdown()
             ray.shutdown()
         else:
+            remove_board(APP)
             ray_serve.delete(APP)
 
 
