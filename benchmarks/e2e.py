@@ -71,10 +71,11 @@ class E2EReport:
 
 
 def _texts(tokenizer: Any, task: str, n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` real texts for ``task`` in the tokenizer's language; fill-mask texts carry one mask."""
-    from compress.data import antibody_germlines, bbc_articles, space_residues
+    """``n`` real texts for ``task`` in the tokenizer's language; fill-mask texts carry one mask. Antibody
+    sequences go raw (``EVQLV…``) except with a mask (spaced), as users send them."""
+    from compress.data import antibody_germlines, bbc_articles, is_residue_vocab, space_residues
 
-    residues = len(tokenizer.get_vocab()) < 100
+    residues = is_residue_vocab(tokenizer)
     if residues:
         pool = [g.sequence for g in antibody_germlines()]
     else:
@@ -94,8 +95,11 @@ def _texts(tokenizer: Any, task: str, n: int, rng: np.random.Generator) -> list[
 def _reference(loaded: LoadedModel, texts: list[str], per: int) -> np.ndarray:
     """The fp32 original's answer per text: top-1 token id (fill-mask), class id, or unit embedding."""
     from benchmarks.variants import torch_baseline
+    from compress.data import is_residue_vocab, space_residues
     from compress.runtime import default_threads
 
+    if is_residue_vocab(loaded.tokenizer):  # the server takes raw sequences, the tokenizer spaced ones
+        texts = [space_residues(t, loaded.tokenizer.mask_token) for t in texts]
     run, out = torch_baseline(loaded, threads=default_threads()), []
     for i in range(0, len(texts), per):
         enc = dict(loaded.tokenizer(texts[i:i + per], padding=True, truncation=True, return_tensors="np"))
