@@ -27,7 +27,7 @@ def bbc_paragraphs() -> list[tuple[str, str]]:
             for k, p in enumerate(text.split("\n")[1:]) if p.strip()]
 
 
-def _entry(artifact: Path, threads: int) -> Any:
+def embedder_entry(artifact: Path, threads: int) -> Any:
     from compress.catalog import ModelEntry
 
     return ModelEntry(name=artifact.name, source=str(artifact), artifact=str(artifact),
@@ -38,7 +38,7 @@ def in_process(artifact: Path, texts: list[str], threads: int) -> float:
     """Texts per second of one Embedder over the corpus, shard by shard (model load excluded)."""
     from serve.bulk.embedder import Embedder
 
-    embedder = Embedder.load(_entry(artifact, threads))
+    embedder = Embedder.load(embedder_entry(artifact, threads))
     t0 = time.perf_counter()
     for start in range(0, len(texts), SHARD_SIZE):
         embedder.embed(texts[start: start + SHARD_SIZE])
@@ -49,7 +49,7 @@ def on_ray(artifact: Path, corpus: Path, out: Path, actors: int, cpus: int) -> d
     """One job, interrupted after half its shards and resumed; throughput over both runs."""
     from serve.bulk import BulkJob, open_corpus, run_bulk
 
-    job = BulkJob(open_corpus(corpus), _entry(artifact, cpus), out, shard_size=SHARD_SIZE, actors=actors,
+    job = BulkJob(open_corpus(corpus), embedder_entry(artifact, cpus), out, shard_size=SHARD_SIZE, actors=actors,
                   cpus_per_actor=cpus)
     job.max_shards = -(-sum(1 for _ in corpus.open()) // SHARD_SIZE) // 2
     first = run_bulk(job)

@@ -7,6 +7,7 @@
     python -m benchmarks heads --cache artifacts/bench      # AntiBERTy: one multi-head artifact vs three
     python -m benchmarks bulk --artifact artifacts/minilm-int8 --layouts 1x2,2x1
     python -m benchmarks e2e --host-kind ray    # a served models.yaml against the fp32 originals, over HTTP
+    python -m benchmarks st --artifacts artifacts/minilm-int8    # in-process against sentence-transformers
 """
 
 from __future__ import annotations
@@ -95,7 +96,33 @@ def _parser() -> argparse.ArgumentParser:
     e2e.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"))
     e2e.add_argument("--n", type=int, default=300, help="texts per model (default 300)")
     e2e.add_argument("--out", type=Path, default=Path("reports"), help="where e2e-HOST.json and .md go")
+    st = sub.add_parser("st", help="embedding artifacts in-process against sentence-transformers encode (fp32) "
+                        "on BBC paragraphs: texts/s and cosine")
+    st.add_argument("--artifacts", default="artifacts/minilm-int8", help="comma-separated embedding artifact dirs")
+    st.add_argument("--model", default="minilm", help="models.yaml name whose source sentence-transformers loads")
+    st.add_argument("--texts", type=int, default=1000)
+    st.add_argument("--rounds", type=int, default=3)
+    st.add_argument("--threads", type=int, default=None, help="threads on every side (default: all cores)")
+    st.add_argument("--catalog", default="models.yaml")
+    st.add_argument("--out", type=Path, default=Path("reports"), help="where st.json and st.md go")
     return p
+
+
+def _st(args: argparse.Namespace) -> None:
+    import json
+
+    from benchmarks import st
+    from compress.catalog import load_catalog, resolve_location
+    from compress.runtime import default_threads
+
+    entry = load_catalog(args.catalog).get(args.model)
+    artifacts = [Path(a) for a in _split(args.artifacts) or []]
+    report = st.run(str(resolve_location(entry.source, entry.requires)), artifacts, args.texts, args.rounds,
+                    args.threads or default_threads())
+    args.out.mkdir(parents=True, exist_ok=True)
+    (args.out / "st.json").write_text(json.dumps(report, indent=2) + "\n")
+    (args.out / "st.md").write_text(st.markdown(report) + "\n")
+    print(st.markdown(report))
 
 
 def _e2e(args: argparse.Namespace) -> int:
@@ -207,6 +234,8 @@ def main(argv: list[str] | None = None) -> int:
             _heads(args)
         elif args.command == "e2e":
             return _e2e(args)
+        elif args.command == "st":
+            _st(args)
         return 0
     except (CompressError, ValueError, ServeStartError) as e:
         print(f"error: {e}", file=sys.stderr)
