@@ -5,7 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field
+
+from compress import CompressError
 
 
 class AdaptOptions(BaseModel):
@@ -65,15 +67,19 @@ class AdaptOptions(BaseModel):
     log_every: int = Field(10, ge=1)
     seed: int = 0
 
-    @model_validator(mode="after")
-    def _check_files(self) -> AdaptOptions:
+    def check_files(self) -> None:
+        """Raise when a data file is missing (checked when adapting, not when a models.yaml is read, so
+        that serving a catalog whose recipe adapts does not need the training data).
+
+        Raises:
+            CompressError: which file, and what to give instead.
+        """
         for name in ("data", "held_out"):
             path = getattr(self, name)
             if path is not None and not Path(path).is_file():
-                raise ValueError(f"{name} file {path} not found: give a text file with one text per line")
+                raise CompressError(f"{name} file {path} not found: give a text file with one text per line")
         if self.replay not in (None, "auto") and not Path(self.replay).is_file():
-            raise ValueError(f"replay file {self.replay} not found: give a text file, 'auto' or none")
-        return self
+            raise CompressError(f"replay file {self.replay} not found: give a text file, 'auto' or none")
 
     @property
     def replay_per_batch(self) -> int:

@@ -116,6 +116,7 @@ def adapt_model(model: str | LoadedModel, out: str | Path, opts: AdaptOptions, *
         >>> adapt_model("antiberty", "models/antiberty-tcr", AdaptOptions(data="tcr.txt"))  # doctest: +SKIP
     """
     out = Path(out)
+    opts.check_files()
     check_writable(out, force)  # before the slow part
     loaded = load_source(model, models) if isinstance(model, str) else model
     mlm = masked_lm(loaded, opts.add_mlm_head)

@@ -41,6 +41,16 @@ def test_short_and_canonical_forms_are_one_recipe():
     assert Recipe.model_validate({"method": "bnb-int8", "optimize": "O1"}).optimize is None  # no ONNX graph
 
 
+def test_an_adapt_step_reads_without_its_data_and_fails_only_when_run(tmp_path):
+    """`serve` reads a models.yaml whose recipe adapts on a machine without the training data."""
+    recipe = Recipe.model_validate({"method": "int8", "adapt": {"data": str(tmp_path / "tcr.txt"), "steps": 5}})
+    assert recipe.adapt is not None and recipe.adapt.steps == 5
+    with pytest.raises(CompressError, match=r"tcr\.txt not found"):
+        recipe.adapt.check_files()
+    (tmp_path / "tcr.txt").write_text("CASS\n")
+    recipe.adapt.check_files()
+
+
 def test_flags_go_over_the_entry_recipe_and_only_where_they_apply():
     entry = Recipe.model_validate({"method": "int4", "optimize": "O1", "block_size": 64,
                                    "prune": {"speedup": 1.6, "recover_steps": 9, "recover_group_by_length": False},
