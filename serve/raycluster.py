@@ -12,6 +12,12 @@ from serve.config import ConfigError
 log = logging.getLogger("serve")
 INSTALL = "pip install 'mlm-compress[scale]'"
 _STARTED: list[bool] = []  # whether this process started the Ray it is connected to
+# Ray Serve's request path for replicas whose code is async (the engine runs its own threads): user code
+# on the replica's event loop, the router on the caller's, request logs buffered. Part of what Ray's
+# RAY_SERVE_THROUGHPUT_OPTIMIZED sets, without its direct ingress. A local Ray started here gets them
+# (workers inherit the environment); a cluster's nodes need them in their own (see the README).
+SERVE_TUNING = {"RAY_SERVE_RUN_USER_CODE_IN_SEPARATE_THREAD": "0", "RAY_SERVE_RUN_ROUTER_IN_SEPARATE_LOOP": "0",
+                "RAY_SERVE_REQUEST_PATH_LOG_BUFFER_SIZE": "1000"}
 
 
 def import_ray(local: bool = False) -> Any:
@@ -49,6 +55,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     # Ray lowers its workers' priority (nice 15) by default; here they are the server, and on a busy machine
     # they would yield to everything else while the driver and raylet do not.
     os.environ.setdefault("RAY_worker_niceness", "0")
+    for name, value in SERVE_TUNING.items():
+        os.environ.setdefault(name, value)
     ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     if ray.util.get_node_ip_address() != "127.0.0.1":
         log.warning("the local Ray listens on %s, not only 127.0.0.1: import serve.raycluster before ray",
