@@ -147,6 +147,7 @@ class RayEngine(Engine):
         self.app_name = app_name
         self.state = "ready"
         self.running: dict[str, int] | None = None  # running replicas per model deployment; None: not known yet
+        self.messages: dict[str, str] = {}  # what Serve says of a deployment (e.g. why it cannot be scheduled)
         self._versions: dict[str, tuple[Any, str]] = {}
 
     async def watch_replicas(self, every: float = 2.0) -> None:
@@ -159,6 +160,7 @@ class RayEngine(Engine):
                 deployments = app.deployments if app else {}
                 self.running = {n: sum(k for s, k in d.replica_states.items() if s == "RUNNING")
                                 for n, d in deployments.items()}
+                self.messages = {n: d.message for n, d in deployments.items() if d.message}
             except Exception as e:  # e.g. the controller restarting: keep the last answer
                 log.warning("could not read Serve's status (%s); /ready keeps its last answer", e)
             await asyncio.sleep(every)
@@ -170,7 +172,10 @@ class RayEngine(Engine):
         if self.running is None:
             return False, "the model deployments' state is not known yet"
         idle = [n for n in self.models if not self.running.get(n)]
-        return (False, f"no running replica of {', '.join(idle)}") if idle else (True, "")
+        if not idle:
+            return True, ""
+        said = "; ".join(f"{n}: {self.messages[n]}" for n in idle if n in self.messages)
+        return False, f"no running replica of {', '.join(idle)}" + (f" (Ray Serve: {said})" if said else "")
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "") -> Answer:

@@ -173,8 +173,9 @@ def test_ingress_is_ready_only_while_every_model_has_a_running_replica(tiny_embe
     engine = RayEngine([model], {}, timeout=5.0)
     assert engine.ready() == (False, "the model deployments' state is not known yet")
     engine.running = {"tiny-embed": 0, "ingress": 1}
+    engine.messages = {"tiny-embed": "1 replica could not be scheduled: 4 CPUs asked, 2 in the cluster"}
     ok, why = engine.ready()
-    assert not ok and "tiny-embed" in why
+    assert not ok and why.startswith("no running replica of tiny-embed") and "could not be scheduled" in why
     engine.running = {"tiny-embed": 2, "ingress": 1}
     assert engine.ready() == (True, "")
     engine.state = "draining"
