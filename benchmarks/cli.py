@@ -55,6 +55,8 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--threads", type=int, default=None, help="server and in-process threads (default: all cores)")
     http.add_argument("--soak-seconds", type=float, default=0.0, help="variable-shape soak with RSS at start and end "
                       "(default 0: none)")
+    http.add_argument("--swap", action="store_true", help="replace the served artifact (a copy) under 16-client "
+                      "load: failed requests, time until the new version answers")
     http.add_argument("--drain", action="store_true", help="end with SIGTERM under 16-client load")
     http.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"),
                       help="the server's web host (ray: serve --ray on a local Ray)")
@@ -203,7 +205,8 @@ def main(argv: list[str] | None = None) -> int:
             opts = http.HttpOptions(_split(args.model) or [], catalog=args.catalog, artifact=args.artifact,
                                     concurrency=[int(c) for c in _split(args.concurrency) or []],
                                     requests=args.requests, rounds=args.rounds, texts=args.texts, threads=args.threads,
-                                    soak_seconds=args.soak_seconds, drain=args.drain, host_kind=args.host_kind,
+                                    soak_seconds=args.soak_seconds, drain=args.drain, swap=args.swap,
+                                    host_kind=args.host_kind,
                                     timeout=args.timeout, in_process_seconds=args.in_process_seconds,
                                     serve_options=_ray_options(args))
             report = http.run_http(opts)

@@ -11,7 +11,9 @@ started and measured in this order:
    alternate, so other load on the machine hits both alike; every figure is the median over the rounds.
 2. **Soak** (``--soak-seconds``, off by default): 16 clients sending 1 to 4 texts per request, so
    shapes vary, and the server's memory at its start and end.
-3. **Drain** (``--drain``): SIGTERM under 16-client load: how soon ``/ready`` says 503, how many
+3. **Live swap** (``--swap``): the served artifact (a copy) is replaced as `compress --force` does
+   while 16 clients send for 40 s: failed requests, and how soon the new version answered.
+4. **Drain** (``--drain``): SIGTERM under 16-client load: how soon ``/ready`` says 503, how many
    requests were answered, refused at connect, or cut mid-flight, and how soon the server exited.
 
 Texts: English models get BBC News body paragraphs (8+ words, at most 256 tokens); antibody models
@@ -23,11 +25,12 @@ get anarci germline V genes (fill-mask: one residue masked at random). Outputs: 
 ``models``: one entry per model with ``model``, ``task``, ``endpoint``, ``artifact``, ``method``,
 ``texts`` (count, mean and p95 tokens), ``server_start_s``, ``in_process`` {``per_s``, ``batch_size``,
 ``by_batch`` {batch: per_s}}, ``levels`` (one per concurrency, the median over rounds of
-:data:`LEVEL_KEYS`, plus ``rounds``: the per-round values), ``soak`` and ``drain`` when run.
+:data:`LEVEL_KEYS`, plus ``rounds``: the per-round values), ``soak``, ``swap`` and ``drain`` when run.
 """
 
 from __future__ import annotations
 
+import shutil
 import statistics
 import sys
 import tempfile
@@ -64,6 +67,7 @@ class HttpOptions:
     texts: int = 2000
     soak_seconds: float = 0.0
     drain: bool = False
+    swap: bool = False
     host_kind: str = "native"
     serve_options: dict[str, Any] = field(default_factory=dict)  # over each entry's serve: block
 
@@ -175,7 +179,7 @@ def _median_levels(rounds: list[dict[int, dict[str, Any]]], inproc: list[dict[st
 
 def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -> dict[str, Any]:
     """Serve one model and measure it (module docstring); the server is always stopped."""
-    from benchmarks.serving import drain_under_load, serving_texts, soak
+    from benchmarks.serving import drain_under_load, serving_texts, soak, swap_under_load
     from compress.artifact import read_manifest
     from compress.catalog import load_catalog
     from serve.loadtest import run_load
@@ -190,6 +194,8 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
     out: dict[str, Any] = {"model": name, "task": task, "endpoint": ENDPOINTS[task], "artifact": str(artifact),
                            "method": manifest.method, "texts": stats}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
+        if opts.swap:  # the swap replaces the served artifact: serve a copy
+            artifact = Path(shutil.copytree(artifact, Path(tmp) / artifact.name))
         config = write_models(Path(tmp) / "models.yaml", [_serve_entry(entry, artifact, threads, opts.serve_options)])
         log(f"{name}: starting serve ({opts.host_kind} host) on {artifact}")
         started = time.monotonic()
@@ -219,6 +225,8 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
             out["levels"] = _median_levels(rounds, inproc)
             if opts.soak_seconds:
                 out["soak"] = soak(server, name, task, texts, opts.soak_seconds)
+            if opts.swap:
+                out["swap"] = swap_under_load(server, artifact, name, task, texts)
             if opts.drain:
                 out["drain"] = drain_under_load(server, name, task, texts)
         finally:

@@ -46,6 +46,13 @@ def checks(m: dict[str, Any]) -> list[str]:
                    f"{s['rss_end_bytes'] / 1e6:.0f} MB ({s['rss_change']:+.1%}; target within ±5 %), "
                    f"{s['errors']} errors "
                    f"{'✔' if abs(s['rss_change']) <= 0.05 and not s['errors'] else '✗'}")
+    if "swap" in m:
+        w = m["swap"]
+        ok = w["errors"] == 0 and w["new_version_after_s"] is not None and w["new_version_after_s"] <= 30
+        new = f"{w['new_version_after_s']:.1f} s" if w["new_version_after_s"] is not None else "never"
+        out.append(f"live swap under {w['clients']} clients: {w['requests']} requests, {w['errors']} failed, version "
+                   f"{w['version_before']} → {w['version_after']} answering after {new} (target: none failed, "
+                   f"≤ 30 s) {'✔' if ok else '✗'}")
     if "drain" in m:
         d = m["drain"]
         ok = d["cut"] == 0 and d["other"] == 0 and d["exit_code"] == 0 and (d["ready_503_s"] or 9) < 1

@@ -104,6 +104,52 @@ def soak(server: ServeProcess, model: str, task: str, texts: list[str], seconds:
             "rss_change": rss[1] / rss[0] - 1, "errors": sum(s["errors"] for s in samples), "samples": samples}
 
 
+def replace_artifact(current: Path, note: str) -> None:
+    """Rewrite the artifact as `compress --force` does: a full sibling copy (its manifest noted, so its
+    version changes) renamed into place."""
+    import json
+    import os
+    import shutil
+
+    staging = current.with_name(current.name + ".new")
+    shutil.copytree(current, staging)
+    manifest = json.loads((staging / "manifest.json").read_text())
+    manifest.setdefault("notes", []).append(note)
+    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
+    old = current.with_name(current.name + ".old")
+    os.rename(current, old)
+    os.rename(staging, current)
+    shutil.rmtree(old)
+
+
+def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str, texts: list[str],
+                    seconds: float = 40.0) -> dict[str, Any]:
+    """Replace the served ``artifact`` while 16 clients send for ``seconds``: failed requests, and how long
+    until the new version answers (``X-Model-Version``)."""
+    from benchmarks.http import ENDPOINTS, request_body
+    from serve.loadtest import HttpClient, run_load
+
+    probe, path = HttpClient(server.url, server.api_key), ENDPOINTS[task]
+    before = probe.request("POST", path, request_body(task, model, texts[0]))[1]["x-model-version"]
+    results: list[Any] = []
+    load = threading.Thread(target=lambda: results.append(run_load(
+        server.url, path, lambda k: request_body(task, model, texts[k % len(texts)]), concurrency=16,
+        requests=10**9, max_seconds=seconds, api_key=server.api_key)))
+    load.start()
+    time.sleep(3.0)
+    replace_artifact(artifact, "replaced under load by the serving benchmark")
+    swapped, after, new_s = time.monotonic(), before, None
+    while after == before and time.monotonic() - swapped < seconds - 4:
+        time.sleep(0.2)
+        after = probe.request("POST", path, request_body(task, model, texts[1]))[1]["x-model-version"]
+    new_s = time.monotonic() - swapped if after != before else None
+    load.join()
+    report = results[0]
+    return {"clients": 16, "seconds": seconds, "requests": report.requests, "errors": report.errors,
+            "statuses": {str(k): v for k, v in report.statuses.items()}, "version_before": before,
+            "version_after": after, "new_version_after_s": new_s}
+
+
 def drain_under_load(server: ServeProcess, model: str, task: str, texts: list[str]) -> dict[str, Any]:
     """SIGTERM while 16 clients send: /ready's 503, the requests' outcomes, the exit. Stops the server."""
     from benchmarks.http import ENDPOINTS, request_body

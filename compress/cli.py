@@ -78,7 +78,7 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--replay", default="auto", help="original-domain text file, auto (packaged data fitting the "
                     "vocabulary) or none")
     ad.add_argument("--replay-ratio", type=float, help="fraction of each batch replayed (default 0.25)")
-    ad.add_argument("--steps", type=int, help="optimizer steps (default 300)")
+    ad.add_argument("--steps", type=int, help="optimizer steps (default 400)")
     ad.add_argument("--lr", type=float, help="peak learning rate (default 1e-4)")
     ad.add_argument("--batch-size", type=int, help="texts per step (default 16)")
     ad.add_argument("--add-mlm-head", action="store_true", help="give an encoder without a masked-LM head one, "

@@ -10,9 +10,6 @@
 
 from __future__ import annotations
 
-import json
-import os
-import shutil
 import threading
 import time
 from collections.abc import Callable
@@ -21,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from benchmarks.serving import replace_artifact
 from serve.loadtest import HttpClient, LoadReport, run_load
 from serve.process import start_server, write_models
 
@@ -95,19 +93,6 @@ def open_server(packaged_artifact, tmp_path_factory):
     proc = start_server(config, tmp / "serve.log")
     yield proc
     proc.stop()
-
-
-def replace_artifact(current: Path, new_manifest_note: str) -> None:
-    """Rewrite the artifact as `compress --force` does: a full sibling copy renamed into place."""
-    staging = current.with_name(current.name + ".new")
-    shutil.copytree(current, staging)
-    manifest = json.loads((staging / "manifest.json").read_text())
-    manifest.setdefault("notes", []).append(new_manifest_note)
-    (staging / "manifest.json").write_text(json.dumps(manifest, indent=2))
-    old = current.with_name(current.name + ".old")
-    os.rename(current, old)
-    os.rename(staging, current)
-    shutil.rmtree(old)
 
 
 def swap_under_load(url: str, client: HttpClient, artifact: Path, body: Callable[[int], Any], *, concurrency: int,
