@@ -70,17 +70,24 @@ class E2EReport:
         return all(c.passed for c in self.checks) and all(e.passed for e in self.edges) and bool(self.checks)
 
 
-def _texts(tokenizer: Any, task: str, n: int, rng: np.random.Generator) -> list[str]:
-    """``n`` real texts for ``task`` in the tokenizer's language; fill-mask texts carry one mask. Antibody
-    sequences go raw (``EVQLV…``) except with a mask (spaced), as users send them."""
+def _texts(tokenizer: Any, task: str, n: int, rng: np.random.Generator, max_length: int) -> list[str]:
+    """``n`` real texts for ``task`` in the tokenizer's language, each within the served ``max_length`` (so
+    neither side truncates); fill-mask texts carry one mask. Antibody sequences go raw (``EVQLV…``) except
+    with a mask (spaced), as users send them."""
     from compress.data import antibody_germlines, bbc_articles, is_residue_vocab, space_residues
 
     residues = is_residue_vocab(tokenizer)
     if residues:
-        pool = [g.sequence for g in antibody_germlines()]
+        candidates = [g.sequence for g in antibody_germlines()]
     else:
-        pool = [p.strip() for _, text in bbc_articles() for p in text.split("\n")[1:] if 8 <= len(p.split()) <= 120]
-    pool = [pool[i] for i in rng.permutation(len(pool))[:n]]
+        candidates = [p.strip() for _, text in bbc_articles() for p in text.split("\n")[1:] if len(p.split()) >= 8]
+    pool: list[str] = []
+    for i in rng.permutation(len(candidates)):
+        text = candidates[i]
+        if len(tokenizer(space_residues(text) if residues else text)["input_ids"]) <= max_length:
+            pool.append(text)
+        if len(pool) == n:
+            break
     if task != "fill-mask":
         return pool
     mask = tokenizer.mask_token
@@ -126,26 +133,29 @@ def _served(client: HttpClient, route: str, address: str, texts: list[str], per:
     return out
 
 
-def check_address(client: HttpClient, address: str, loaded: LoadedModel, n: int, per: int = PER_REQUEST) -> Check:
-    """One served address (a model, or ``MODEL:HEAD``) against its fp32 original, ``per`` texts a request."""
+def check_address(client: HttpClient, address: str, loaded: LoadedModel, n: int, max_length: int,
+                  per: int = PER_REQUEST) -> Check:
+    """One served address (a model, or ``MODEL:HEAD``) against its fp32 original on ``n`` texts within the
+    served ``max_length``, ``per`` texts a request."""
     rng = np.random.default_rng(SEED)
     tok, task = loaded.tokenizer, loaded.task
-    texts = _texts(tok, task, n, rng)
+    texts = _texts(tok, task, n, rng, max_length)
     ref = _reference(loaded, texts, per)
     if task == "fill-mask":
         got = _served(client, "/v1/fill-mask", address, texts, per,
                       lambda b: [r["masks"][0]["ids"][0] for r in b["results"]])
-        return Check(address, task, "top-1 agreement", float(np.mean(np.array(got) == ref)), MIN_AGREEMENT, n)
+        return Check(address, task, "top-1 agreement", float(np.mean(np.array(got) == ref)), MIN_AGREEMENT,
+                     len(texts))
     if task == "embedding":
         vecs = np.array(_served(client, "/v1/embeddings", address, texts, per,
                                 lambda b: [d["embedding"] for d in b["data"]]), dtype=np.float32)
         cos = (vecs * ref).sum(1) / np.linalg.norm(vecs, axis=1)
-        return Check(address, task, "mean cosine", float(cos.mean()), MIN_COSINE, n, worst=float(cos.min()))
+        return Check(address, task, "mean cosine", float(cos.mean()), MIN_COSINE, len(texts), worst=float(cos.min()))
     names = loaded.labels or []
     labels = [names[i] for i in ref]
     got = _served(client, "/v1/classify", address, texts, per, lambda b: [r["labels"][0] for r in b["results"]])
     return Check(address, task, "label agreement", float(np.mean([a == b for a, b in zip(got, labels, strict=True)])),
-                 MIN_AGREEMENT, n)
+                 MIN_AGREEMENT, len(texts))
 
 
 def _shape(body: Any) -> bool:
@@ -193,7 +203,8 @@ def check_server(server: ServeProcess, catalog: Path, n: int, host_kind: str) ->
     for card in cards:
         entry = entry_or_head(cat, card["id"].replace(":", "-"))
         per = min(PER_REQUEST, entry.serve.max_items)
-        report.checks.append(check_address(client, card["id"], load_entry(entry), n, per))
+        report.checks.append(check_address(client, card["id"], load_entry(entry), n,
+                                           int(card["details"]["max_length"]), per))
         print(f"{card['id']}: {report.checks[-1].metric} {report.checks[-1].value:.4f}", flush=True)
     for task, route in ROUTES.items():
         first = next((c["id"] for c in cards if c["task"] == task), None)

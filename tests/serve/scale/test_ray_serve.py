@@ -127,7 +127,8 @@ def test_end_to_end_check_passes(ray_server):
 
     report = check_server(ray_server, ray_server.config, n=24, host_kind="ray")
     assert len(report.checks) == len(ray_server.client().get("/v1/models")[1]["data"])
-    assert all(c.value >= 0.9999 and c.worst is not None and c.worst >= 0.9999 for c in report.checks), markdown(report)
+    assert all(c.n == 24 and c.value >= 0.9999 and c.worst is not None and c.worst >= 0.9999 for c in report.checks), \
+        markdown(report)
     assert len(report.edges) == 10 and report.passed, markdown(report)
 
 
