@@ -121,14 +121,15 @@ def _reference(loaded: LoadedModel, texts: list[str], per: int) -> np.ndarray:
     return np.concatenate(out)
 
 
-def _served(client: HttpClient, route: str, address: str, texts: list[str], per: int,
+def _served(client: HttpClient, task: str, address: str, texts: list[str], per: int,
             answer: Callable[[dict], list[Any]]) -> list[Any]:
+    from benchmarks.http import ENDPOINTS, request_body
+
     out: list[Any] = []
     for i in range(0, len(texts), per):
-        key = "input" if route == "/v1/embeddings" else "inputs"
-        status, body = client.post(route, {"model": address, key: texts[i:i + per]})
+        status, body = client.post(ENDPOINTS[task], request_body(task, address, texts[i:i + per]))
         if status != 200:
-            raise RuntimeError(f"{route} {address}: {status} {body}")
+            raise RuntimeError(f"{ENDPOINTS[task]} {address}: {status} {body}")
         out.extend(answer(body))
     return out
 
@@ -142,37 +143,42 @@ def check_address(client: HttpClient, address: str, loaded: LoadedModel, n: int,
     texts = _texts(tok, task, n, rng, max_length)
     ref = _reference(loaded, texts, per)
     if task == "fill-mask":
-        got = _served(client, "/v1/fill-mask", address, texts, per,
+        got = _served(client, task, address, texts, per,
                       lambda b: [r["masks"][0]["ids"][0] for r in b["results"]])
         return Check(address, task, "top-1 agreement", float(np.mean(np.array(got) == ref)), MIN_AGREEMENT,
                      len(texts))
     if task == "embedding":
-        vecs = np.array(_served(client, "/v1/embeddings", address, texts, per,
+        vecs = np.array(_served(client, task, address, texts, per,
                                 lambda b: [d["embedding"] for d in b["data"]]), dtype=np.float32)
         cos = (vecs * ref).sum(1) / np.linalg.norm(vecs, axis=1)
         return Check(address, task, "mean cosine", float(cos.mean()), MIN_COSINE, len(texts), worst=float(cos.min()))
     names = loaded.labels or []
     labels = [names[i] for i in ref]
-    got = _served(client, "/v1/classify", address, texts, per, lambda b: [r["labels"][0] for r in b["results"]])
+    got = _served(client, task, address, texts, per, lambda b: [r["labels"][0] for r in b["results"]])
     return Check(address, task, "label agreement", float(np.mean([a == b for a, b in zip(got, labels, strict=True)])),
                  MIN_AGREEMENT, len(texts))
 
 
-def _shape(body: Any) -> bool:
+def is_error_shape(body: Any) -> bool:
+    """The one error shape: ``{"error": {"message", "type", "param"}}`` with a message."""
     err = body.get("error") if isinstance(body, dict) else None
     return isinstance(err, dict) and set(err) == {"message", "type", "param"} and bool(err["message"])
 
 
-def check_edges(server: ServeProcess, address: str, route: str) -> list[Edge]:
-    """Bad requests to ``route`` (served by ``address``): each a 4xx in the one error shape; no key: 401."""
-    key = "input" if route == "/v1/embeddings" else "inputs"
+def check_edges(server: ServeProcess, address: str, task: str) -> list[Edge]:
+    """Bad requests to ``task``'s endpoint (served by ``address``): each a 4xx in the one error shape; no
+    key: 401."""
+    from benchmarks.http import ENDPOINTS, request_body
+
+    route = ENDPOINTS[task]
+    key = next(k for k in request_body(task, address, "a") if k != "model")
     cases: list[tuple[str, Any, bytes | None, int]] = [
         ("unknown model", {"model": "no-such-model", key: "a"}, None, 404),
         ("missing input", {"model": address}, None, 422),
         ("empty list", {"model": address, key: []}, None, 422),
         ("not a string", {"model": address, key: [3]}, None, 422),
         ("blank text", {"model": address, key: "  "}, None, 422),
-        ("bad option", {"model": address, key: "a", **({"encoding_format": "hex"} if route == "/v1/embeddings"
+        ("bad option", {"model": address, key: "a", **({"encoding_format": "hex"} if task == "embedding"
                                                          else {"top_k": 0})}, None, 422),
         ("too many items", {"model": address, key: ["a"] * 10_000}, None, 422),
         ("too long", {"model": address, key: "a " * 200_000}, None, 413),
@@ -181,14 +187,11 @@ def check_edges(server: ServeProcess, address: str, route: str) -> list[Edge]:
     client, edges = server.client(), []
     for what, body, raw, want in cases:
         status, _, got = client.request("POST", route, body, raw=raw, headers={"Content-Type": "application/json"})
-        edges.append(Edge(f"{route} {what}", status, f"4xx (e.g. {want})", 400 <= status < 500 and _shape(got)))
-    status, got = server.client(api_key=None).post(route, {"model": address, key: "a"})
+        edges.append(Edge(f"{route} {what}", status, f"4xx (e.g. {want})", 400 <= status < 500 and is_error_shape(got)))
+    status, got = server.client(api_key=None).post(route, request_body(task, address, "a"))
     edges.append(Edge(f"{route} without the API key", status, "401",
-                      status == 401 and _shape(got) and got["error"]["type"] == "unauthorized"))
+                      status == 401 and is_error_shape(got) and got["error"]["type"] == "unauthorized"))
     return edges
-
-
-ROUTES = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify", "embedding": "/v1/embeddings"}
 
 
 def check_server(server: ServeProcess, catalog: Path, n: int, host_kind: str) -> E2EReport:
@@ -206,10 +209,10 @@ def check_server(server: ServeProcess, catalog: Path, n: int, host_kind: str) ->
         report.checks.append(check_address(client, card["id"], load_entry(entry), n,
                                            int(card["details"]["max_length"]), per))
         print(f"{card['id']}: {report.checks[-1].metric} {report.checks[-1].value:.4f}", flush=True)
-    for task, route in ROUTES.items():
+    for task in ("fill-mask", "classification", "embedding"):
         first = next((c["id"] for c in cards if c["task"] == task), None)
         if first:
-            report.edges.extend(check_edges(server, first, route))
+            report.edges.extend(check_edges(server, first, task))
     return report
 
 

@@ -138,7 +138,7 @@ def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str,
     load.start()
     time.sleep(3.0)
     replace_artifact(artifact, "replaced under load by the serving benchmark")
-    swapped, after, new_s = time.monotonic(), before, None
+    swapped, after = time.monotonic(), before
     while after == before and time.monotonic() - swapped < seconds - 4:
         time.sleep(0.2)
         after = probe.request("POST", path, request_body(task, model, texts[1]))[1]["x-model-version"]

@@ -293,7 +293,8 @@ def application(models: list[ServedModel], settings: Settings) -> Any:
     answering deployment.
 
     On a local Ray every replica writes its Prometheus values to the server's multiprocess directory,
-    so the ingress's ``/metrics`` merges the engines' figures (on a cluster, Ray's metrics export has them).
+    so ``/metrics`` merges the engines' figures; on a cluster they go through the metrics board
+    (serve/hosts/ray_metrics.py).
     """
     from ray import serve
 

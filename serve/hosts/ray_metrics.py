@@ -95,10 +95,20 @@ def merge(texts: dict[str, str]) -> bytes:
 
 
 def board_render(app_name: str) -> Any:
-    """The ``/metrics`` body of a cluster: the board's figures, merged (an async callable for serve/app.py)."""
+    """The ``/metrics`` body of a cluster: the board's figures, merged (an async callable for serve/app.py).
+    The board's handle is looked up once, and again only after a failed call."""
+    found: list[Any] = []
+
     async def render() -> tuple[bytes, str]:
         from prometheus_client import CONTENT_TYPE_LATEST
 
-        return merge(await board(app_name).get.remote()), CONTENT_TYPE_LATEST
+        if not found:
+            found.append(board(app_name))
+        try:
+            texts = await found[0].get.remote()
+        except Exception:
+            found.clear()
+            raise
+        return merge(texts), CONTENT_TYPE_LATEST
 
     return render

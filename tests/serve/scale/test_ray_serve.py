@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.e2e import is_error_shape
 from serve.process import start_server, write_models
 
 KEY = "ray-key-1"
@@ -39,11 +40,6 @@ def ray_server(request, tiny_embedder, tmp_path_factory):
     assert proc.proc.returncode is not None
     assert "started a local Ray on 127.0.0.1" in proc.log.read_text()
     assert "not only 127.0.0.1" not in proc.log.read_text()
-
-
-def _shape(body) -> bool:
-    err = body.get("error") if isinstance(body, dict) else None
-    return isinstance(err, dict) and set(err) == {"message", "type", "param"} and bool(err["message"])
 
 
 def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
@@ -72,7 +68,7 @@ def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
     assert models["data"][0]["details"]["replicas"] == 1
     assert len(models["data"][0]["details"]["version"]) == 12
     status, _, body = client.request("POST", "/v1/models/tiny-embed/reload")
-    assert status == 422 and _shape(body) and "rolls out by itself" in body["error"]["message"]
+    assert status == 422 and is_error_shape(body) and "rolls out by itself" in body["error"]["message"]
 
 
 def test_bad_input_is_4xx_in_the_error_shape(ray_server):
@@ -82,11 +78,11 @@ def test_bad_input_is_4xx_in_the_error_shape(ray_server):
              ({"model": "tiny-embed"}, 422, None)]
     for body, want, param in cases:
         status, got = client.post("/v1/embeddings", body)
-        assert status == want and _shape(got), (body, status, got)
+        assert status == want and is_error_shape(got), (body, status, got)
         if param:
             assert got["error"]["param"] == param
     status, _, got = client.request("POST", "/v1/embed", raw=b"{not json", headers={"Content-Type": "application/json"})
-    assert status == 400 and _shape(got)
+    assert status == 400 and is_error_shape(got)
 
 
 def test_overflow_is_429_in_the_error_shape(ray_server):
@@ -111,12 +107,12 @@ def test_overflow_is_429_in_the_error_shape(ray_server):
     assert statuses <= {200, 429} and 200 in statuses, statuses
     assert refused, "64 clients at once never overflowed 8 ongoing + 8 queued"
     headers, got = refused[0]
-    assert _shape(got) and got["error"]["type"] == "overloaded" and int(headers.get("retry-after", 0)) >= 1
+    assert is_error_shape(got) and got["error"]["type"] == "overloaded" and int(headers.get("retry-after", 0)) >= 1
 
 
 def test_no_key_is_401(ray_server):
     status, body = ray_server.client(api_key=None).post("/v1/embeddings", {"model": "tiny-embed", "input": "a"})
-    assert status == 401 and _shape(body) and body["error"]["type"] == "unauthorized"
+    assert status == 401 and is_error_shape(body) and body["error"]["type"] == "unauthorized"
     assert ray_server.client(api_key=None).get("/health")[0] == 200
 
 
