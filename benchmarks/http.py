@@ -21,7 +21,8 @@ get anarci germline V genes (fill-mask: one residue masked at random). Outputs: 
 (schema_version 2, keys in :data:`LEVEL_KEYS` and below), ``http.md`` (the table, also printed) and
 ``http.png`` (throughput and p99 against concurrency).
 
-``http.json``: ``schema_version``, ``cpu``, ``threads``, ``host_kind``, ``seconds``, ``timed_out``, and
+``http.json``: ``schema_version``, ``cpu``, ``threads``, ``host_kind``, ``ray_ingress`` (``haproxy`` or
+``proxy`` with ``host_kind`` ray, else null), ``seconds``, ``timed_out``, and
 ``models``: one entry per model with ``model``, ``task``, ``endpoint``, ``artifact``, ``method``,
 ``texts`` (count, mean and p95 tokens), ``server_start_s``, ``in_process`` {``per_s``, ``batch_size``,
 ``by_batch`` {batch: per_s}}, ``levels`` (one per concurrency, the median over rounds of
@@ -69,6 +70,7 @@ class HttpOptions:
     drain: bool = False
     swap: bool = False
     host_kind: str = "native"
+    ray_ingress: str = "haproxy"  # host_kind ray: serve --ray-ingress
     serve_options: dict[str, Any] = field(default_factory=dict)  # over each entry's serve: block
 
     def __post_init__(self) -> None:
@@ -200,7 +202,8 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
         log(f"{name}: starting serve ({opts.host_kind} host) on {artifact}")
         started = time.monotonic()
         server = start_server(config, Path(tmp) / "serve.log", wait_s=max(deadline - time.monotonic(), 1.0),
-                              extra=("--no-compress", "--host-kind", opts.host_kind, "--drain-grace", "1"))
+                              extra=("--no-compress", "--host-kind", opts.host_kind, "--drain-grace", "1",
+                                     *(("--ray-ingress", opts.ray_ingress) if opts.host_kind == "ray" else ())))
         try:
             out["server_start_s"] = round(time.monotonic() - started, 1)
             run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, name, texts[k % len(texts)]),
@@ -257,8 +260,10 @@ def run_http(opts: HttpOptions) -> dict[str, Any]:
     threads = opts.threads or default_threads()
     deadline = time.monotonic() + opts.timeout
     report: dict[str, Any] = {"schema_version": 2, "cpu": {"model": cpu_model(), "isa": detect_isa()},
-                              "threads": threads, "host_kind": opts.host_kind, "concurrency": opts.concurrency,
-                              "requests": opts.requests, "rounds": opts.rounds, "models": []}
+                              "threads": threads, "host_kind": opts.host_kind,
+                              "ray_ingress": opts.ray_ingress if opts.host_kind == "ray" else None,
+                              "concurrency": opts.concurrency, "requests": opts.requests, "rounds": opts.rounds,
+                              "models": []}
     for name in opts.models:
         if time.monotonic() >= deadline:
             break

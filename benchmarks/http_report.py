@@ -64,7 +64,8 @@ def checks(m: dict[str, Any]) -> list[str]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    lines = [f"## Serving: {report['host_kind']} host, {report['threads']} threads, {report['cpu']['model']} "
+    host = report["host_kind"] + (f" (HTTP through {report['ray_ingress']})" if report.get("ray_ingress") else "")
+    lines = [f"## Serving: {host} host, {report['threads']} threads, {report['cpu']['model']} "
              f"({report['cpu']['isa']})" + (" — **cut short by --timeout**" if report["timed_out"] else ""), ""]
     for m in report["models"]:
         ip, t = m["in_process"], m["texts"]

@@ -50,6 +50,9 @@ def _parser() -> argparse.ArgumentParser:
                    "mlm-compress[scale])")
     p.add_argument("--ray-address", help="with --ray: join this Ray cluster (auto, ray://HOST:10001, HOST:6379; "
                    "default: start a local Ray on 127.0.0.1)")
+    p.add_argument("--ray-ingress", default="haproxy", choices=("haproxy", "proxy"),
+                   help="with --ray on a local Ray: HTTP reaches the replicas through HAProxy (default; each "
+                   "replica answers HTTP itself) or through Ray Serve's Python proxy")
     p.add_argument("--api-servers", default=1, type=int, help="HTTP server processes (litserve host; default 1)")
     p.add_argument("--no-compress", dest="compress_missing", action="store_false",
                    help="fail instead of compressing a model whose artifact is missing")
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                             timeout=args.timeout, api_servers=args.api_servers, compress_missing=args.compress_missing,
                             log_level=args.log_level, host_kind=args.host_kind, drain_grace=args.drain_grace,
                             drain_timeout=args.drain_timeout, watch_interval=args.watch_interval,
-                            ray_address=args.ray_address,
+                            ray_address=args.ray_address, ray_ingress=args.ray_ingress,
                             limits={k: getattr(args, k) for k in ("max_batch_size", "max_batch_tokens",
                                                                    "max_queue_requests", "max_queue_tokens")})
         from compress import CompressError

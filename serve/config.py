@@ -35,6 +35,7 @@ class Settings:
     log_level: str = "info"
     host_kind: Literal["native", "litserve", "ray"] = "native"
     ray_address: str | None = None  # serve --ray: join this cluster (default: a local Ray on 127.0.0.1)
+    ray_ingress: Literal["haproxy", "proxy"] = "haproxy"  # a local Ray's HTTP front (serve/hosts/ray_haproxy.py)
     drain_grace: float = 5.0
     drain_timeout: float = 30.0
     watch_interval: float = 2.0
@@ -57,6 +58,8 @@ class Settings:
                               "(run more replicas behind a load balancer, or on Ray, to scale out)")
         if self.ray_address and self.host_kind != "ray":
             raise ConfigError("--ray-address applies to serve --ray; add --ray")
+        if self.ray_ingress != "haproxy" and self.host_kind != "ray":
+            raise ConfigError("--ray-ingress applies to serve --ray; add --ray")
         if self.drain_grace < 0 or self.drain_timeout <= 0:
             raise ConfigError("--drain-grace must be >= 0 and --drain-timeout positive")
         if self.watch_interval < 0:

@@ -3,8 +3,12 @@ embedding. Ray is an optional extra; importing this module does not import it.""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
+import signal
+import threading
+from collections.abc import Iterator
 from typing import Any
 
 from serve.config import ConfigError
@@ -48,7 +52,8 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
         return False
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")  # no reporting home from a server
     if address:
-        ray.init(address=address, log_to_driver=False)
+        with _keeping_sigterm():
+            ray.init(address=address, log_to_driver=False)
         log.info("joined the Ray cluster at %s: %s", address, ray.cluster_resources())
         _STARTED[:] = [False]
         return False
@@ -57,13 +62,27 @@ def connect(address: str | None = None, num_cpus: int | None = None) -> bool:
     os.environ.setdefault("RAY_worker_niceness", "0")
     for name, value in SERVE_TUNING.items():
         os.environ.setdefault(name, value)
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
+    with _keeping_sigterm():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, log_to_driver=False)
     if ray.util.get_node_ip_address() != "127.0.0.1":
         log.warning("the local Ray listens on %s, not only 127.0.0.1: import serve.raycluster before ray",
                     ray.util.get_node_ip_address())
     log.info("started a local Ray on 127.0.0.1: %s", ray.cluster_resources())
     _STARTED[:] = [True]
     return True
+
+
+@contextlib.contextmanager
+def _keeping_sigterm() -> Iterator[None]:
+    """Keep this process's SIGTERM handler across ``ray.init``: Ray's core installs its own, which ends the
+    process at once, so the server would neither shut its Ray down (its agents linger) nor clean up."""
+    main = threading.current_thread() is threading.main_thread()
+    previous = signal.getsignal(signal.SIGTERM) if main else None
+    try:
+        yield
+    finally:
+        if main and previous is not None:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def started_here() -> bool:

@@ -31,6 +31,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import shutil
+import tempfile
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -309,14 +311,43 @@ def application(models: list[ServedModel], settings: Settings) -> Any:
                         *[model_deployment(m, settings, env) for m in models])
 
 
+def http_front(settings: Settings, workdir: Path) -> str:
+    """Set up what answers HTTP in front of the replicas of a local Ray (before it starts: its workers
+    inherit the environment) and say what it is: HAProxy (serve/hosts/ray_haproxy.py) or Serve's proxy."""
+    from serve.hosts.ray_haproxy import haproxy_binary, haproxy_env
+
+    if settings.ray_address is not None:
+        return "the cluster's own (its environment decides: see the README)"
+    real = haproxy_binary() if settings.ray_ingress == "haproxy" else None
+    if real is None:
+        if settings.ray_ingress == "haproxy":
+            log.warning("no HAProxy binary (ray[serve] bundles one on Linux, or put haproxy on PATH): "
+                        "Ray Serve's proxy answers HTTP, at a higher CPU cost per request")
+        os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "0"
+        return "Ray Serve's proxy"
+    env = haproxy_env(settings.host, workdir, settings.drain_grace, real)
+    os.environ.update(env)
+    return (f"HAProxy, each replica answering HTTP itself (HAProxy stats on {settings.host}:"
+            f"{env['RAY_SERVE_HAPROXY_STATS_PORT']}/stats)")
+
+
 def serve(models: list[ServedModel], settings: Settings) -> None:
     """Deploy ``models`` on Ray Serve (a local Ray on 127.0.0.1 unless ``--ray-address``) until interrupted."""
-    from serve.raycluster import connect, import_ray
+    from serve.raycluster import import_ray
 
-    ray = import_ray(local=settings.ray_address is None)
+    workdir = Path(tempfile.mkdtemp(prefix="mlm-compress-ray-"))
+    try:
+        log.info("HTTP front: %s", http_front(settings, workdir))
+        _run(import_ray(local=settings.ray_address is None), models, settings)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _run(ray: Any, models: list[ServedModel], settings: Settings) -> None:
     from ray import serve as ray_serve
 
     from serve.hosts.ray_metrics import remove_board
+    from serve.raycluster import connect
 
     started = connect(settings.ray_address)
     try:

@@ -21,7 +21,22 @@ from serve.process import start_server, write_models
 KEY = "ray-key-1"
 
 
-@pytest.fixture(scope="module", params=["one model", "two models"])
+LAYOUTS = {"one model": ("haproxy", 1), "two models": ("haproxy", 2), "one model, Serve's proxy": ("proxy", 1)}
+
+
+def listening_addresses(port: int) -> set[str]:
+    """The local addresses (hex, as in /proc/net/tcp*) on which something listens on ``port``."""
+    found = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        for line in Path(table).read_text().splitlines()[1:]:
+            local, state = line.split()[1], line.split()[3]
+            address, hex_port = local.rsplit(":", 1)
+            if state == "0A" and int(hex_port, 16) == port:  # 0A: LISTEN
+                found.add(address)
+    return found
+
+
+@pytest.fixture(scope="module", params=list(LAYOUTS))
 def ray_server(request, tiny_embedder, tmp_path_factory):
     entry, art = tiny_embedder
     tmp = tmp_path_factory.mktemp("serve-ray")
@@ -29,15 +44,18 @@ def ray_server(request, tiny_embedder, tmp_path_factory):
     serve = {"max_batch_size": 8, "max_items": 4, "max_queue_requests": 8, "cpus": 1, "replicas": 1}
     models = [{"name": "tiny-embed", "source": entry.source, "task": "embedding", "artifact": str(tmp / "art"),
                "serve": serve}]
-    if request.param == "two models":
+    ingress, n_models = LAYOUTS[request.param]
+    if n_models == 2:
         models.append({**models[0], "name": "tiny-other", "artifact": str(art), "serve": {**serve, "cpus": 0.5}})
     config = write_models(tmp / "models.yaml", models)
-    proc = start_server(config, tmp / "serve.log", api_key=KEY, extra=("--ray", "--watch", "0.5"), wait_s=240)
+    proc = start_server(config, tmp / "serve.log", api_key=KEY, wait_s=240,
+                        extra=("--ray", "--watch", "0.5", "--ray-ingress", ingress, "--drain-grace", "1"))
+    proc.ingress = ingress
     try:
         yield proc
     finally:
         proc.stop()
-    assert proc.proc.returncode is not None
+    assert proc.proc.returncode == 130, "SIGTERM did not stop the server through its own shutdown"
     assert "started a local Ray on 127.0.0.1" in proc.log.read_text()
     assert "not only 127.0.0.1" not in proc.log.read_text()
 
@@ -69,6 +87,36 @@ def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
     assert len(models["data"][0]["details"]["version"]) == 12
     status, _, body = client.request("POST", "/v1/models/tiny-embed/reload")
     assert status == 422 and is_error_shape(body) and "rolls out by itself" in body["error"]["message"]
+
+
+def test_the_http_front_listens_where_the_server_does(ray_server):
+    """HAProxy (the default) in front of replicas that answer HTTP themselves, its side listeners on the
+    server's 127.0.0.1 as well; or Ray Serve's proxy when asked."""
+    import re
+    import urllib.request
+
+    log = ray_server.log.read_text()
+    if ray_server.ingress == "proxy":
+        assert "HTTP front: Ray Serve's proxy" in log
+        return
+    found = re.search(r"HTTP front: HAProxy.*stats on 127\.0\.0\.1:(\d+)/stats", log)
+    assert found, log[-2000:]
+    stats = int(found.group(1))
+    assert listening_addresses(stats) == {"0100007F"}  # 127.0.0.1 only, not every interface
+    with urllib.request.urlopen(f"http://127.0.0.1:{stats}/stats", timeout=10) as r:
+        assert r.status == 200 and b"HAProxy" in r.read()
+
+
+def test_haproxy_config_binds_on_the_servers_host():
+    from serve.hosts.ray_haproxy import bind_on
+
+    config = ("listen stats\n  bind *:8404\nfrontend prometheus\n    bind :9101\n"
+              "frontend http\n    bind 127.0.0.1:8000\n")
+    local = bind_on(config, "127.0.0.1")
+    assert "bind 127.0.0.1:8404" in local and "bind 127.0.0.1:9101" in local and "bind 127.0.0.1:8000" in local
+    assert "*:" not in local and "bind :" not in local
+    assert "bind [::1]:8404" in bind_on(config, "::1")
+    assert bind_on(config, "0.0.0.0") == config  # every interface was asked for
 
 
 def test_bad_input_is_4xx_in_the_error_shape(ray_server):
