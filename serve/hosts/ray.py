@@ -2,17 +2,21 @@
 
 ::
 
-    several models: HTTP -> Ray Serve proxy -> ingress (the FastAPI app of serve/app.py over a RayEngine)
-                                                  -> model deployment "minilm" (replicas, each an Engine)
-                                                  -> model deployment "antiberty" ...
-    one model:      HTTP -> Ray Serve proxy -> model deployment "minilm" (each replica the app over its Engine)
+    several models: HTTP -> HAProxy -> ingress (the FastAPI app of serve/app.py over a RayEngine)
+                                          -> model deployment "minilm" (replicas, each an Engine)
+                                          -> model deployment "antiberty" ...
+    one model:      HTTP -> HAProxy -> model deployment "minilm" (each replica the app over its Engine)
+
+HAProxy (serve/hosts/ray_haproxy.py) hands each connection to an ingress replica that answers HTTP
+on its own port; with ``--ray-ingress proxy``, Ray Serve's Python proxy reads each request instead and
+hands it to a replica over Ray.
 
 The ingress answers every route, schema, error, the API key, ``/v1/models`` and the probes with the
 code the native host runs; its engine (:class:`RayEngine`) picks the model as the engine does and
 sends the tokens' work to that model's deployment. Each model replica runs the framework-free
 engine (admission, continuous batching, the backend) on the model's artifact. When one model is
 served (a multi-head model is one), the ingress is folded into its replicas (:class:`AnsweringReplica`):
-each replica runs the app over its own engine, so a request crosses one hop (the proxy) instead of two,
+each replica runs the app over its own engine, so a request crosses no Ray hop at all,
 and admission is the engine's own, as on the native host.
 
 Per-model settings of models.yaml's ``serve:`` block map to Ray's own knobs: ``replicas`` or
