@@ -61,6 +61,8 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"),
                       help="the server's web host (ray: serve --ray on a local Ray)")
     http.add_argument("--ray-replicas", type=int, help="--host-kind ray: replicas of the model (default 1)")
+    http.add_argument("--streams", type=int, help="the server's forward passes at once per model (default: the "
+                      "models.yaml entry's)")
     http.add_argument("--ray-ingress", default="haproxy", choices=("haproxy", "proxy"),
                       help="--host-kind ray: HTTP through HAProxy (default) or Ray Serve's proxy")
     http.add_argument("--ray-cpus", type=int, help="--host-kind ray: CPUs (and threads) per replica (default "
@@ -210,7 +212,8 @@ def main(argv: list[str] | None = None) -> int:
                                     soak_seconds=args.soak_seconds, drain=args.drain, swap=args.swap,
                                     host_kind=args.host_kind, ray_ingress=args.ray_ingress,
                                     timeout=args.timeout, in_process_seconds=args.in_process_seconds,
-                                    serve_options=_ray_options(args))
+                                    serve_options={**_ray_options(args),
+                                                   **({"streams": args.streams} if args.streams else {})})
             report = http.run_http(opts)
             http_report.write_reports(report, args.out)
             print(http_report.markdown(report))

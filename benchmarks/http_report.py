@@ -72,8 +72,10 @@ def markdown(report: dict[str, Any]) -> str:
         lines += [f"### {m['model']} ({m['task']}, POST {m['endpoint']}, {m['method']})", "",
                   f"{t['count']} texts, {t['mean_tokens']:.0f} tokens mean, p95 {t['p95_tokens']}; one text per "
                   f"request, clients wait out a 429's Retry-After. In-process (same artifact, texts sorted by length, "
-                  f"tokenization included): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}; "
-                  + ", ".join(f"batch {b}: {v:.1f}" for b, v in ip["by_batch"].items()) + ").", "",
+                  f"tokenization included): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}, "
+                  f"{ip.get('streams', 1)} at once; "
+                  + ", ".join(f"batch {b}: {v:.1f}" for b, v in ip["by_batch"].items()) + "; BxS: S batches at "
+                  "once).", "",
                   "| clients | answered/s | ÷ in-process | p50 ms | p99 ms | 429s | 429 p99 ms | 5xx | formed batch | "
                   "pass size | server CPU ms/answer | RSS MB |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]

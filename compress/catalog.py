@@ -47,6 +47,9 @@ class ServeOptions(BaseModel):
     # For the source weights on torch: fp32, or bitsandbytes 8-bit / 4-bit NF4 linears.
     precision: Literal["fp32", "bnb-int8", "bnb-nf4"] = "fp32"
     threads: int | None = Field(None, ge=1, description="intra-op threads (default: all cores)")
+    streams: int | None = Field(None, ge=1, le=64, description="forward passes that run at once, each on "
+                                "threads/streams intra-op threads (default: 2 for onnxruntime on 2+ CPU threads, "
+                                "else 1)")
     max_batch_size: int = Field(32, ge=1, le=1024, description="sequences per formed batch")
     max_batch_tokens: int = Field(8192, ge=16, description="padded tokens per forward pass")
     batch_timeout: float = Field(0.005, ge=0, le=1, description="seconds a request waits for company when idle")

@@ -220,31 +220,35 @@ def closed_loop_until_refused(url: str, path: str, make_body: Callable[[int], An
 
 
 def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 32, threads: int | None = None,
-                          seconds: float = 10.0) -> float:
+                          seconds: float = 10.0, streams: int = 1) -> float:
     """Inputs per second of the artifact run directly, text in, outputs out: tokenize, pad, run.
 
-    Same session settings as the server's onnxruntime backend; batches of ``batch_size``.
+    Same session settings as the server's onnxruntime backend; batches of ``batch_size``, ``streams`` of
+    them at once, each on ``threads / streams`` intra-op threads, as the server runs its passes.
     """
+    from concurrent.futures import ThreadPoolExecutor
+
     from compress.artifact import load_artifact
     from compress.data import encode
+    from compress.runtime import default_threads
     from serve.backends.onnx import make_session
 
     art = load_artifact(artifact)
     tok, max_len = art.tokenizer(), art.manifest.tokenizer.max_length
-    session = make_session(art.graph_path, "cpu", threads)
+    session = make_session(art.graph_path, "cpu", max(1, (threads or default_threads()) // streams))
     names = [i.name for i in session.get_inputs()]
 
-    def run(batch: list[str]) -> None:
+    def run(batch: list[str]) -> int:
         enc = encode(tok, batch, max_len)
         session.run(None, {n: enc[n] for n in names})
+        return len(batch)
 
     batches = [texts[i: i + batch_size] for i in range(0, len(texts), batch_size)]
     run(batches[0])  # warm-up
     n, t0 = 0, time.perf_counter()
-    while time.perf_counter() - t0 < seconds:
-        for b in batches:
-            run(b)
-            n += len(b)
+    with ThreadPoolExecutor(streams) as pool:
+        while time.perf_counter() - t0 < seconds:
+            n += sum(pool.map(run, batches))
     return n / (time.perf_counter() - t0)
 
 

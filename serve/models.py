@@ -44,6 +44,20 @@ class ModelSpec:
     pooling: str | None = None
     warmup: list[list[int]] = field(default_factory=list)
 
+    def threads(self) -> int:
+        """Intra-op threads in all: as set, else every core."""
+        from compress.runtime import default_threads
+
+        return self.options.threads or default_threads()
+
+    def streams(self) -> int:
+        """Forward passes at once: as set; else 2 for ONNX Runtime on 2+ CPU threads (one pass runs while the
+        next one forms, and each pass runs on half the threads with less synchronisation), else 1."""
+        o = self.options
+        if o.streams:
+            return o.streams
+        return 2 if self.backend == "onnxruntime" and o.device == "cpu" and self.threads() >= 2 else 1
+
 
 class ServedModel:
     """One model as the HTTP side sees it: limits, tokenizer, labels.

@@ -56,14 +56,14 @@ def make_session(path: str | Path, device: str = "cpu", threads: int | None = No
 
 class OnnxBackend:
     def __init__(self, spec: ModelSpec) -> None:
-        from compress.runtime import default_threads
-
-        threads = spec.options.threads or default_threads()
+        streams = spec.streams()
+        threads = max(1, spec.threads() // streams)  # per forward pass
         path = Path(spec.artifact) / spec.graph_file
         self.session = make_session(path, spec.options.device, threads)
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_names = [o.name for o in self.session.get_outputs()]
-        self.description = f"onnxruntime on {spec.options.device}, {threads} intra-op threads, {path}"
+        self.description = (f"onnxruntime on {spec.options.device}, {streams} stream(s) of {threads} intra-op "
+                            f"thread(s), {path}")
 
     def __call__(self, encoding: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         outputs = self.session.run(self.output_names, {n: encoding[n] for n in self.input_names})

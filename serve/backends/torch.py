@@ -16,10 +16,8 @@ class TorchBackend:
     def __init__(self, spec: ModelSpec) -> None:
         import torch
 
-        from compress.runtime import default_threads
-
         opts = spec.options
-        threads = opts.threads or default_threads()
+        threads = max(1, spec.threads() // spec.streams())  # per forward pass
         self.runner: Runner
         torch.set_num_threads(threads)
         if spec.from_source:

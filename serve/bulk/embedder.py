@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -53,18 +53,27 @@ class Embedder:
         return cls(model, load_backend(model.spec), artifact_version(model.spec.artifact))
 
     def embed(self, texts: list[str]) -> tuple[np.ndarray, int]:
-        """(one float32 vector per text in order, tokens run); texts past the length limit are truncated."""
+        """(one float32 vector per text in order, tokens run); texts past the length limit are truncated.
+
+        Passes of similar length within the token budget, as many at once as the model's streams.
+        """
+        from concurrent.futures import ThreadPoolExecutor
+
         ids = self.model.tokenize(texts)
         order = sorted(range(len(ids)), key=lambda i: len(ids[i]))
         seqs = [ids[i] for i in order]
-        opts, spec = self.model.spec.options, self.model.spec
+        opts = self.model.spec.options
+        passes = plan_passes([len(s) for s in seqs], opts.max_batch_size, opts.max_batch_tokens)
+        with ThreadPoolExecutor(self.model.spec.streams()) as pool:
+            rows = [r for chunk in pool.map(lambda ab: self._pass(seqs[ab[0]:ab[1]]), passes) for r in chunk]
         vectors: list[np.ndarray] = [np.empty(0, np.float32)] * len(seqs)
-        for a, b in plan_passes([len(s) for s in seqs], opts.max_batch_size, opts.max_batch_tokens):
-            out = self.backend(pad_batch(seqs[a:b], spec.pad_id, self.backend.input_names))
-            rows = TASKS["embedding"].rows(out, seqs[a:b], self.model, [{"normalize": None}] * (b - a))
-            for k, row in zip(order[a:b], rows, strict=True):
-                vectors[k] = np.asarray(row, dtype=np.float32)
+        for k, row in zip(order, rows, strict=True):
+            vectors[k] = np.asarray(row, dtype=np.float32)
         return np.stack(vectors) if vectors else np.empty((0, 0), np.float32), sum(map(len, ids))
+
+    def _pass(self, seqs: list[list[int]]) -> list[Any]:
+        out = self.backend(pad_batch(seqs, self.model.spec.pad_id, self.backend.input_names))
+        return TASKS["embedding"].rows(out, seqs, self.model, [{"normalize": None}] * len(seqs))
 
 
 def write_shard(path: Path, ids: list[str], vectors: np.ndarray, version: str) -> None:

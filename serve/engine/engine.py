@@ -87,7 +87,8 @@ class Engine:
         self.lanes: dict[str, Lane] = {}
         self.state = "loading"  # loading -> ready -> draining; or failed
         self.failure: str | None = None
-        self._inference = ThreadPoolExecutor(1, thread_name_prefix="inference")
+        streams = max((m.spec.streams() for m in models), default=1)
+        self._inference = ThreadPoolExecutor(streams, thread_name_prefix="inference")
         self._tokenize = TokenizeQueue(ThreadPoolExecutor(1, thread_name_prefix="tokenize"))
         self._loops: list[asyncio.Task] = []
         self._swaps: dict[str, asyncio.Lock] = {}

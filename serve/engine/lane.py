@@ -5,7 +5,8 @@ the lane's queue. Before each forward pass the lane's loop forms a batch from th
 ``max_batch_size`` sequences), cuts it into passes of similar length within ``max_batch_tokens``
 (:mod:`serve.engine.plan`), and runs the pass that holds the oldest sequence in the inference
 thread; the rest wait for the next pass, planned again with whatever arrived while this one ran
-(continuous batching). Each request remembers the model version that tokenized it, and a
+(continuous batching). With ``streams`` above 1, up to that many passes run at once, each formed
+when a stream is free. Each request remembers the model version that tokenized it, and a
 batch never mixes versions, so a live swap changes no answer half-way.
 """
 
@@ -81,7 +82,8 @@ class Lane:
 
     Args:
         version: the loaded model to start with.
-        inference: the executor forward passes run in (one thread: passes of all models take turns).
+        inference: the executor forward passes run in (as many threads as the most streams of a model:
+            passes of all models take turns on them).
         tokenize: the tokenization queue (batched, off the event loop).
         timeout: seconds a sequence may wait in the queue before its request is answered 504.
     """
@@ -95,7 +97,8 @@ class Lane:
         self.inference, self.tokenize = inference, tokenize
         self.queue: deque[Item] = deque()
         self._wake, self._full = asyncio.Event(), asyncio.Event()
-        self.busy_since: float | None = None  # when the running forward pass started (liveness)
+        self.streams = version.model.spec.streams()
+        self._started: list[float] = []  # when each running forward pass started (liveness)
         metrics.MODEL_INFO.labels(self.name, version.id).set(1)
 
     async def submit(self, texts: list[str], params: dict[str, Any], param: str = "inputs", head: str | None = None
@@ -152,13 +155,27 @@ class Lane:
                 metrics.REJECTIONS.labels(self.name).inc()
             raise
 
+    @property
+    def busy_since(self) -> float | None:
+        """When the oldest running forward pass started; None while none runs."""
+        return min(self._started, default=None)
+
     async def run(self) -> None:
-        """The batch loop; runs until cancelled."""
-        while True:
-            await self._gather()
-            batch = self._form()
-            if batch:
-                await self._run_pass(self._pick_pass(batch))
+        """The batch loop: a pass whenever work waits and a stream is free; runs until cancelled."""
+        passes: set[asyncio.Task] = set()
+        try:
+            while True:
+                await self._gather()
+                passes = _reap(passes)
+                if len(passes) >= self.streams:
+                    await asyncio.wait(passes, return_when=asyncio.FIRST_COMPLETED)
+                    continue  # the queue has changed meanwhile: gather again
+                batch = self._form()
+                if batch:
+                    passes.add(asyncio.create_task(self._run_pass(self._pick_pass(batch))))
+        finally:
+            for task in passes:
+                task.cancel()
 
     async def _gather(self) -> None:
         """Wait for work; then, unless a full batch waits, until the oldest has waited ``batch_timeout``."""
@@ -221,7 +238,8 @@ class Lane:
         """One forward pass; a request is answered once all its rows are in."""
         seqs = [job.ids[i] for job, i in chunk]
         version = chunk[0][0].version
-        self.busy_since = t0 = time.monotonic()
+        t0 = time.monotonic()
+        self._started.append(t0)
         try:
             rows = await asyncio.get_running_loop().run_in_executor(
                 self.inference, self._forward, version, seqs, [job.params for job, _ in chunk],
@@ -233,7 +251,7 @@ class Lane:
                     job.future.set_exception(RuntimeError(f"inference failed in model {self.name}"))
             return
         finally:
-            self.busy_since = None
+            self._started.remove(t0)
         self._account(seqs, time.monotonic() - t0)
         for (job, i), row in zip(chunk, rows, strict=True):
             job.rows[i] = row
@@ -272,3 +290,11 @@ class Lane:
         return {"version": self.current.id, "max_batch_size": o.max_batch_size, "max_batch_tokens": o.max_batch_tokens,
                 "max_queue_requests": a.max_requests, "max_queue_tokens": a.max_tokens,
                 "queued_requests": a.requests, "queued_tokens": a.tokens, "rejected": a.rejected}
+
+
+def _reap(passes: set[asyncio.Task]) -> set[asyncio.Task]:
+    """The passes still running; one that failed outside its own handling stops the batch loop."""
+    for task in passes:
+        if task.done() and not task.cancelled():
+            task.result()
+    return {task for task in passes if not task.done()}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import threading
 import time
 from typing import Any
 
@@ -30,15 +31,24 @@ class Recording:
         self.backend, self.delay, self.fail_next = backend, delay, False
         self.input_names, self.description = backend.input_names, backend.description
         self.shapes: list[tuple[int, int]] = []
+        self.running = self.peak = 0  # passes running at once, now and at the most
+        self.lock = threading.Lock()
 
     def __call__(self, enc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        self.shapes.append(enc["input_ids"].shape)
-        if self.delay:
-            time.sleep(self.delay)
-        if self.fail_next:
-            self.fail_next = False
-            raise RuntimeError("backend exploded")
-        return self.backend(enc)
+        with self.lock:
+            self.shapes.append(enc["input_ids"].shape)
+            self.running += 1
+            self.peak = max(self.peak, self.running)
+        try:
+            if self.delay:
+                time.sleep(self.delay)
+            if self.fail_next:
+                self.fail_next = False
+                raise RuntimeError("backend exploded")
+            return self.backend(enc)
+        finally:
+            with self.lock:
+                self.running -= 1
 
 
 async def _started(*models: Any, timeout: float = 30.0, delay: float = 0.0) -> tuple[Engine, dict[str, Recording]]:
@@ -98,6 +108,28 @@ def test_requests_of_several_inputs_run_each_once_and_keep_their_order(tiny_mode
     for (ids, res), single in zip(flat, alone, strict=True):
         assert ids == single.ids[0]
         assert [m["ids"] for m in res["masks"]] == [m["ids"] for m in single.results[0]["masks"]]
+
+
+@pytest.mark.parametrize("streams", [1, 3])
+def test_streams_run_that_many_passes_at_once_and_answer_as_one(tiny_models, streams):
+    texts = _masked(18)
+
+    async def main() -> tuple[list, list, Recording]:
+        engine, rec = await _started(_model(tiny_models["fill-mask"], max_batch_size=2, batch_timeout=0.0,
+                                            streams=streams), delay=0.05)
+        try:
+            alone = [await engine.infer("fill-mask", None, [t], {"top_k": 2}) for t in texts]
+            together = await asyncio.gather(*(engine.infer("fill-mask", None, [t], {"top_k": 2}) for t in texts))
+            assert engine.lanes["tiny-fill-mask"].busy_since is None  # every pass has ended
+            return alone, together, rec["tiny-fill-mask"]
+        finally:
+            await engine.stop()
+
+    alone, together, rec = asyncio.run(main())
+    assert rec.peak == streams  # passes overlap up to the streams, never beyond
+    assert sum(n for n, _ in rec.shapes) == 2 * len(texts) and max(n for n, _ in rec.shapes) <= 2
+    for a, b in zip(alone, together, strict=True):
+        assert a.ids == b.ids and [m["ids"] for m in a.results[0]["masks"]] == [m["ids"] for m in b.results[0]["masks"]]
 
 
 def test_every_pass_keeps_the_token_budget(tiny_models):
