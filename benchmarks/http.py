@@ -232,7 +232,8 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
                     log(f"  {clients} clients: {rounds[-1][clients]['throughput']:.1f} answered/s, "
                         f"{rounds[-1][clients]['rejected']} refused (429)")
             out["in_process"] = {"per_s": statistics.median(r["per_s"] for r in inproc),
-                                 "batch_size": inproc[-1]["batch_size"], "by_batch": inproc[-1]["by_batch"],
+                                 "batch_size": inproc[-1]["batch_size"], "streams": inproc[-1]["streams"],
+                                 "by_batch": inproc[-1]["by_batch"],
                                  "rounds": inproc}
             out["levels"] = _median_levels(rounds, inproc)
             if opts.soak_seconds:
