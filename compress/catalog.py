@@ -37,6 +37,15 @@ class Autoscaling(BaseModel):
         return self
 
 
+# Padded tokens per forward pass, by default. On CPU, small passes keep a pass's activations in the
+# core's cache: int8 MiniLM on 2 AVX-512 VNNI cores (2 MB L2 each) embeds BBC paragraphs at 229 texts/s
+# in passes of up to 8,192 tokens, 270/s at 1,024, 291-301/s at 512 and 307-310/s at 256-384; on an
+# AVX2 machine the cost per token was flat, so small passes cost only their fixed overhead there. A GPU
+# wants large passes.
+CPU_PASS_TOKENS = 512
+CUDA_PASS_TOKENS = 8192
+
+
 class ServeOptions(BaseModel):
     """How `serve` runs a model: the optional ``serve:`` block of a models.yaml entry."""
 
@@ -51,7 +60,8 @@ class ServeOptions(BaseModel):
                                 "threads/streams intra-op threads (default: 2 for onnxruntime on 2+ CPU threads, "
                                 "else 1)")
     max_batch_size: int = Field(32, ge=1, le=1024, description="sequences per formed batch")
-    max_batch_tokens: int = Field(8192, ge=16, description="padded tokens per forward pass")
+    max_batch_tokens: int = Field(CPU_PASS_TOKENS, ge=16, description="padded tokens per forward pass (default "
+                                  f"{CPU_PASS_TOKENS} on cpu, {CUDA_PASS_TOKENS} on cuda)")
     batch_timeout: float = Field(0.005, ge=0, le=1, description="seconds a request waits for company when idle")
     max_queue_requests: int = Field(32, ge=1, description="requests admitted and not yet answered; beyond: 429")
     max_queue_tokens: int = Field(65536, ge=16, description="their tokens; beyond: 429")
@@ -63,6 +73,12 @@ class ServeOptions(BaseModel):
     replicas: int | None = Field(None, ge=1, description="Ray Serve replicas (default 1)")
     autoscaling: Autoscaling | None = None
     cpus: float | None = Field(None, gt=0, description="CPUs per Ray replica (default 1)")
+
+    @model_validator(mode="after")
+    def _pass_tokens_for_the_device(self) -> ServeOptions:
+        if "max_batch_tokens" not in self.model_fields_set and self.device == "cuda":
+            self.max_batch_tokens = CUDA_PASS_TOKENS
+        return self
 
     @model_validator(mode="after")
     def _replicas_or_autoscaling(self) -> ServeOptions:
