@@ -92,6 +92,27 @@ def test_serve_options_validate():
     assert ServeOptions(max_batch_tokens=4096).max_batch_tokens == 4096
 
 
+def test_pass_budget_and_streams_follow_the_device(tiny_models):
+    """Small passes and two streams on a multi-core CPU; large passes and one stream elsewhere, unless set."""
+    import copy
+
+    assert ServeOptions().max_batch_tokens == 512
+    assert ServeOptions(device="cuda").max_batch_tokens == 8192
+    assert ServeOptions(device="cuda", max_batch_tokens=1024).max_batch_tokens == 1024
+    spec = copy.copy(tiny_models["fill-mask"].spec)
+
+    def streams(**options: object) -> int:
+        spec.options = ServeOptions(**options)
+        return spec.streams()
+
+    assert streams(threads=2) == 2 and streams(threads=8) == 2 and streams(threads=1) == 1
+    assert streams(threads=8, streams=4) == 4 and streams(threads=2, device="cuda") == 1
+    spec.backend = "torch"
+    assert streams(threads=4) == 1
+    spec.options = ServeOptions(threads=3)
+    assert spec.threads() == 3
+
+
 def test_settings_validate():
     with pytest.raises(ConfigError, match="litserve"):
         Settings(api_servers=2)
