@@ -287,7 +287,8 @@ class Lane:
     def describe(self) -> dict[str, Any]:
         """Limits, queue state and version, for /v1/models."""
         a, o = self.admission, self.options
-        return {"version": self.current.id, "max_batch_size": o.max_batch_size, "max_batch_tokens": o.max_batch_tokens,
+        return {"version": self.current.id, "streams": self.streams, "max_batch_size": o.max_batch_size,
+                "max_batch_tokens": o.max_batch_tokens,
                 "max_queue_requests": a.max_requests, "max_queue_tokens": a.max_tokens,
                 "queued_requests": a.requests, "queued_tokens": a.tokens, "rejected": a.rejected}
 

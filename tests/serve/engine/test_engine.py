@@ -121,6 +121,7 @@ def test_streams_run_that_many_passes_at_once_and_answer_as_one(tiny_models, str
             alone = [await engine.infer("fill-mask", None, [t], {"top_k": 2}) for t in texts]
             together = await asyncio.gather(*(engine.infer("fill-mask", None, [t], {"top_k": 2}) for t in texts))
             assert engine.lanes["tiny-fill-mask"].busy_since is None  # every pass has ended
+            assert engine.describe("tiny-fill-mask")["streams"] == streams  # /v1/models says so
             return alone, together, rec["tiny-fill-mask"]
         finally:
             await engine.stop()
