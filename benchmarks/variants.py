@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -95,8 +95,19 @@ def _stale(artifact: Path, model: str, variant: str, cache: Path) -> bool:
     recipe = RECIPES[variant]
     if (manifest.method, manifest.recipe.get("optimize")) != (recipe["method"], recipe.get("optimize")):
         return True
+    if _method_options_changed(manifest.recipe.get("quantize", {}), recipe):
+        return True
     weights = cache / f"{topic.NAME}-model" / "model.safetensors"
     return model == topic.NAME and weights.is_file() and manifest.source.get("sha256") != sha256_file(weights)
+
+
+def _method_options_changed(stored: dict[str, Any], recipe: dict[str, object]) -> bool:
+    """True when the method's options (today's defaults, or the variant's) differ from those stored."""
+    from compress.quantize import get_method
+
+    fields = get_method(str(recipe["method"])).config_cls.model_fields
+    want = {k: recipe.get(k, f.get_default()) for k, f in fields.items() if not f.is_required()}
+    return set(stored) != set(fields) or any(stored.get(k) != v for k, v in want.items())
 
 
 def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models.yaml",

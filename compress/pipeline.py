@@ -42,6 +42,7 @@ log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
 DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
+CALIBRATION_TEXTS = 128  # default calibration set: enough for per-channel activation peaks
 
 
 def _progress(msg: str) -> None:
@@ -212,10 +213,8 @@ def _quantize(run: _Run, ex: _Exported, tmp: Path) -> _Quantized:
     config = run.recipe.quantize.for_cpu(run.isa)
     if run.method.backend == "torch":
         return _quantize_torch(run, ex, config, tmp)
-    calibration = []
-    if config.calibration_file():
-        calibration = build_validation_set(run.task, run.loaded.tokenizer, read_texts(config.calibration_file() or ""),
-                                           max_length=run.max_length, batch_size=8).batches
+    calibration = build_validation_set(run.task, run.loaded.tokenizer, _calibration_texts(run, config),
+                                       max_length=run.max_length, batch_size=8).batches
     q = _gated_quantize(run, ex, config, QuantContext(isa=run.isa, calibration=calibration), tmp / "model.onnx")
     failing = ex.judge.failing(q.figures)
     if failing and run.recipe.validation.gate:
@@ -225,6 +224,14 @@ def _quantize(run: _Run, ex: _Exported, tmp: Path) -> _Quantized:
         q.sizes["dense_model_bytes"] = file_bytes(q.file)
         run.pruning["sparse_storage"] = store_sparse(q.file, q.file)
     return q
+
+
+def _calibration_texts(run: _Run, config: MethodConfig) -> list[str]:
+    """The recipe's calibration file, else in-domain texts held out from the validation set."""
+    if config.calibration_file():
+        return read_texts(config.calibration_file() or "")
+    validation = set(run.texts)
+    return [t for t in default_texts(run.loaded.tokenizer, CALIBRATION_TEXTS, seed=1) if t not in validation]
 
 
 def _quantize_torch(run: _Run, ex: _Exported, config: MethodConfig, tmp: Path) -> _Quantized:

@@ -152,11 +152,11 @@ def shared_cache(tmp_path_factory, name: str) -> Path:
     return tmp_path_factory.mktemp(name)
 
 
-def _made_with(artifact: Path, optimize: str | None) -> bool:
-    """A cached int8 artifact made with this graph optimization (an older recipe's is made again)."""
+def _made_with(artifact: Path, recipe) -> bool:
+    """A cached artifact made with this very recipe (an older recipe's is made again)."""
     from compress.artifact import read_manifest
 
-    return (artifact / "manifest.json").is_file() and read_manifest(artifact).recipe.get("optimize") == optimize
+    return (artifact / "manifest.json").is_file() and read_manifest(artifact).recipe == recipe.stored()
 
 
 @pytest.fixture(scope="session")
@@ -185,7 +185,7 @@ def packaged_artifact(tmp_path_factory):
 
             shared = method == "int8" and recipe.optimize == RECIPES["int8"]["optimize"]
             out = (shared_cache(tmp_path_factory, "artifacts") if shared else base) / f"{name}-{method}"
-            if not (shared and _made_with(out, recipe.optimize)):
+            if not (shared and _made_with(out, recipe)):
                 compress_model(load_entry(entry), out, name=name, recipe=recipe, force=shared, bench=False)
             cache[name, method] = out
         return cache[name, method]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
@@ -9,6 +10,8 @@ from typing import Any, Literal
 from pydantic import Field
 
 from compress.quantize import MethodConfig, QuantContext, register
+
+log = logging.getLogger(__name__)
 
 # Without VNNI, x86 multiplies u8*s8 pairs with a 16-bit saturating add (vpmaddubsw): 7-bit weights
 # avoid the overflow. VNNI (and ARM) accumulate in 32 bits, so full-range weights are safe there.
@@ -22,6 +25,18 @@ class Int8DynamicConfig(MethodConfig):
                                       "CPU, on where u8*s8 saturates: AVX2 and AVX-512 without VNNI)")
     quantize_embeddings: bool = Field(True, description="quantize the embedding tables too (default: on for "
                                       "int8, off for int4)")
+    embedding_scales: Literal["row", "tensor"] = Field(
+        "row", description="one scale per table row (plain ONNX ops; keeps short texts accurate) or one per "
+        "table (ONNX Runtime's); tables fused by O2 into EmbedLayerNormalization take one per table")
+
+    smooth_alpha: float | None = Field(
+        0.7, ge=0, le=1, description="SmoothQuant: move this share of each activation's outlier range into "
+        "the weights first (None or 0: off)")
+    calibration: str | None = Field(None, description="text file, one example per line, to calibrate "
+                                    "activations on (int8 default: in-domain texts held out from validation)")
+
+    def calibration_file(self) -> str | None:
+        return self.calibration if self.smooth_alpha else None
 
     def for_cpu(self, isa: str) -> Int8DynamicConfig:
         if self.reduce_range is not None:
@@ -39,13 +54,52 @@ def quantize_dynamic_int8(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: Qua
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    info: dict[str, Any] = {}
+    original = src
+    if cfg.smooth_alpha:
+        src, info["smoothed_activations"] = _smoothed(src, dst.with_name(dst.stem + "_smoothed.onnx"), cfg.smooth_alpha,
+                                                      ctx, exclude)
     ops = ["MatMul", "Attention"]
+    rows = cfg.quantize_embeddings and cfg.embedding_scales == "row"
     if cfg.quantize_embeddings:  # the tables, standalone (Gather) or fused with LayerNorm by O2
-        ops += ["Gather", "EmbedLayerNormalization"]
+        ops += ["EmbedLayerNormalization"] if rows else ["Gather", "EmbedLayerNormalization"]
     quantize_dynamic(
         str(src), str(dst), op_types_to_quantize=ops, per_channel=cfg.per_channel,
         reduce_range=bool(cfg.for_cpu(ctx.isa).reduce_range), weight_type=QuantType.QInt8,
         nodes_to_exclude=list(exclude),
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
     )
-    return {"op_types": ops, "weight_type": "int8", "activation_type": "uint8 (dynamic)"}
+    if src != original:
+        src.unlink()
+    info.update({"op_types": ops, "weight_type": "int8", "activation_type": "uint8 (dynamic)"})
+    if rows:
+        info["embedding_rows"] = _rows_in_place(dst, exclude)
+        info["op_types"] = [*ops, "Gather"]
+    return info
+
+
+def _smoothed(src: Path, dst: Path, alpha: float, ctx: QuantContext, exclude: Sequence[str]) -> tuple[Path, int]:
+    """``src`` smoothed into ``dst`` on the calibration batches; ``src`` itself when there are none."""
+    import onnx
+
+    from compress.quantize.smooth import smooth_activations
+
+    if not ctx.calibration:
+        log.warning("int8: no calibration batches, so activations are not smoothed (smooth_alpha=%s)", alpha)
+        return src, 0
+    model = onnx.load(str(src))
+    done = smooth_activations(model, ctx.calibration, alpha, exclude)
+    onnx.save(model, str(dst))
+    return dst, len(done)
+
+
+def _rows_in_place(path: Path, exclude: Sequence[str]) -> list[str]:
+    """Give the Gather tables of the graph at ``path`` int8 rows, each with its own scale."""
+    import onnx
+
+    from compress.quantize.embedding_rows import quantize_embedding_rows
+
+    model = onnx.load(str(path))
+    done = quantize_embedding_rows(model, exclude)
+    onnx.save(model, str(path))
+    return done

@@ -9,11 +9,13 @@ from compress.cpu import detect_isa
 from compress.data import encode, mask_tokens
 from compress.export import TaskGraph, export_onnx, optimize_graph
 from compress.quantize import QuantContext, get_method, methods, quantize
+from compress.quantize.embedding_rows import quantize_rows
 from compress.quantize.fp16 import Fp16Config
 from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
 from compress.quantize.int4 import Int4Config
 from compress.quantize.int8_dynamic import REDUCE_RANGE, Int8DynamicConfig
 from compress.quantize.int8_static import Int8StaticConfig
+from compress.quantize.smooth import smooth_activations
 from compress.runtime import OnnxRunner
 from tests.conftest import SENTENCES, build_tiny
 
@@ -130,3 +132,82 @@ def test_fp16_halves_the_file(fp32, tmp_path):
     quantize("fp16", src, tmp_path / "h.onnx", Fp16Config(), QuantContext())
     assert 1.8 < file_bytes(src) / file_bytes(tmp_path / "h.onnx") < 2.2
     assert _snr_db(src, tmp_path / "h.onnx", enc) > 50
+
+
+def test_row_scales_keep_small_rows_precise_where_one_scale_cannot():
+    rng = np.random.default_rng(0)
+    table = rng.normal(0, 0.02, (100, 64)).astype(np.float32)
+    table[0] *= 50  # one loud row, as embedding tables have
+    q, scale = quantize_rows(table)
+    assert q.dtype == np.int8 and scale.shape == (100, 1)
+    err = np.abs(q * scale - table)
+    assert np.all(err <= scale / 2 + 1e-7)  # every row within half its own step
+    one_scale = np.abs(table).max() / 127
+    per_tensor_err = np.abs(np.rint(table / one_scale) * one_scale - table)
+    assert err[1:].mean() < per_tensor_err[1:].mean() / 10
+
+
+def test_int8_embedding_tables_become_int8_rows(fp32, tmp_path):
+    import onnx
+
+    src, enc = fp32
+    info = quantize("int8", src, tmp_path / "q.onnx", Int8DynamicConfig(), QuantContext())
+    tables = weight_nodes(src, ("Gather",))
+    assert sorted(info["embedding_rows"]) == sorted(tables) and tables
+    model = onnx.load(str(tmp_path / "q.onnx"))
+    dtypes = {i.name: i.data_type for i in model.graph.initializer}
+    assert all(dtypes[n] == onnx.TensorProto.INT8 for n in dtypes if n.endswith("_int8_rows"))
+    assert not any(n.endswith("word_embeddings.weight") for n in dtypes)  # the fp32 table is gone
+    assert _snr_db(src, tmp_path / "q.onnx", enc) > 30
+    kept = quantize("int8", src, tmp_path / "k.onnx", Int8DynamicConfig(), QuantContext(), exclude=tables[:1])
+    assert tables[0] not in kept["embedding_rows"] and len(kept["embedding_rows"]) == len(tables) - 1
+
+
+@pytest.fixture(scope="module")
+def outlier_fp32(fp32, tmp_path_factory):
+    """The fp32 graph with one hidden channel 40x louder after every LayerNorm, as trained encoders have."""
+    import onnx
+    from onnx import numpy_helper
+
+    src, enc = fp32
+    model = onnx.load(str(src))
+    norms = {n.input[1] for n in model.graph.node if n.op_type == "LayerNormalization"}
+    for init in model.graph.initializer:
+        if init.name in norms:
+            gamma = numpy_helper.to_array(init).copy()
+            gamma[7] *= 40
+            init.CopyFrom(numpy_helper.from_array(gamma, init.name))
+    path = tmp_path_factory.mktemp("outlier") / "fp32.onnx"
+    onnx.save(model, str(path))
+    return path, enc
+
+
+def test_smoothing_is_exact_in_fp32_and_evens_out_the_channels(outlier_fp32, tmp_path):
+    import onnx
+
+    from compress.quantize.smooth import channel_peaks, weight_matmuls_by_input
+
+    src, enc = outlier_fp32
+    model = onnx.load(str(src))
+    inputs = list(weight_matmuls_by_input(model))
+    before = channel_peaks(model, inputs, [enc])
+    done = smooth_activations(model, [enc], alpha=0.7)
+    assert sorted(done) == sorted(inputs)
+    assert sum(n.op_type == "Mul" and n.name.endswith("_smooth") for n in model.graph.node) == len(inputs)
+    onnx.save(model, str(tmp_path / "s.onnx"))
+    assert _snr_db(src, tmp_path / "s.onnx", enc) > 80  # the same function, up to float rounding
+    after = channel_peaks(model, [f"{x}_smoothed" for x in inputs], [enc])
+    spread = [p.max() / np.median(p) for p in before.values()]
+    spread_after = [p.max() / np.median(p) for p in after.values()]
+    assert np.median(spread_after) < np.median(spread) / 3
+
+
+def test_int8_smooths_on_calibration_batches_and_gains_accuracy(outlier_fp32, tmp_path):
+    src, enc = outlier_fp32
+    plain = quantize("int8", src, tmp_path / "plain.onnx", Int8DynamicConfig(smooth_alpha=None),
+                     QuantContext(calibration=[enc]))
+    smooth = quantize("int8", src, tmp_path / "smooth.onnx", Int8DynamicConfig(), QuantContext(calibration=[enc]))
+    # per layer: query, key and value read one input, then attention output, FFN up, FFN down; plus the LM head
+    assert "smoothed_activations" not in plain and smooth["smoothed_activations"] == 4 * 4 + 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["plain.onnx", "smooth.onnx"]  # no temporary left
+    assert _snr_db(src, tmp_path / "smooth.onnx", enc) > _snr_db(src, tmp_path / "plain.onnx", enc) + 3

@@ -95,6 +95,7 @@ def test_minilm_int8(packaged_artifact, packaged_model):
     r = np.concatenate([o["sentence_embedding"] for o in ref])
     g = np.concatenate([o["sentence_embedding"] for o in got])
     cos = (r * g).sum(-1) / np.linalg.norm(r, axis=-1) / np.linalg.norm(g, axis=-1)
-    assert cos.mean() >= 0.99
+    print(f"minilm int8 on 300 held-out BBC sentences: cosine mean {cos.mean():.4f}, min {cos.min():.4f}")
+    assert cos.mean() >= 0.995 and cos.min() >= 0.98  # before smoothing: 0.993, 0.976 (2,000 paragraphs)
     assert art.manifest.pooling == "mean" and art.manifest.normalize
     assert art.manifest.sizes["fp32_onnx_bytes"] / art.manifest.sizes["model_bytes"] >= 3.5
