@@ -6,6 +6,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 from benchmarks import datasets, variants
+from compress.recipe import Recipe
 
 
 def test_pruned_recipes_distil_classifiers_shorter_on_texts_their_suite_never_scores(antiberty_tokenizer, tmp_path):
@@ -44,9 +45,16 @@ def test_static_int8_calibrates_on_texts_no_suite_scores(antiberty_tokenizer, tm
 
 def test_a_cached_artifact_of_another_recipe_is_stale(monkeypatch, tmp_path):
     made_with = {"method": "int8", "optimize": "O1"}
-    manifest = SimpleNamespace(method="int8", recipe={"quantize": {"method": "int8"}, "optimize": "O1"}, source={})
+    stored = Recipe.model_validate(made_with).stored()
+    manifest = SimpleNamespace(method="int8", recipe=stored, source={})
     monkeypatch.setattr(variants, "read_manifest", lambda _: manifest)
     assert variants.RECIPES["int8"] == made_with  # the default recipe
     assert not variants._stale(tmp_path, "minilm", "int8", tmp_path)
+    manifest.recipe = {**stored, "quantize": {**stored["quantize"], "smooth_alpha": None}}  # an option changed
+    assert variants._stale(tmp_path, "minilm", "int8", tmp_path)
+    older = {k: v for k, v in stored["quantize"].items() if k != "embedding_scales"}  # made before an option existed
+    manifest.recipe = {**stored, "quantize": older}
+    assert variants._stale(tmp_path, "minilm", "int8", tmp_path)
+    manifest.recipe = stored
     assert variants._stale(tmp_path, "minilm", "int8-O2", tmp_path)
     assert variants._stale(tmp_path, "minilm", "int4", tmp_path)
