@@ -93,12 +93,16 @@ def test_serve_options_validate():
 
 
 def test_pass_budget_and_streams_follow_the_device(tiny_models):
-    """Small passes and two streams on a multi-core CPU; large passes and one stream elsewhere, unless set."""
+    """Small passes, a short queue and two streams on a multi-core CPU; large passes, a queue of two batches
+    and one stream on a GPU, unless set."""
     import copy
 
     assert ServeOptions().max_batch_tokens == 512
     assert ServeOptions(device="cuda").max_batch_tokens == 8192
     assert ServeOptions(device="cuda", max_batch_tokens=1024).max_batch_tokens == 1024
+    assert ServeOptions().max_queue_requests == 24  # the queue's latency on a CPU
+    assert ServeOptions(device="cuda", max_batch_size=64).max_queue_requests == 128  # a batch running, one forming
+    assert ServeOptions(device="cuda", max_queue_requests=8).max_queue_requests == 8
     spec = copy.copy(tiny_models["fill-mask"].spec)
 
     def streams(**options: object) -> int:
