@@ -70,7 +70,8 @@ def quantize_dynamic_int8(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: Qua
         extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
     )
     if src != original:
-        src.unlink()
+        for part in (src, src.with_name(src.name + ".data")):
+            part.unlink(missing_ok=True)
     info.update({"op_types": ops, "weight_type": "int8", "activation_type": "uint8 (dynamic)"})
     if rows:
         info["embedding_rows"] = _rows_in_place(dst, exclude)
@@ -82,15 +83,14 @@ def _smoothed(src: Path, dst: Path, alpha: float, ctx: QuantContext, exclude: Se
     """``src`` smoothed into ``dst`` on the calibration batches; ``src`` itself when there are none."""
     import onnx
 
-    from compress.quantize.smooth import smooth_activations
+    from compress.quantize.smooth import save_model, smooth_activations
 
     if not ctx.calibration:
         log.warning("int8: no calibration batches, so activations are not smoothed (smooth_alpha=%s)", alpha)
         return src, 0
     model = onnx.load(str(src))
     done = smooth_activations(model, ctx.calibration, alpha, exclude)
-    onnx.save(model, str(dst))
-    return dst, len(done)
+    return save_model(model, dst), len(done)
 
 
 def _rows_in_place(path: Path, exclude: Sequence[str]) -> list[str]:

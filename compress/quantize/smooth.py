@@ -12,14 +12,17 @@ Channel ranges are measured by running the fp32 graph on calibration batches.
 
 from __future__ import annotations
 
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Sequence
+from pathlib import Path
 
 import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
 _FLOOR = 1e-5  # a channel that is never non-zero keeps a finite scale
+ONE_FILE_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with room for the graph itself
 
 
 def weight_matmuls_by_input(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> dict[str, list[onnx.NodeProto]]:
@@ -44,15 +47,27 @@ def channel_peaks(model: onnx.ModelProto, tensors: Sequence[str],
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in tensors)
-    session = ort.InferenceSession(probe.SerializeToString(), providers=["CPUExecutionProvider"])
-    feeds = [i.name for i in session.get_inputs()]
     peaks: dict[str, np.ndarray] = {}
-    for batch in batches:
-        outs = session.run(list(tensors), {n: batch[n] for n in feeds})
-        for name, x in zip(tensors, outs, strict=True):
-            peak = np.abs(x).reshape(-1, x.shape[-1]).max(axis=0)
-            peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
+    with tempfile.TemporaryDirectory(prefix="smooth-") as tmp:  # a file, so a graph over 2 GiB loads too
+        session = ort.InferenceSession(str(save_model(probe, Path(tmp) / "probe.onnx")),
+                                       providers=["CPUExecutionProvider"])
+        feeds = [i.name for i in session.get_inputs()]
+        for batch in batches:
+            outs = session.run(list(tensors), {n: batch[n] for n in feeds})
+            for name, x in zip(tensors, outs, strict=True):
+                peak = np.abs(x).reshape(-1, x.shape[-1]).max(axis=0)
+                peaks[name] = np.maximum(peaks[name], peak) if name in peaks else peak
+        del session
     return peaks
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> Path:
+    """Save ``model``; its weights go to ``path`` + ``.data`` beside it when one file could not hold them."""
+    if model.ByteSize() < ONE_FILE_BYTES:
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    return path
 
 
 def smooth_scales(act_peak: np.ndarray, weight_peak: np.ndarray, alpha: float) -> np.ndarray:
