@@ -214,7 +214,7 @@ def _quantize(run: _Run, ex: _Exported, tmp: Path) -> _Quantized:
     if run.method.backend == "torch":
         return _quantize_torch(run, ex, config, tmp)
     calibration = build_validation_set(run.task, run.loaded.tokenizer, _calibration_texts(run, config),
-                                       max_length=run.max_length, batch_size=8).batches
+                                       max_length=run.max_length, batch_size=8).batches if config.calibrates() else []
     q = _gated_quantize(run, ex, config, QuantContext(isa=run.isa, calibration=calibration), tmp / "model.onnx")
     failing = ex.judge.failing(q.figures)
     if failing and run.recipe.validation.gate:

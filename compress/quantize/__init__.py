@@ -27,6 +27,8 @@ class QuantContext:
 
     isa: str = "generic"
     calibration: list[dict[str, np.ndarray]] = field(default_factory=list)
+    # per-channel activation peaks of the graph being quantized, measured once on ``calibration``
+    activation_peaks: dict[str, np.ndarray] = field(default_factory=dict)
 
 
 QuantFn = Callable[[Path, Path, Any, QuantContext, Sequence[str]], dict[str, Any]]
@@ -47,6 +49,10 @@ class MethodConfig(BaseModel):
     def calibration_file(self) -> str | None:
         """A text file to calibrate activation ranges on, for methods that need one."""
         return None
+
+    def calibrates(self) -> bool:
+        """Whether the method runs on calibration batches (from :meth:`calibration_file`, or defaults)."""
+        return self.calibration_file() is not None
 
 
 @dataclass(frozen=True)

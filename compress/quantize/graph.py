@@ -8,6 +8,7 @@ from pathlib import Path
 
 import onnx
 
+ONE_FILE_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with room for the graph itself
 # "layer.3" in exported names; "Attention_3" for the attention that O2 fuses (numbered in layer order)
 _LAYER = re.compile(r"layers?[./_](\d+)|^Attention_(\d+)$")
 
@@ -49,3 +50,12 @@ def file_bytes(path: Path) -> int:
         if extra != path:
             total += extra.stat().st_size
     return total
+
+
+def save_model(model: onnx.ModelProto, path: Path) -> Path:
+    """Save ``model``; its weights go to ``path`` + ``.data`` beside it when one file could not hold them."""
+    if model.ByteSize() < ONE_FILE_BYTES:
+        onnx.save(model, str(path))
+    else:
+        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+    return path

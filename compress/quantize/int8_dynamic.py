@@ -38,6 +38,9 @@ class Int8DynamicConfig(MethodConfig):
     def calibration_file(self) -> str | None:
         return self.calibration if self.smooth_alpha else None
 
+    def calibrates(self) -> bool:
+        return bool(self.smooth_alpha)
+
     def for_cpu(self, isa: str) -> Int8DynamicConfig:
         if self.reduce_range is not None:
             return self
@@ -54,52 +57,54 @@ def quantize_dynamic_int8(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: Qua
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    info: dict[str, Any] = {}
-    original = src
-    if cfg.smooth_alpha:
-        src, info["smoothed_activations"] = _smoothed(src, dst.with_name(dst.stem + "_smoothed.onnx"), cfg.smooth_alpha,
-                                                      ctx, exclude)
     ops = ["MatMul", "Attention"]
-    rows = cfg.quantize_embeddings and cfg.embedding_scales == "row"
     if cfg.quantize_embeddings:  # the tables, standalone (Gather) or fused with LayerNorm by O2
-        ops += ["EmbedLayerNormalization"] if rows else ["Gather", "EmbedLayerNormalization"]
-    quantize_dynamic(
-        str(src), str(dst), op_types_to_quantize=ops, per_channel=cfg.per_channel,
-        reduce_range=bool(cfg.for_cpu(ctx.isa).reduce_range), weight_type=QuantType.QInt8,
-        nodes_to_exclude=list(exclude),
-        extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
-    )
-    if src != original:
-        for part in (src, src.with_name(src.name + ".data")):
-            part.unlink(missing_ok=True)
-    info.update({"op_types": ops, "weight_type": "int8", "activation_type": "uint8 (dynamic)"})
-    if rows:
-        info["embedding_rows"] = _rows_in_place(dst, exclude)
-        info["op_types"] = [*ops, "Gather"]
-    return info
+        ops += ["EmbedLayerNormalization"] if _row_tables(cfg) else ["Gather", "EmbedLayerNormalization"]
+    prepared, info = _prepare(src, dst.with_name(dst.stem + "_prepared.onnx"), cfg, ctx, exclude)
+    try:
+        quantize_dynamic(
+            str(prepared), str(dst), op_types_to_quantize=ops, per_channel=cfg.per_channel,
+            reduce_range=bool(cfg.for_cpu(ctx.isa).reduce_range), weight_type=QuantType.QInt8,
+            nodes_to_exclude=list(exclude),
+            extra_options={"MatMulConstBOnly": True, "DefaultTensorType": TensorProto.FLOAT},
+        )
+    finally:
+        if prepared != src:
+            for part in (prepared, prepared.with_name(prepared.name + ".data")):
+                part.unlink(missing_ok=True)
+    if "embedding_rows" in info:
+        ops = [*ops, "Gather"]
+    return {"op_types": ops, "weight_type": "int8", "activation_type": "uint8 (dynamic)", **info}
 
 
-def _smoothed(src: Path, dst: Path, alpha: float, ctx: QuantContext, exclude: Sequence[str]) -> tuple[Path, int]:
-    """``src`` smoothed into ``dst`` on the calibration batches; ``src`` itself when there are none."""
-    import onnx
-
-    from compress.quantize.smooth import save_model, smooth_activations
-
-    if not ctx.calibration:
-        log.warning("int8: no calibration batches, so activations are not smoothed (smooth_alpha=%s)", alpha)
-        return src, 0
-    model = onnx.load(str(src))
-    done = smooth_activations(model, ctx.calibration, alpha, exclude)
-    return save_model(model, dst), len(done)
+def _row_tables(cfg: Int8DynamicConfig) -> bool:
+    return cfg.quantize_embeddings and cfg.embedding_scales == "row"
 
 
-def _rows_in_place(path: Path, exclude: Sequence[str]) -> list[str]:
-    """Give the Gather tables of the graph at ``path`` int8 rows, each with its own scale."""
+def _prepare(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: QuantContext,
+             exclude: Sequence[str]) -> tuple[Path, dict[str, Any]]:
+    """Smooth the activations and give the Gather tables int8 rows, in one pass over the fp32 graph.
+
+    Returns the graph for ONNX Runtime's quantizer (``dst``, or ``src`` when nothing changes) and what
+    was done. ONNX Runtime leaves the row-scaled Gathers alone: Gather is not among its op types then.
+    """
     import onnx
 
     from compress.quantize.embedding_rows import quantize_embedding_rows
+    from compress.quantize.graph import save_model
+    from compress.quantize.smooth import smooth_activations
 
-    model = onnx.load(str(path))
-    done = quantize_embedding_rows(model, exclude)
-    onnx.save(model, str(path))
-    return done
+    smooth = bool(cfg.smooth_alpha and ctx.calibration)
+    if cfg.smooth_alpha and not ctx.calibration:
+        log.warning("int8: no calibration batches, so activations are not smoothed (smooth_alpha=%s)",
+                    cfg.smooth_alpha)
+    if not (smooth or _row_tables(cfg)):
+        return src, {}
+    model = onnx.load(str(src))
+    info: dict[str, Any] = {}
+    if smooth:
+        info["smoothed_activations"] = len(smooth_activations(model, ctx.calibration, float(cfg.smooth_alpha or 0),
+                                                              exclude, ctx.activation_peaks))
+    if _row_tables(cfg):
+        info["embedding_rows"] = quantize_embedding_rows(model, exclude)
+    return save_model(model, dst), info

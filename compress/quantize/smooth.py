@@ -21,8 +21,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from compress.quantize.graph import save_model
+
 _FLOOR = 1e-5  # a channel that is never non-zero keeps a finite scale
-ONE_FILE_BYTES = 2**31 - 2**26  # protobuf's 2 GiB limit, with room for the graph itself
 
 
 def weight_matmuls_by_input(model: onnx.ModelProto, exclude: Iterable[str] = ()) -> dict[str, list[onnx.NodeProto]]:
@@ -61,15 +62,6 @@ def channel_peaks(model: onnx.ModelProto, tensors: Sequence[str],
     return peaks
 
 
-def save_model(model: onnx.ModelProto, path: Path) -> Path:
-    """Save ``model``; its weights go to ``path`` + ``.data`` beside it when one file could not hold them."""
-    if model.ByteSize() < ONE_FILE_BYTES:
-        onnx.save(model, str(path))
-    else:
-        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
-    return path
-
-
 def smooth_scales(act_peak: np.ndarray, weight_peak: np.ndarray, alpha: float) -> np.ndarray:
     """SmoothQuant's per-channel divisor ``s = a^α / w^(1-α)``."""
     a, w = np.maximum(act_peak, _FLOOR), np.maximum(weight_peak, _FLOOR)
@@ -77,7 +69,7 @@ def smooth_scales(act_peak: np.ndarray, weight_peak: np.ndarray, alpha: float) -
 
 
 def smooth_activations(model: onnx.ModelProto, batches: Sequence[dict[str, np.ndarray]], alpha: float,
-                       exclude: Iterable[str] = ()) -> list[str]:
+                       exclude: Iterable[str] = (), peaks: dict[str, np.ndarray] | None = None) -> list[str]:
     """Rewrite ``model`` in place so each weight MatMul's input is smoothed; returns the tensors smoothed.
 
     Args:
@@ -85,11 +77,16 @@ def smooth_activations(model: onnx.ModelProto, batches: Sequence[dict[str, np.nd
         batches: calibration inputs, as the graph takes them.
         alpha: how much of the activation's range moves into the weights (0: none, 1: all).
         exclude: MatMul node names to leave alone (the accuracy gate keeps these in fp32 anyway).
+        peaks: channel peaks measured before on this graph, by tensor; the missing ones are measured
+            and added (the accuracy gate quantizes one graph many times).
     """
     groups = weight_matmuls_by_input(model, exclude)
     if not groups or not batches:
         return []
-    peaks = channel_peaks(model, list(groups), batches)
+    peaks = {} if peaks is None else peaks
+    missing = [x for x in groups if x not in peaks]
+    if missing:
+        peaks.update(channel_peaks(model, missing, batches))
     inits = {i.name: i for i in model.graph.initializer}
     muls: dict[str, onnx.NodeProto] = {}  # first reader's first output -> the Mul to put before it
     for x, nodes in groups.items():

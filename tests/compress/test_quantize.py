@@ -214,10 +214,10 @@ def test_int8_smooths_on_calibration_batches_and_gains_accuracy(outlier_fp32, tm
 
 
 def test_smoothing_a_graph_too_large_for_one_file_keeps_its_weights_beside_it(outlier_fp32, tmp_path, monkeypatch):
-    from compress.quantize import smooth
+    from compress.quantize import graph
 
     src, enc = outlier_fp32
-    monkeypatch.setattr(smooth, "ONE_FILE_BYTES", 0)  # as if over protobuf's 2 GiB
+    monkeypatch.setattr(graph, "ONE_FILE_BYTES", 0)  # as if over protobuf's 2 GiB
     info = quantize("int8", src, tmp_path / "q.onnx", Int8DynamicConfig(), QuantContext(calibration=[enc]))
     assert info["smoothed_activations"] == 4 * 4 + 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["q.onnx"]  # the smoothed graph and its data are gone
