@@ -40,11 +40,13 @@ class Autoscaling(BaseModel):
 # Padded tokens per forward pass, by default. On CPU, small passes keep a pass's activations in the
 # core's cache: int8 MiniLM on 2 AVX-512 VNNI cores (4 MB L2 each) embeds BBC paragraphs at 229 texts/s
 # in passes of up to 8,192 tokens, 270/s at 1,024, 291-301/s at 512 and 307-310/s at 256-384. Served
-# at 16 clients (two runs of two rounds, alternating 512 and 256), 256 answers as many requests as 512
-# (MiniLM 213-222/s against 179-220/s, AntiBERTy 129-142/s against 127-142/s) at a lower tail (MiniLM
-# p99 115-122 ms against 135-161 ms). On an AVX2 machine the cost per token was flat, so small passes
-# cost only their fixed overhead there. A GPU wants large passes.
-CPU_PASS_TOKENS = 256
+# at 16 clients, 256 answered as many requests as 512 at a lower p99; 128 against 256, alternating,
+# server by server: AntiBERTy (hidden 512) 147.7-159.0/s against 142.7-145.1/s, p99 113-124 ms against
+# 167-170; MiniLM (hidden 384) 229.4/s against 232.8/s on average of six each, within noise, p99 98-111
+# against 106-115 ms. The wider the model, the sooner a pass spills out of the cache. On an AVX2
+# machine the cost per token was flat, so small passes cost only their fixed overhead there. A GPU
+# wants large passes.
+CPU_PASS_TOKENS = 128
 CUDA_PASS_TOKENS = 8192
 # Requests admitted and not yet answered, by default. An admitted request waits behind at most this
 # many, so the bound sets the latency of a full queue: MiniLM int8 on 2 VNNI cores, 16 clients against

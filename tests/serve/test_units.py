@@ -97,7 +97,7 @@ def test_pass_budget_and_streams_follow_the_device(tiny_models):
     and one stream on a GPU, unless set."""
     import copy
 
-    assert ServeOptions().max_batch_tokens == 256
+    assert ServeOptions().max_batch_tokens == 128
     assert ServeOptions(device="cuda").max_batch_tokens == 8192
     assert ServeOptions(device="cuda", max_batch_tokens=1024).max_batch_tokens == 1024
     assert ServeOptions().max_queue_requests == 24  # the queue's latency on a CPU
