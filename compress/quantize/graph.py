@@ -57,5 +57,15 @@ def save_model(model: onnx.ModelProto, path: Path) -> Path:
     if model.ByteSize() < ONE_FILE_BYTES:
         onnx.save(model, str(path))
     else:
-        onnx.save(model, str(path), save_as_external_data=True, location=path.name + ".data")
+        onnx.save(model, str(path), save_as_external_data=True, location=_data_file(path).name)
     return path
+
+
+def remove_model(path: Path) -> None:
+    """Remove a graph written by :func:`save_model`, with its weights file if it has one."""
+    for part in (path, _data_file(path)):
+        part.unlink(missing_ok=True)
+
+
+def _data_file(path: Path) -> Path:
+    return path.with_name(path.name + ".data")

@@ -57,6 +57,8 @@ def quantize_dynamic_int8(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: Qua
     from onnx import TensorProto
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from compress.quantize.graph import remove_model
+
     ops = ["MatMul", "Attention"]
     if cfg.quantize_embeddings:  # the tables, standalone (Gather) or fused with LayerNorm by O2
         ops += ["EmbedLayerNormalization"] if _row_tables(cfg) else ["Gather", "EmbedLayerNormalization"]
@@ -70,8 +72,7 @@ def quantize_dynamic_int8(src: Path, dst: Path, cfg: Int8DynamicConfig, ctx: Qua
         )
     finally:
         if prepared != src:
-            for part in (prepared, prepared.with_name(prepared.name + ".data")):
-                part.unlink(missing_ok=True)
+            remove_model(prepared)
     if "embedding_rows" in info:
         ops = [*ops, "Gather"]
     return {"op_types": ops, "weight_type": "int8", "activation_type": "uint8 (dynamic)", **info}
