@@ -5,9 +5,11 @@ the lane's queue. Before each forward pass the lane's loop forms a batch from th
 ``max_batch_size`` sequences), cuts it into passes of similar length within ``max_batch_tokens``
 (:mod:`serve.engine.plan`), and runs the pass that holds the oldest sequence in the inference
 thread; the rest wait for the next pass, planned again with whatever arrived while this one ran
-(continuous batching). With ``streams`` above 1, up to that many passes run at once, each formed
-when a stream is free. Each request remembers the model version that tokenized it, and a
-batch never mixes versions, so a live swap changes no answer half-way.
+(continuous batching). With ``streams`` above 1, up to that many passes run at once; ``passes_ahead``
+more are formed and queued in the inference executor, so a stream that finishes a pass starts the
+next at once rather than idle while the event loop, busy with HTTP, gets round to forming it. Each
+request remembers the model version that tokenized it, and a batch never mixes versions, so a live
+swap changes no answer half-way.
 """
 
 from __future__ import annotations
@@ -98,7 +100,8 @@ class Lane:
         self.queue: deque[Item] = deque()
         self._wake, self._full = asyncio.Event(), asyncio.Event()
         self.streams = version.model.spec.streams()
-        self._started: list[float] = []  # when each running forward pass started (liveness)
+        self.in_flight = self.streams + opts.passes_ahead  # passes running or queued for a stream
+        self._started: list[float] = []  # when each running pass started (liveness); kept by the inference threads
         metrics.MODEL_INFO.labels(self.name, version.id).set(1)
 
     async def submit(self, texts: list[str], params: dict[str, Any], param: str = "inputs", head: str | None = None
@@ -167,7 +170,7 @@ class Lane:
             while True:
                 await self._gather()
                 passes = _reap(passes)
-                if len(passes) >= self.streams:
+                if len(passes) >= self.in_flight:
                     await asyncio.wait(passes, return_when=asyncio.FIRST_COMPLETED)
                     continue  # the queue has changed meanwhile: gather again
                 batch = self._form()
@@ -238,10 +241,8 @@ class Lane:
         """One forward pass; a request is answered once all its rows are in."""
         seqs = [job.ids[i] for job, i in chunk]
         version = chunk[0][0].version
-        t0 = time.monotonic()
-        self._started.append(t0)
         try:
-            rows = await asyncio.get_running_loop().run_in_executor(
+            rows, seconds = await asyncio.get_running_loop().run_in_executor(
                 self.inference, self._forward, version, seqs, [job.params for job, _ in chunk],
                 [job.head for job, _ in chunk])
         except Exception as e:
@@ -250,9 +251,7 @@ class Lane:
                 if not job.future.done():
                     job.future.set_exception(RuntimeError(f"inference failed in model {self.name}"))
             return
-        finally:
-            self._started.remove(t0)
-        self._account(seqs, time.monotonic() - t0)
+        self._account(seqs, seconds)
         for (job, i), row in zip(chunk, rows, strict=True):
             job.rows[i] = row
             job.left -= 1
@@ -260,17 +259,25 @@ class Lane:
                 job.future.set_result(job.rows)
 
     def _forward(self, version: Version, seqs: list[list[int]], params: list[dict[str, Any]],
-                 heads: list[str | None]) -> list[Any]:
-        """Pad, run once, split into rows, each by its head's task (the inference thread)."""
+                 heads: list[str | None]) -> tuple[list[Any], float]:
+        """Pad, run once, split into rows, each by its head's task: (rows, seconds), in the inference thread
+        (timed from when a stream took the pass up, not from when it was queued)."""
         from serve.engine.batch import pad_batch
         from serve.engine.heads import head_rows
 
-        model = version.model
-        enc = pad_batch(seqs, model.spec.pad_id, version.backend.input_names)
-        out = version.backend(enc)
-        if model.manifest.heads is None:
-            return self.task.rows(out, seqs, model, params)
-        return head_rows(out, seqs, model, params, heads)
+        t0 = time.monotonic()
+        self._started.append(t0)
+        try:
+            model = version.model
+            enc = pad_batch(seqs, model.spec.pad_id, version.backend.input_names)
+            out = version.backend(enc)
+            if model.manifest.heads is None:
+                rows = self.task.rows(out, seqs, model, params)
+            else:
+                rows = head_rows(out, seqs, model, params, heads)
+        finally:
+            self._started.remove(t0)
+        return rows, time.monotonic() - t0
 
     def _account(self, seqs: list[list[int]], seconds: float) -> None:
         tokens = sum(len(s) for s in seqs)
@@ -287,7 +294,8 @@ class Lane:
     def describe(self) -> dict[str, Any]:
         """Limits, queue state and version, for /v1/models."""
         a, o = self.admission, self.options
-        return {"version": self.current.id, "streams": self.streams, "max_batch_size": o.max_batch_size,
+        return {"version": self.current.id, "streams": self.streams, "passes_ahead": o.passes_ahead,
+                "max_batch_size": o.max_batch_size,
                 "max_batch_tokens": o.max_batch_tokens,
                 "max_queue_requests": a.max_requests, "max_queue_tokens": a.max_tokens,
                 "queued_requests": a.requests, "queued_tokens": a.tokens, "rejected": a.rejected}

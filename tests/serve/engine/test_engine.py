@@ -133,6 +133,31 @@ def test_streams_run_that_many_passes_at_once_and_answer_as_one(tiny_models, str
         assert a.ids == b.ids and [m["ids"] for m in a.results[0]["masks"]] == [m["ids"] for m in b.results[0]["masks"]]
 
 
+@pytest.mark.parametrize("ahead", [0, 1])
+def test_a_pass_formed_ahead_starts_while_the_event_loop_is_busy(tiny_models, ahead):
+    texts = _masked(3)
+
+    async def main() -> int:
+        engine, rec = await _started(_model(tiny_models["fill-mask"], max_batch_size=1, batch_timeout=0.0, streams=1,
+                                            passes_ahead=ahead), delay=0.05)
+        try:
+            answers = [asyncio.create_task(engine.infer("fill-mask", None, [t], {"top_k": 2})) for t in texts]
+            for _ in range(5000):  # until the first pass has started (and, with ahead, the next one is queued)
+                if rec["tiny-fill-mask"].shapes:
+                    break
+                await asyncio.sleep(0.001)
+            await asyncio.sleep(0.01)
+            time.sleep(0.3)  # the event loop is busy: only passes formed before can start meanwhile
+            started = len(rec["tiny-fill-mask"].shapes)
+            assert len(await asyncio.gather(*answers)) == len(texts)
+            assert engine.describe("tiny-fill-mask")["passes_ahead"] == ahead
+            return started
+        finally:
+            await engine.stop()
+
+    assert asyncio.run(main()) == 1 + ahead
+
+
 def test_every_pass_keeps_the_token_budget(tiny_models):
     texts = _masked(24)  # 5 to 13 words: mixed lengths
 
@@ -169,18 +194,23 @@ def test_overload_is_refused_at_once_with_429(tiny_models):
         assert "max_queue_requests 2" in e.message
 
 
-def test_requests_past_the_timeout_get_504(tiny_models):
+@pytest.mark.parametrize("ahead", [0, 1])
+def test_requests_past_the_timeout_get_504(tiny_models, ahead):
+    """The first pass runs 0.3 s; a pass formed ahead of it keeps its requests; the rest waited too long."""
+    answered = 2 * (1 + ahead)
+
     async def main() -> list:
-        engine, _ = await _started(_model(tiny_models["classification"], max_batch_size=2), timeout=0.1, delay=0.3)
+        engine, _ = await _started(_model(tiny_models["classification"], max_batch_size=2, streams=1,
+                                          passes_ahead=ahead), timeout=0.1, delay=0.3)
         try:
-            calls = [engine.infer("classification", None, [SENTENCES[i]], {"top_k": 1}) for i in range(4)]
+            calls = [engine.infer("classification", None, [SENTENCES[i]], {"top_k": 1}) for i in range(answered + 2)]
             return await asyncio.gather(*calls, return_exceptions=True)
         finally:
             await engine.stop()
 
     results = asyncio.run(main())
     timed_out = [r for r in results if isinstance(r, ServeError) and r.status_code == 504]
-    assert len(timed_out) == 2 and all(not isinstance(r, Exception) for r in results[:2])
+    assert len(timed_out) == 2 and all(not isinstance(r, Exception) for r in results[:answered])
 
 
 def test_a_failed_pass_fails_its_requests_only(tiny_models):
