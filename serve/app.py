@@ -1,7 +1,8 @@
 """The HTTP app over an engine: task routes, model listing and reload, probes, metrics, one error shape.
 
 Any host that runs an ASGI app mounts this one (serve/hosts/): it holds no serving logic of its own,
-only the mapping from HTTP to :class:`serve.engine.Engine` calls.
+only the mapping from HTTP to :class:`serve.engine.Engine` calls. The task routes' JSON POSTs take a
+shorter path than FastAPI's own (serve/dispatch.py); FastAPI answers the rest and makes the schema.
 
 Probes: ``/live`` is 200 while the engine can answer (its loops run and no forward pass is stuck);
 ``/ready`` (and ``/health``, the same) is 200 once every model is loaded and warmed up, and 503 again
@@ -21,6 +22,7 @@ from starlette.responses import JSONResponse  # resolved at runtime by FastAPI (
 
 from serve import metrics
 from serve.apis import task_routes
+from serve.dispatch import TaskDispatch
 from serve.errors import STATUS, ServeError, error_body, install_error_handlers, responses_for
 from serve.middleware import EdgeMiddleware
 
@@ -127,9 +129,9 @@ def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = 
     install_error_handlers(app)
     security = [Security(HTTPBearer(auto_error=False))] if settings.api_key else []
     routes = task_routes(engine)
-    for path, endpoint, response_model, summary, task in routes:
-        app.add_api_route(path, endpoint, methods=["POST"], response_model=response_model, summary=summary,
-                          tags=[task], responses=responses_for(*ENDPOINT_ERRORS), dependencies=security)
+    for r in routes:
+        app.add_api_route(r.path, r.endpoint, methods=["POST"], response_model=r.response, summary=r.summary,
+                          tags=[r.task], responses=responses_for(*ENDPOINT_ERRORS), dependencies=security)
     add_model_routes(app, engine, security)
 
     async def prometheus() -> Response:
@@ -144,13 +146,14 @@ def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = 
             ("/health", engine.ready, "not_ready", "the same as /ready")):
         app.add_api_route(path, _probe(check, kind), methods=["GET"], tags=["monitoring"], summary=summary,
                           responses=responses_for(kind))
-    endpoints = frozenset(r[0] for r in routes) | {"/metrics", "/v1/models", *PROBES}
-    task_of = {r[0]: r[4] for r in routes}
+    endpoints = frozenset(r.path for r in routes) | {"/metrics", "/v1/models", *PROBES}
+    task_of = {r.path: r.task for r in routes}
 
     def gate(path: str) -> ServeError | None:
         task = task_of.get(path)
         return engine.refusal(task) if task else None
 
+    app.add_middleware(TaskDispatch, routes=routes)  # inside the edge: after the key and body checks
     app.add_middleware(EdgeMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
                        endpoints=endpoints, closing=closing, gate=gate)
     return app

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel
@@ -133,12 +134,17 @@ def _validation_message(err: dict[str, Any]) -> tuple[str, str, str | None]:
     return kind, f"{param}: {msg}", param
 
 
-def _request_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+def validation_response(errors: Sequence[Any]) -> JSONResponse:
+    """The answer to a request body that failed validation (pydantic's ``errors()``): its first error."""
     from starlette.responses import JSONResponse
 
-    errors = sorted(exc.errors(), key=lambda e: e.get("type") != "extra_forbidden")  # a typo explains the rest
+    errors = sorted(errors, key=lambda e: e.get("type") != "extra_forbidden")  # a typo explains the rest
     kind, message, param = _validation_message(dict(errors[0]) if errors else {})
     return JSONResponse(error_body(kind, message, param), status_code=STATUS[kind])
+
+
+def _request_validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+    return validation_response(exc.errors())
 
 
 def request_id(request: Request) -> str:
@@ -161,6 +167,16 @@ def _serve_error(request: Request, exc: ServeError) -> JSONResponse:
     from starlette.responses import JSONResponse
 
     return JSONResponse(exc.body(), status_code=exc.status_code, headers=exc.headers or None)
+
+
+def error_response(request: Request, exc: Exception) -> JSONResponse:
+    """What the app's handlers answer to ``exc``: its own status for a :class:`ServeError` or an
+    ``HTTPException``, else a logged 500."""
+    from starlette.exceptions import HTTPException
+
+    if isinstance(exc, ServeError):
+        return _serve_error(request, exc)
+    return _http_error(request, exc) if isinstance(exc, HTTPException) else _server_error(request, exc)
 
 
 def install_error_handlers(app: FastAPI) -> None:

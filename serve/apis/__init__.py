@@ -8,20 +8,34 @@ classification  /v1/classify                classify
 embedding       /v1/embed, /v1/embeddings   embed
 ==============  ==========================  =================
 
-Each module's ``routes(engine)`` gives ``(path, endpoint, response model, summary, task)``; a host
-(serve/hosts/) mounts them on its app. The endpoints validate with pydantic, call
-:meth:`serve.engine.Engine.infer`, and answer JSON made by pydantic's serializer, with the artifact
+Each module's ``routes(engine)`` gives a :class:`Route` per path; the app (serve/app.py) mounts them.
+An endpoint takes its request model, validated, and the request; it calls
+:meth:`serve.engine.Engine.infer` and answers JSON made by pydantic's serializer, with the artifact
 version in ``X-Model-Version``.
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 if TYPE_CHECKING:
+    from pydantic import BaseModel
+    from starlette.requests import Request
+    from starlette.responses import Response
+
     from serve.engine import Engine
 
-Route = tuple[str, Any, type, str, str]
+
+class Route(NamedTuple):
+    """One task endpoint: ``POST path`` with a ``request`` body, answered by ``endpoint(body, request)``."""
+
+    path: str
+    endpoint: Callable[[Any, Request], Awaitable[Response]]
+    request: type[BaseModel]
+    response: type[BaseModel]
+    summary: str
+    task: str
 
 
 def task_routes(engine: Engine) -> list[Route]:

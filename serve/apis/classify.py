@@ -8,10 +8,10 @@ from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
+from serve.apis import Route
 from serve.apis.schemas import Inputs, ModelName, Usage, as_list, json_response, usage
 
 if TYPE_CHECKING:
-    from serve.apis import Route
     from serve.engine import Engine
 
 
@@ -38,8 +38,9 @@ class ClassifyResponse(BaseModel):
 def routes(engine: Engine) -> list[Route]:
     async def classify(body: ClassifyRequest, request: Request) -> Response:
         answer = await engine.infer("classification", body.model, as_list(body.inputs), {"top_k": body.top_k},
-                                    path=request.url.path)
+                                    path=request.scope["path"])
         response = ClassifyResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
         return json_response(response, answer.version)
 
-    return [("/v1/classify", classify, ClassifyResponse, "Score the model's labels for each input", "classification")]
+    return [Route("/v1/classify", classify, ClassifyRequest, ClassifyResponse,
+                  "Score the model's labels for each input", "classification")]

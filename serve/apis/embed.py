@@ -13,11 +13,11 @@ from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
+from serve.apis import Route
 from serve.apis.schemas import Inputs, ModelName, Text, Usage, as_list, check_texts, json_response, usage
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
-    from serve.apis import Route
     from serve.engine import Engine
 
 
@@ -72,7 +72,7 @@ class OpenAIEmbeddingResponse(BaseModel):
 def routes(engine: Engine) -> list[Route]:
     async def embed(body: EmbedRequest, request: Request) -> Response:
         answer = await engine.infer("embedding", body.model, as_list(body.inputs), {"normalize": body.normalize},
-                                    path=request.url.path)
+                                    path=request.scope["path"])
         normalized = engine.models[answer.model].manifest.normalize if body.normalize is None else body.normalize
         response = EmbedResponse(model=answer.model, embeddings=[v.tolist() for v in answer.results],
                                  dimensions=len(answer.results[0]), normalized=normalized, usage=usage(answer.ids))
@@ -80,7 +80,7 @@ def routes(engine: Engine) -> list[Route]:
 
     async def embeddings(body: OpenAIEmbeddingRequest, request: Request) -> Response:
         answer = await engine.infer("embedding", body.model, as_list(body.input), {"normalize": None},
-                                    param="input", path=request.url.path)
+                                    param="input", path=request.scope["path"])
         size = len(answer.results[0])
         if body.dimensions is not None and body.dimensions != size:
             raise ServeError("invalid_request", f"model {answer.model!r} returns {size} dimensions; leave "
@@ -91,5 +91,6 @@ def routes(engine: Engine) -> list[Route]:
         response = OpenAIEmbeddingResponse(data=data, model=answer.model, usage=usage(answer.ids))
         return json_response(response, answer.version)
 
-    return [("/v1/embed", embed, EmbedResponse, "Embed each input", "embedding"),
-            ("/v1/embeddings", embeddings, OpenAIEmbeddingResponse, "Embeddings, OpenAI-compatible", "embedding")]
+    return [Route("/v1/embed", embed, EmbedRequest, EmbedResponse, "Embed each input", "embedding"),
+            Route("/v1/embeddings", embeddings, OpenAIEmbeddingRequest, OpenAIEmbeddingResponse,
+                  "Embeddings, OpenAI-compatible", "embedding")]

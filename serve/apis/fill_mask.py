@@ -8,10 +8,10 @@ from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
+from serve.apis import Route
 from serve.apis.schemas import Inputs, ModelName, Usage, as_list, json_response, usage
 
 if TYPE_CHECKING:
-    from serve.apis import Route
     from serve.engine import Engine
 
 
@@ -44,8 +44,9 @@ class FillMaskResponse(BaseModel):
 def routes(engine: Engine) -> list[Route]:
     async def fill_mask(body: FillMaskRequest, request: Request) -> Response:
         answer = await engine.infer("fill-mask", body.model, as_list(body.inputs), {"top_k": body.top_k},
-                                    path=request.url.path)
+                                    path=request.scope["path"])
         response = FillMaskResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
         return json_response(response, answer.version)
 
-    return [("/v1/fill-mask", fill_mask, FillMaskResponse, "Predict the tokens at the mask positions", "fill-mask")]
+    return [Route("/v1/fill-mask", fill_mask, FillMaskRequest, FillMaskResponse,
+                  "Predict the tokens at the mask positions", "fill-mask")]

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from typing import TYPE_CHECKING, Any, get_type_hints
+from typing import TYPE_CHECKING, Any
 
 import litserve as ls
 from fastapi import HTTPException, Request
@@ -55,7 +55,7 @@ class RouteAPI(ls.LitAPI):
                             format="%(asctime)s %(levelname)s %(name)s: %(message)s")
         self.engine = Engine(self.models, timeout=self.settings.timeout)
         self.engine.load()  # the worker reports ready once its models are loaded and warmed up
-        self.handler = next(r[1] for r in task_routes(self.engine) if r[0] == self.api_path)
+        self.handler = next(r.endpoint for r in task_routes(self.engine) if r.path == self.api_path)
 
     async def _start(self) -> None:
         await self.engine.start()
@@ -162,11 +162,10 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
     """
     dummy = Engine(models)  # only to list the routes and their request models
     apis = []
-    for path, endpoint, _, _, task in task_routes(dummy):
-        mine = [m for m in models if any(v.task == task for v in m.addresses().values())]  # heads included
+    for route in task_routes(dummy):
+        mine = [m for m in models if any(v.task == route.task for v in m.addresses().values())]  # heads included
         if mine:
-            request_model = get_type_hints(endpoint)["body"]
-            apis.append(_route_api(path, request_model, mine, settings))
+            apis.append(_route_api(route.path, route.request, mine, settings))
     paths = frozenset(a.api_path for a in apis) | {"/health", "/ready", "/live", "/metrics", "/v1/models"}
     edge = (EdgeMiddleware, {"api_key": settings.api_key, "max_body_bytes": settings.max_body_bytes,
                              "endpoints": paths})

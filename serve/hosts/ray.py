@@ -214,7 +214,7 @@ class RayEngine(Engine):
     def describe(self, name: str) -> dict[str, Any]:
         o = self.models[name].spec.options
         return {"version": self.version(name), "streams": self.models[name].spec.streams(),
-                "max_batch_size": o.max_batch_size,
+                "passes_ahead": o.passes_ahead, "max_batch_size": o.max_batch_size,
                 "max_batch_tokens": o.max_batch_tokens, "max_queue_requests": o.max_queue_requests,
                 "max_queue_tokens": o.max_queue_tokens, **scale_details(self.models[name])}
 
