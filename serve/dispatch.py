@@ -2,10 +2,11 @@
 
 FastAPI mounts the same endpoints (they make the OpenAPI schema, and answer whatever this path passes
 on), but per request it also resolves dependencies, builds its request objects and runs its
-exception middlewares: about 80 µs of the event loop's time in all, a tenth of what one request
-costs it. Here the body is parsed as FastAPI parses it (``json.loads``, then the route's pydantic
-model), the endpoint runs, and errors get the same status and shape as on FastAPI's path. A body
-sent with another Content-Type than JSON goes on to FastAPI, which says how to fix it.
+exception middlewares: about a tenth of the event loop's time. This path answers a request in
+85-99 µs where the whole FastAPI path took 134-137 (a stub engine, no network). Here the body is
+parsed as FastAPI parses it (``json.loads``, then the route's pydantic model), the endpoint runs,
+and errors get the same status and shape as on FastAPI's path. A body sent with another
+Content-Type than JSON goes on to FastAPI, which says how to fix it.
 
 Mounted inside :class:`serve.middleware.EdgeMiddleware`, which has already checked the API key and
 read the body.
