@@ -1,15 +1,19 @@
 """One model's lane through the engine: admission, tokenization, the batch queue, forward passes.
 
 A request is admitted (or refused at once), tokenized off the event loop, and its sequences join
-the lane's queue. Before each forward pass the lane's loop forms a batch from the queue (the oldest
-``max_batch_size`` sequences), cuts it into passes of similar length within ``max_batch_tokens``
-(:mod:`serve.engine.plan`), and runs the pass that holds the oldest sequence in the inference
-thread; the rest wait for the next pass, planned again with whatever arrived while this one ran
-(continuous batching). With ``streams`` above 1, up to that many passes run at once; ``passes_ahead``
-more are formed and queued in the inference executor, so a stream that finishes a pass starts the
-next at once rather than idle while the event loop, busy with HTTP, gets round to forming it. Each
-request remembers the model version that tokenized it, and a batch never mixes versions, so a live
-swap changes no answer half-way.
+the lane's queue. The lane's loop hands the inference executor a *ticket* for a pass whenever work
+waits and fewer than ``streams + passes_ahead`` tickets are out. A ticket is turned into a pass only
+when an inference thread takes it up (late formation): the thread forms a batch from the queue (the
+oldest ``max_batch_size`` sequences), cuts it into passes of similar length within ``max_batch_tokens``
+(:mod:`serve.engine.plan`) and runs the pass that holds the oldest sequence; the rest wait for the
+next ticket, planned again with whatever arrived meanwhile (continuous batching). With ``streams``
+above 1, up to that many passes run at once; the ``passes_ahead`` tickets queued behind them let a
+stream that finishes a pass start the next at once rather than idle while the event loop, busy with
+HTTP, gets round to it, and since the pass is formed only then, it draws on everything that waits by
+that time. Each request remembers the model version that tokenized it, and a batch never mixes
+versions, so a live swap changes no answer half-way. The queue is shared by the event loop (which
+appends) and the inference threads (which take): a lock guards it; answers and errors are set on
+the event loop.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -98,6 +103,8 @@ class Lane:
         self.admission = Admission(opts.max_queue_requests, opts.max_queue_tokens)
         self.inference, self.tokenize = inference, tokenize
         self.queue: deque[Item] = deque()
+        self._lock = threading.Lock()  # the queue: the event loop appends, the inference threads take
+        self._waiting = 0  # tickets handed to the inference executor and not yet taken up by a thread
         self._wake, self._full = asyncio.Event(), asyncio.Event()
         self.streams = version.model.spec.streams()
         self.in_flight = self.streams + opts.passes_ahead  # passes running or queued for a stream
@@ -130,7 +137,8 @@ class Lane:
             raise
         job = Job(version, ids, params, asyncio.get_running_loop().create_future(), head)
         try:
-            self.queue.extend((job, i) for i in range(len(ids)))
+            with self._lock:
+                self.queue.extend((job, i) for i in range(len(ids)))
             self._gauges()
             self._wake.set()
             if len(self.queue) >= self.options.max_batch_size:
@@ -164,36 +172,44 @@ class Lane:
         return min(self._started, default=None)
 
     async def run(self) -> None:
-        """The batch loop: a pass whenever work waits and a stream is free; runs until cancelled."""
+        """The batch loop: a ticket whenever a queued sequence has none and fewer than ``in_flight`` are
+        out (each ticket takes one sequence at least); runs until cancelled."""
         passes: set[asyncio.Task] = set()
         try:
             while True:
                 await self._gather()
                 passes = _reap(passes)
-                if len(passes) >= self.in_flight:
-                    await asyncio.wait(passes, return_when=asyncio.FIRST_COMPLETED)
-                    continue  # the queue has changed meanwhile: gather again
-                batch = self._form()
-                if batch:
-                    passes.add(asyncio.create_task(self._run_pass(self._pick_pass(batch))))
+                if len(passes) < self.in_flight and len(self.queue) > self._waiting:
+                    with self._lock:
+                        self._waiting += 1
+                    passes.add(asyncio.create_task(self._run_pass()))
+                    continue
+                self._wake.clear()  # wait for a pass to end or a request to arrive
+                arrival = asyncio.ensure_future(self._wake.wait())
+                await asyncio.wait({*passes, arrival}, return_when=asyncio.FIRST_COMPLETED)
+                arrival.cancel()
         finally:
             for task in passes:
                 task.cancel()
 
     async def _gather(self) -> None:
         """Wait for work; then, unless a full batch waits, until the oldest has waited ``batch_timeout``."""
-        while not self.queue:
-            self._wake.clear()
-            await self._wake.wait()
-        remaining = self.queue[0][0].queued + self.options.batch_timeout - time.monotonic()
+        while True:
+            try:
+                oldest = self.queue[0][0]  # the inference threads may take it meanwhile
+                break
+            except IndexError:
+                self._wake.clear()
+                await self._wake.wait()
+        remaining = oldest.queued + self.options.batch_timeout - time.monotonic()
         if remaining > 0 and len(self.queue) < self.options.max_batch_size:
             self._full.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._full.wait(), remaining)
 
-    def _form(self) -> list[Item]:
+    def _form(self, expired: list[Job]) -> list[Item]:
         """The next batch, left in the queue: the oldest sequences (at most ``max_batch_size``) of the
-        oldest's version; requests past the timeout are answered 504 and dropped."""
+        oldest's version; requests past the timeout go to ``expired`` (answered 504 on the event loop)."""
         batch: list[Item] = []
         now = time.monotonic()
         while self.queue and self.queue[0][0].future.done():  # failed or cancelled already
@@ -202,11 +218,10 @@ class Lane:
             job = item[0]
             if len(batch) >= self.options.max_batch_size:
                 break
-            if job.future.done():
+            if job.future.done() or job in expired:
                 continue
             if now - job.queued > self.timeout:
-                job.future.set_exception(ServeError("timeout", f"the request waited more than {self.timeout:g} s "
-                                                    "in the queue; retry later or lower the load"))
+                expired.append(job)
                 continue
             if batch and job.version is not batch[0][0].version:
                 break
@@ -226,7 +241,7 @@ class Lane:
         start, stop = next((a, b) for a, b in passes if any(it is oldest for it in batch[a:b]))
         chosen = batch[start:stop]
         taken = {id(it) for it in chosen}
-        self.queue = deque(it for it in self.queue if id(it) not in taken)
+        self.queue = deque(it for it in self.queue if id(it) not in taken)  # under the lock (_take)
         metrics.BATCH_SIZE.labels(self.name).observe(len(batch))
         metrics.PADDING.labels(self.name).inc(padded_tokens(lengths, [(start, stop)]) - sum(lengths[start:stop]))
         now = time.monotonic()
@@ -237,26 +252,48 @@ class Lane:
         self._gauges()
         return chosen
 
-    async def _run_pass(self, chunk: list[Item]) -> None:
-        """One forward pass; a request is answered once all its rows are in."""
-        seqs = [job.ids[i] for job, i in chunk]
-        version = chunk[0][0].version
+    async def _run_pass(self) -> None:
+        """One ticket: the pass an inference thread forms and runs; a request is answered once all its
+        rows are in, and requests that waited past the timeout are answered 504."""
+        expired: list[Job] = []
+        chunk: list[Item] = []
         try:
-            rows, seconds = await asyncio.get_running_loop().run_in_executor(
-                self.inference, self._forward, version, seqs, [job.params for job, _ in chunk],
-                [job.head for job, _ in chunk])
+            rows, seconds = await asyncio.get_running_loop().run_in_executor(self.inference, self._ticket, expired,
+                                                                             chunk)
         except Exception as e:
-            log.error("%s: a forward pass of %d sequences failed", self.name, len(seqs), exc_info=e)
+            log.error("%s: a forward pass of %d sequences failed", self.name, len(chunk), exc_info=e)
             for job, _ in chunk:
                 if not job.future.done():
                     job.future.set_exception(RuntimeError(f"inference failed in model {self.name}"))
             return
-        self._account(seqs, seconds)
+        finally:
+            for job in expired:
+                if not job.future.done():
+                    job.future.set_exception(ServeError("timeout", f"the request waited more than {self.timeout:g} "
+                                                        "s in the queue; retry later or lower the load"))
+        if not chunk:
+            return
+        self._account([job.ids[i] for job, i in chunk], seconds)
         for (job, i), row in zip(chunk, rows, strict=True):
             job.rows[i] = row
             job.left -= 1
             if job.left == 0 and not job.future.done():
                 job.future.set_result(job.rows)
+
+    def _ticket(self, expired: list[Job], chunk: list[Item]) -> tuple[list[Any], float]:
+        """In an inference thread: take a pass from the queue into ``chunk`` (expired requests into
+        ``expired``) and run it; (rows, seconds), or ([], 0) when the queue had nothing left."""
+        with self._lock:
+            self._waiting -= 1
+            batch = self._form(expired)
+            if batch:
+                chunk.extend(self._pick_pass(batch))
+            else:
+                self._gauges()
+        if not chunk:
+            return [], 0.0
+        return self._forward(chunk[0][0].version, [job.ids[i] for job, i in chunk], [job.params for job, _ in chunk],
+                             [job.head for job, _ in chunk])
 
     def _forward(self, version: Version, seqs: list[list[int]], params: list[dict[str, Any]],
                  heads: list[str | None]) -> tuple[list[Any], float]:

@@ -196,21 +196,22 @@ def test_overload_is_refused_at_once_with_429(tiny_models):
 
 @pytest.mark.parametrize("ahead", [0, 1])
 def test_requests_past_the_timeout_get_504(tiny_models, ahead):
-    """The first pass runs 0.3 s; a pass formed ahead of it keeps its requests; the rest waited too long."""
-    answered = 2 * (1 + ahead)
+    """The first pass runs 0.3 s. A ticket queued ahead of it forms its pass only when the stream takes
+    it up, so by then the rest have waited past the 0.1 s timeout: each is answered 504, none runs."""
 
-    async def main() -> list:
-        engine, _ = await _started(_model(tiny_models["classification"], max_batch_size=2, streams=1,
-                                          passes_ahead=ahead), timeout=0.1, delay=0.3)
+    async def main() -> tuple[list, list]:
+        engine, rec = await _started(_model(tiny_models["classification"], max_batch_size=2, streams=1,
+                                            passes_ahead=ahead), timeout=0.1, delay=0.3)
         try:
-            calls = [engine.infer("classification", None, [SENTENCES[i]], {"top_k": 1}) for i in range(answered + 2)]
-            return await asyncio.gather(*calls, return_exceptions=True)
+            calls = [engine.infer("classification", None, [SENTENCES[i]], {"top_k": 1}) for i in range(6)]
+            return await asyncio.gather(*calls, return_exceptions=True), rec["tiny-classification"].shapes
         finally:
             await engine.stop()
 
-    results = asyncio.run(main())
+    results, shapes = asyncio.run(main())
     timed_out = [r for r in results if isinstance(r, ServeError) and r.status_code == 504]
-    assert len(timed_out) == 2 and all(not isinstance(r, Exception) for r in results[:answered])
+    assert len(timed_out) == 4 and all(not isinstance(r, Exception) for r in results[:2])
+    assert [n for n, _ in shapes] == [2]  # the timed-out requests never reached the model
 
 
 def test_a_failed_pass_fails_its_requests_only(tiny_models):
