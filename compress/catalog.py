@@ -68,9 +68,9 @@ class ServeOptions(BaseModel):
     streams: int | None = Field(None, ge=1, le=64, description="forward passes that run at once, each on "
                                 "threads/streams intra-op threads (default: 2 for onnxruntime on 2+ CPU threads, "
                                 "else 1)")
-    passes_ahead: int = Field(1, ge=0, le=8, description="passes formed ahead and queued for the next free "
-                              "stream, which starts one at once instead of waiting for the event loop (0: each "
-                              "pass is formed when a stream frees)")
+    passes_ahead: int = Field(1, ge=0, le=8, description="pass tickets queued beyond the streams: a stream "
+                              "that frees takes one up and forms its pass from the queue at once instead of "
+                              "waiting for the event loop (0: a ticket is handed over only when a stream frees)")
     max_batch_size: int = Field(32, ge=1, le=1024, description="sequences per formed batch")
     max_batch_tokens: int = Field(CPU_PASS_TOKENS, ge=16, description="padded tokens per forward pass (default "
                                   f"{CPU_PASS_TOKENS} on cpu, {CUDA_PASS_TOKENS} on cuda)")
