@@ -107,7 +107,7 @@ class Lane:
         self._waiting = 0  # tickets handed to the inference executor and not yet taken up by a thread
         self._wake, self._full = asyncio.Event(), asyncio.Event()
         self.streams = version.model.spec.streams()
-        self.in_flight = self.streams + opts.passes_ahead  # passes running or queued for a stream
+        self.in_flight = self.streams + opts.passes_ahead  # tickets running or queued for a stream
         self._started: list[float] = []  # when each running pass started (liveness); kept by the inference threads
         metrics.MODEL_INFO.labels(self.name, version.id).set(1)
 
@@ -241,7 +241,7 @@ class Lane:
         start, stop = next((a, b) for a, b in passes if any(it is oldest for it in batch[a:b]))
         chosen = batch[start:stop]
         taken = {id(it) for it in chosen}
-        self.queue = deque(it for it in self.queue if id(it) not in taken)  # under the lock (_take)
+        self.queue = deque(it for it in self.queue if id(it) not in taken)  # under the lock (_ticket)
         metrics.BATCH_SIZE.labels(self.name).observe(len(batch))
         metrics.PADDING.labels(self.name).inc(padded_tokens(lengths, [(start, stop)]) - sum(lengths[start:stop]))
         now = time.monotonic()
