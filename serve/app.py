@@ -155,5 +155,6 @@ def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = 
 
     app.add_middleware(TaskDispatch, routes=routes)  # inside the edge: after the key and body checks
     app.add_middleware(EdgeMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
-                       endpoints=endpoints, closing=closing, gate=gate)
+                       endpoints=endpoints, closing=closing, gate=gate,
+                       retry_after_hold=settings.retry_after_hold)
     return app

@@ -40,6 +40,9 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--drain-timeout", default=30.0, type=float,
                    help="on SIGTERM/SIGINT: seconds until the server has exited, admitted requests answered "
                    "(default 30)")
+    p.add_argument("--retry-after-hold", default=2.0, type=float,
+                   help="seconds, at most, a 429 is held for a client that asks again before the Retry-After it "
+                   "was given (default 2; 0: off)")
     p.add_argument("--watch", default=2.0, type=float, dest="watch_interval",
                    help="seconds between checks for a changed artifact, reloaded live (default 2; 0: off)")
     p.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"),
@@ -102,7 +105,8 @@ def main(argv: list[str] | None = None) -> int:
                             api_key=read_api_key(args.api_key_file), max_body_bytes=parse_size(args.max_body_size),
                             timeout=args.timeout, api_servers=args.api_servers, compress_missing=args.compress_missing,
                             log_level=args.log_level, host_kind=args.host_kind, drain_grace=args.drain_grace,
-                            drain_timeout=args.drain_timeout, watch_interval=args.watch_interval,
+                            drain_timeout=args.drain_timeout,
+                            retry_after_hold=args.retry_after_hold, watch_interval=args.watch_interval,
                             ray_address=args.ray_address, ray_ingress=args.ray_ingress,
                             limits={k: getattr(args, k) for k in ("max_batch_size", "max_batch_tokens",
                                                                    "max_queue_requests", "max_queue_tokens")})

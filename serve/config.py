@@ -38,6 +38,7 @@ class Settings:
     ray_ingress: Literal["haproxy", "proxy"] = "haproxy"  # a local Ray's HTTP front (serve/hosts/ray_haproxy.py)
     drain_grace: float = 5.0
     drain_timeout: float = 30.0
+    retry_after_hold: float = 2.0  # the longest a 429 to a client that came back early is held (serve/backoff.py)
     watch_interval: float = 2.0
     # per-model limits from the command line, over models.yaml's serve: blocks (None: as there)
     limits: dict[str, int | None] = field(default_factory=dict)
@@ -62,6 +63,8 @@ class Settings:
             raise ConfigError("--ray-ingress applies to serve --ray; add --ray")
         if self.drain_grace < 0 or self.drain_timeout <= 0:
             raise ConfigError("--drain-grace must be >= 0 and --drain-timeout positive")
+        if self.retry_after_hold < 0:
+            raise ConfigError("--retry-after-hold must be >= 0 seconds (0 turns holding off)")
         if self.watch_interval < 0:
             raise ConfigError("--watch must be >= 0 seconds (0 turns watching off)")
         for name, value in self.limits.items():

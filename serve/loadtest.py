@@ -75,8 +75,8 @@ class HttpClient:
 class LoadReport:
     requests: int
     errors: int  # non-2xx answers and transport errors (status 0), 429s included
-    seconds: float
-    throughput: float  # answered requests per second (errors excluded): the goodput
+    seconds: float  # the load's window: until the last answer, or max_seconds when that came first
+    throughput: float  # requests answered within the window per second (errors excluded): the goodput
     p50_ms: float  # latency of every request, errors included
     p95_ms: float
     p99_ms: float
@@ -104,15 +104,17 @@ def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concu
 
     Bounded twice: by the request count and by ``max_seconds``. A client answered 429 waits the
     ``Retry-After`` seconds before its next request when ``honor_retry_after`` (as HTTP clients such
-    as OpenAI's SDK do); otherwise it sends the next one at once.
+    as OpenAI's SDK do); otherwise it sends the next one at once. Throughput counts the answers that
+    came within ``max_seconds``: a request still out then (a 429 held back by the server, say) adds its
+    latency to the report, not its wait to the window.
     """
     lock = threading.Lock()
-    next_i = 0
+    next_i = on_time = 0
     latencies: dict[int, list[float]] = {}
     deadline = time.perf_counter() + max_seconds
 
     def client() -> None:
-        nonlocal next_i
+        nonlocal next_i, on_time
         c = HttpClient(base_url, api_key)
         try:
             while time.perf_counter() < deadline:
@@ -128,8 +130,11 @@ def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concu
                         retry_after = float(headers.get("retry-after", "1") or 1)
                 except OSError:
                     status = 0
+                done = time.perf_counter()
                 with lock:
-                    latencies.setdefault(status, []).append(time.perf_counter() - t0)
+                    latencies.setdefault(status, []).append(done - t0)
+                    if status == 200 and done <= deadline:
+                        on_time += 1
                 if retry_after:
                     time.sleep(max(0.0, min(retry_after, deadline - time.perf_counter())))
         finally:
@@ -141,28 +146,30 @@ def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concu
         t.start()
     for t in threads:
         t.join(max_seconds + 30)
-    seconds = time.perf_counter() - t0
+    seconds = min(time.perf_counter(), deadline) - t0
     statuses = {k: len(v) for k, v in latencies.items()}
     everything = [x for v in latencies.values() for x in v]
     ok, rejected = latencies.get(200, []), latencies.get(429, [])
     q, q_ok, q_rej = _quantiles(everything), _quantiles(ok), _quantiles(rejected)
     return LoadReport(requests=len(everything), errors=len(everything) - len(ok), seconds=seconds,
-                      throughput=len(ok) / seconds, p50_ms=q[49], p95_ms=q[94], p99_ms=q[98], statuses=statuses,
+                      throughput=on_time / seconds, p50_ms=q[49], p95_ms=q[94], p99_ms=q[98], statuses=statuses,
                       client_cpu_s=time.process_time() - cpu0, ok_p50_ms=q_ok[49], ok_p99_ms=q_ok[98],
                       rejected=len(rejected), rejected_p50_ms=q_rej[49], rejected_p99_ms=q_rej[98],
                       server_errors=sum(n for k, n in statuses.items() if k >= 500))
 
 
 def scrape(base_url: str, api_key: str | None = None) -> dict[str, float]:
-    """The server's /metrics as {"name{labels}": value}."""
+    """The server's /metrics as {'name{label="value",...}': value}, read by prometheus_client's parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
     status, text = HttpClient(base_url, api_key).get("/metrics")
     if status != 200:
         raise RuntimeError(f"/metrics answered {status}")
     out = {}
-    for line in str(text).splitlines():
-        if line and not line.startswith("#"):
-            key, _, value = line.rpartition(" ")
-            out[key] = float(value)
+    for family in text_string_to_metric_families(str(text)):
+        for sample in family.samples:
+            labels = ",".join(f'{k}="{v}"' for k, v in sample.labels.items())
+            out[f"{sample.name}{{{labels}}}" if labels else sample.name] = sample.value
     return out
 
 

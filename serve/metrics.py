@@ -35,6 +35,8 @@ QUEUE_TOKENS = Gauge("serve_queue_tokens", "tokens of the requests admitted and 
 QUEUE_ITEMS = Gauge("serve_queue_items", "sequences waiting for a forward pass", ["model"],
                     multiprocess_mode="livesum")
 REJECTIONS = Counter("serve_rejections", "requests refused with 429 because the model's queue was full", ["model"])
+HELD_REFUSALS = Counter("serve_held_refusals", "429s held back because the client asked again before its "
+                        "Retry-After (serve/backoff.py)")
 MODEL_INFO = Gauge("serve_model_info", "the artifact version each model serves (1 per served version)",
                    ["model", "version"], multiprocess_mode="livemax")
 

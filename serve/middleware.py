@@ -1,4 +1,5 @@
-"""The edge of every request (pure ASGI): request id, API key, body size limit, request metrics, drain.
+"""The edge of every request (pure ASGI): request id, API key, body size limit, request metrics, drain,
+and Retry-After enforced on clients that ask again too soon (:mod:`serve.backoff`).
 
 Checks run before FastAPI parses anything, so an unauthenticated or oversized request costs nothing
 and gets the same error shape as every other error. While the server drains, every response says
@@ -16,6 +17,7 @@ from collections.abc import Awaitable, Callable, MutableMapping
 from typing import Any
 
 from serve import metrics
+from serve.backoff import Backoff
 from serve.errors import STATUS, ServeError, error_body
 
 Scope = MutableMapping[str, Any]
@@ -46,12 +48,16 @@ class EdgeMiddleware:
         closing: True while the server drains (responses then close their connection).
         gate: for a path, an error to answer at once without reading the request (a 429 when every
             model behind the path is at capacity), or None to go on.
+        retry_after_hold: the longest a 429 is held for a client that asked again before its last
+            Retry-After ran out (0: never held).
     """
 
     def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int, endpoints: frozenset[str],
                  closing: Callable[[], bool] = lambda: False,
-                 gate: Callable[[str], ServeError | None] = lambda path: None) -> None:
+                 gate: Callable[[str], ServeError | None] = lambda path: None,
+                 retry_after_hold: float = 2.0) -> None:
         self.app = app
+        self.backoff = Backoff(retry_after_hold) if retry_after_hold > 0 else None
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
         self.endpoints = endpoints
@@ -71,6 +77,8 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+                if status == 429 and self.backoff and not self.closing():
+                    await self.backoff.refuse(scope.get("client"), message.get("headers", ()))
                 extra = [(b"x-request-id", rid.encode())]
                 if self.closing():
                     extra.append((b"connection", b"close"))

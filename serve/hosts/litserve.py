@@ -168,7 +168,7 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
             apis.append(_route_api(route.path, route.request, mine, settings))
     paths = frozenset(a.api_path for a in apis) | {"/health", "/ready", "/live", "/metrics", "/v1/models"}
     edge = (EdgeMiddleware, {"api_key": settings.api_key, "max_body_bytes": settings.max_body_bytes,
-                             "endpoints": paths})
+                             "endpoints": paths, "retry_after_hold": settings.retry_after_hold})
     server = Server(apis, accelerator="cpu", timeout=settings.timeout + 5, middlewares=[edge])
     install_error_handlers(server.app)
     _probes(server.app, server, server.healthcheck_path)

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from serve.app import build_app
+from serve.config import Settings
 from serve.engine.engine import Answer
 from serve.errors import ServeError
 
@@ -84,7 +85,7 @@ BODIES = [
 @pytest.mark.parametrize(("path", "body"), BODIES, ids=[f"{p} {b!r}"[:60] for p, b in BODIES])
 def test_short_path_answers_as_fastapi_does(path, body):
     engine = StubEngine()
-    app = build_app(engine, SimpleNamespace(api_key=None, max_body_bytes=1 << 20))
+    app = build_app(engine, Settings())
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
     short = _post(app, path, raw, "application/json")
     calls = engine.calls
@@ -97,7 +98,7 @@ def test_short_path_answers_as_fastapi_does(path, body):
 
 def test_server_errors_are_hidden_on_the_short_path(caplog):
     engine = StubEngine()
-    app = build_app(engine, SimpleNamespace(api_key=None, max_body_bytes=1 << 20))
+    app = build_app(engine, Settings())
     status, headers, body = _post(app, "/v1/embed", b'{"inputs": "hi", "model": "broken"}', "application/json")
     error = json.loads(body)["error"]
     assert status == 500 and error["type"] == "server_error" and "a bug" not in error["message"]

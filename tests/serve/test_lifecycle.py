@@ -10,7 +10,7 @@ import time
 import pytest
 
 from compress.data import bbc_sentences
-from serve.loadtest import HttpClient, closed_loop_until_refused, run_load
+from serve.loadtest import HttpClient, closed_loop_until_refused, run_load, scrape
 from serve.process import start_server, write_models
 from tests.serve.conftest import packaged_entry, swap_under_load
 
@@ -27,8 +27,11 @@ def test_overload_answers_429_in_the_error_shape(packaged_artifact, tmp_path):
                                                                     max_queue_requests=2)])
     server = start_server(config, tmp_path / "serve.log")
     try:
+        patient = run_load(server.url, "/v1/embeddings", _body, concurrency=12, requests=60, max_seconds=120)
+        held_patient = scrape(server.url).get("serve_held_refusals_total")
         report = run_load(server.url, "/v1/embeddings", _body, concurrency=12, requests=150, max_seconds=120,
                           honor_retry_after=False)
+        held = scrape(server.url).get("serve_held_refusals_total", 0)
         status, headers, body = 0, {}, {}
         for _ in range(200):  # catch one 429 to read its shape while others keep the queue full
             load = threading.Thread(target=run_load, args=(server.url, "/v1/embeddings", _body),
@@ -43,6 +46,9 @@ def test_overload_answers_429_in_the_error_shape(packaged_artifact, tmp_path):
         server.stop()
     assert set(report.statuses) <= {200, 429} and report.rejected > 0 and report.statuses.get(200, 0) > 0
     assert report.server_errors == 0
+    # clients that wait as told are never held; those that ask again at once wait for their next 429
+    assert patient.rejected > 0 and patient.server_errors == 0 and held_patient == 0
+    assert held > 0 and report.rejected_p99_ms > 500
     assert status == 429 and int(headers["retry-after"]) >= 1
     assert body["error"]["type"] == "overloaded" and "max_queue_requests 2" in body["error"]["message"]
     details = models["data"][0]["details"]

@@ -1,0 +1,73 @@
+"""Retry-After, enforced: a client refused with 429 that comes back early gets its next 429 late.
+
+A 429 costs the server little, but a client that ignores ``Retry-After`` and asks again at once
+turns the refusals into the load: 240 such clients on 2 cores sent about 6,000 requests a second,
+and the server and the clients spent the cores on refusals, not answers (goodput 0.17x of the
+16-client figure, against 0.97x with clients that wait as told). So the server remembers, per
+client address, until when it asked that client to wait; a 429 for a client that asks again within
+that time is held back until then (at most ``max_hold`` seconds). A client that honours
+``Retry-After`` never waits for its 429; one that does not is slowed to the pace it was asked for.
+Only refusals are held: an answer that fits the queue is never delayed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from typing import Any
+
+from serve import metrics
+
+MAX_CLIENTS = 100_000  # addresses remembered at once; the oldest advice is dropped beyond it
+
+
+class Backoff:
+    """Until when each client address was asked to wait, and the hold for one that came back early.
+
+    Args:
+        max_hold: the longest a 429 is held (so a drain or a client's timeout is not held up long).
+        clock, sleep: time.monotonic and asyncio.sleep; tests pass their own.
+    """
+
+    def __init__(self, max_hold: float = 2.0, *, clock: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
+        self.max_hold = max_hold
+        self.clock, self.sleep = clock, sleep
+        self.until: dict[Hashable, float] = {}  # insertion order is the order advice was given
+
+    async def refuse(self, client: Iterable[Any] | None, headers: Iterable[tuple[bytes, bytes]]) -> None:
+        """Before a 429 goes to ``client``: wait out what is left of its last advice, then note the new one.
+
+        ``client`` is the ASGI scope's ``client`` ((host, port), or None when unknown: never held);
+        ``headers`` the 429's headers, whose ``Retry-After`` (seconds) is the new advice.
+        """
+        if client is None:
+            return
+        key = tuple(client)
+        now = self.clock()
+        early = self.until.pop(key, now) - now
+        if early > 0:
+            metrics.HELD_REFUSALS.inc()
+            await self.sleep(min(early, self.max_hold))
+        wait = _retry_after(headers)
+        if wait:
+            self._forget_past()
+            self.until[key] = self.clock() + wait
+
+    def _forget_past(self) -> None:
+        """Drop advice that has run out (oldest first), and the oldest beyond MAX_CLIENTS."""
+        now = self.clock()
+        while self.until:
+            client, until = next(iter(self.until.items()))
+            if until > now and len(self.until) < MAX_CLIENTS:
+                return
+            del self.until[client]
+
+
+def _retry_after(headers: Iterable[tuple[bytes, bytes]]) -> float:
+    """The Retry-After of a response in seconds (0 when absent or given as an HTTP date)."""
+    for name, value in headers:
+        if name.lower() == b"retry-after":
+            return float(value) if value.strip().isdigit() else 0.0
+    return 0.0
