@@ -58,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     http.add_argument("--swap", action="store_true", help="replace the served artifact (a copy) under 16-client "
                       "load: failed requests, time until the new version answers")
     http.add_argument("--drain", action="store_true", help="end with SIGTERM under 16-client load")
+    http.add_argument("--ignore-retry-after", action="store_true", help="the load's clients ask again at once after "
+                      "a 429 instead of waiting its Retry-After")
     http.add_argument("--host-kind", default="native", choices=("native", "litserve", "ray"),
                       help="the server's web host (ray: serve --ray on a local Ray)")
     http.add_argument("--ray-replicas", type=int, help="--host-kind ray: replicas of the model (default 1)")
@@ -210,6 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                     concurrency=[int(c) for c in _split(args.concurrency) or []],
                                     requests=args.requests, rounds=args.rounds, texts=args.texts, threads=args.threads,
                                     soak_seconds=args.soak_seconds, drain=args.drain, swap=args.swap,
+                                    ignore_retry_after=args.ignore_retry_after,
                                     host_kind=args.host_kind, ray_ingress=args.ray_ingress,
                                     timeout=args.timeout, in_process_seconds=args.in_process_seconds,
                                     serve_options={**_ray_options(args),

@@ -6,9 +6,11 @@ started and measured in this order:
 1. **Rounds** (``--rounds``), each: the same artifact in-process on the same texts (sorted by length,
    tokenization included, at batch 1, 8 and 32: the best is the figure), then one load run per
    ``--concurrency`` level: closed-loop keep-alive clients, one input per request, that wait the
-   ``Retry-After`` of a 429 before their next request. The first level sends ``--requests``; the
-   others run for as long as it took, so their goodput compares like for like. In-process and HTTP
-   alternate, so other load on the machine hits both alike; every figure is the median over the rounds.
+   ``Retry-After`` of a 429 before their next request (with ``--ignore-retry-after`` they ask again at
+   once, as a naive client or load tool does; the server then holds their 429s). The first level
+   sends ``--requests``; the others run for as long as it took, so their goodput compares like for
+   like. In-process and HTTP alternate, so other load on the machine hits both alike; every figure is
+   the median over the rounds.
 2. **Soak** (``--soak-seconds``, off by default): 16 clients sending 1 to 4 texts per request, so
    shapes vary, and the server's memory at its start and end.
 3. **Live swap** (``--swap``): the served artifact (a copy) is replaced as `compress --force` does
@@ -22,7 +24,7 @@ get anarci germline V genes (fill-mask: one residue masked at random). Outputs: 
 ``http.png`` (throughput and p99 against concurrency).
 
 ``http.json``: ``schema_version``, ``cpu``, ``threads``, ``host_kind``, ``ray_ingress`` (``haproxy`` or
-``proxy`` with ``host_kind`` ray, else null), ``seconds``, ``timed_out``, and
+``proxy`` with ``host_kind`` ray, else null), ``ignore_retry_after``, ``seconds``, ``timed_out``, and
 ``models``: one entry per model with ``model``, ``task``, ``endpoint``, ``artifact``, ``method``,
 ``texts`` (count, mean and p95 tokens), ``server_start_s``, ``in_process`` {``per_s``, ``batch_size``,
 ``streams``, ``by_batch`` {``BATCH`` or ``BATCHxSTREAMS``: per_s}}, ``levels`` (one per concurrency, the
@@ -70,6 +72,7 @@ class HttpOptions:
     soak_seconds: float = 0.0
     drain: bool = False
     swap: bool = False
+    ignore_retry_after: bool = False  # the load's clients ask again at once after a 429
     host_kind: str = "native"
     ray_ingress: str = "haproxy"  # host_kind ray: serve --ray-ingress
     serve_options: dict[str, Any] = field(default_factory=dict)  # over each entry's serve: block
@@ -131,10 +134,11 @@ def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, options: dict[
 
 
 def _level(server: ServeProcess, model: str, task: str, texts: list[str], clients: int, requests: int,
-           deadline: float, probe: bool = False) -> dict[str, Any]:
+           deadline: float, probe: bool = False, patient: bool = True) -> dict[str, Any]:
     """One load run at ``clients`` concurrency (``requests`` or until ``deadline``), with the server's own
-    figures around it; with ``probe``, one more client in a process of its own times its answers and 429s
-    (the load's own timings of a 429 include its many threads' wait for the GIL)."""
+    figures around it (``patient``: the clients wait out a 429's Retry-After); with ``probe``, one more
+    client in a process of its own times its answers and 429s (the load's own timings of a 429 include
+    its many threads' wait for the GIL)."""
     from dataclasses import asdict
 
     from benchmarks.serving import start_probe
@@ -146,7 +150,7 @@ def _level(server: ServeProcess, model: str, task: str, texts: list[str], client
     probed = start_probe(server.url, ENDPOINTS[task], request_body(task, model, texts[0]), min(seconds, 20.0)) \
         if probe else None
     load = run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, model, texts[k % len(texts)]),
-                    concurrency=clients, requests=requests, max_seconds=seconds)
+                    concurrency=clients, requests=requests, max_seconds=seconds, honor_retry_after=patient)
     after, cpu = scrape(server.url), tree_cpu_seconds(server.proc.pid) - cpu_before
     times = probed.result(timeout=60) if probed is not None else {}
     refused = sorted(times.get("429", []))
@@ -228,7 +232,8 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
                     first = next(iter(rounds[-1].values()), None)
                     until = deadline if first is None else min(deadline, time.monotonic() + first["seconds"])
                     rounds[-1][clients] = _level(server, name, task, texts, clients,
-                                                 opts.requests if k == 0 else 10**9, until, probe=k > 0)
+                                                 opts.requests if k == 0 else 10**9, until, probe=k > 0,
+                                                 patient=not opts.ignore_retry_after)
                     log(f"  {clients} clients: {rounds[-1][clients]['throughput']:.1f} answered/s, "
                         f"{rounds[-1][clients]['rejected']} refused (429)")
             out["in_process"] = {"per_s": statistics.median(r["per_s"] for r in inproc),
@@ -272,6 +277,7 @@ def run_http(opts: HttpOptions) -> dict[str, Any]:
     report: dict[str, Any] = {"schema_version": 2, "cpu": {"model": cpu_model(), "isa": detect_isa()},
                               "threads": threads, "host_kind": opts.host_kind,
                               "ray_ingress": opts.ray_ingress if opts.host_kind == "ray" else None,
+                              "ignore_retry_after": opts.ignore_retry_after,
                               "concurrency": opts.concurrency, "requests": opts.requests, "rounds": opts.rounds,
                               "models": []}
     for name in opts.models:

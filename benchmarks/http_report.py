@@ -67,11 +67,13 @@ def markdown(report: dict[str, Any]) -> str:
     host = report["host_kind"] + (f" (HTTP through {report['ray_ingress']})" if report.get("ray_ingress") else "")
     lines = [f"## Serving: {host} host, {report['threads']} threads, {report['cpu']['model']} "
              f"({report['cpu']['isa']})" + (" — **cut short by --timeout**" if report["timed_out"] else ""), ""]
+    ask_again = ("ask again at once after a 429 (ignoring its Retry-After)" if report.get("ignore_retry_after")
+                 else "wait out a 429's Retry-After")
     for m in report["models"]:
         ip, t = m["in_process"], m["texts"]
         lines += [f"### {m['model']} ({m['task']}, POST {m['endpoint']}, {m['method']})", "",
                   f"{t['count']} texts, {t['mean_tokens']:.0f} tokens mean, p95 {t['p95_tokens']}; one text per "
-                  f"request, clients wait out a 429's Retry-After. In-process (same artifact, texts sorted by length, "
+                  f"request, clients {ask_again}. In-process (same artifact, texts sorted by length, "
                   f"tokenization included): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}, "
                   f"{ip.get('streams', 1)} at once; "
                   + ", ".join(f"batch {b}: {v:.1f}" for b, v in ip["by_batch"].items()) + "; BxS: S batches at "

@@ -4,10 +4,12 @@ A 429 costs the server little, but a client that ignores ``Retry-After`` and ask
 turns the refusals into the load: 240 such clients on 2 cores sent about 6,000 requests a second,
 and the server and the clients spent the cores on refusals, not answers (goodput 0.17x of the
 16-client figure, against 0.97x with clients that wait as told). So the server remembers, per
-client address, until when it asked that client to wait; a 429 for a client that asks again within
-that time is held back until then (at most ``max_hold`` seconds). A client that honours
-``Retry-After`` never waits for its 429; one that does not is slowed to the pace it was asked for.
-Only refusals are held: an answer that fits the queue is never delayed.
+connection (client address and port), until when it asked that client to wait; a 429 for a client
+that asks again within that time is held back until then (at most ``max_hold`` seconds). A client
+that honours ``Retry-After`` never waits for its 429; one that does not is slowed to the pace it was
+asked for. Only refusals are held: an answer that fits the queue is never delayed. Behind a proxy that
+pools its connections to the server, one connection carries many clients' requests: turn the hold
+off there (``--retry-after-hold 0``; the Ray host's replicas never hold).
 """
 
 from __future__ import annotations
@@ -39,12 +41,13 @@ class Backoff:
     async def refuse(self, client: Iterable[Any] | None, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """Before a 429 goes to ``client``: wait out what is left of its last advice, then note the new one.
 
-        ``client`` is the ASGI scope's ``client`` ((host, port), or None when unknown: never held);
-        ``headers`` the 429's headers, whose ``Retry-After`` (seconds) is the new advice.
+        ``client`` is the ASGI scope's ``client``: (host, port) of the connection, one client's on HTTP/1.1.
+        Never held: None (unknown) and port 0 (an address taken from a proxy's ``X-Forwarded-For``, which
+        may stand for many clients). ``headers`` are the 429's; their ``Retry-After`` is the new advice.
         """
-        if client is None:
+        key = tuple(client or ())
+        if len(key) != 2 or not key[1]:  # no address, or one a proxy forwarded (port 0): many clients may share it
             return
-        key = tuple(client)
         now = self.clock()
         early = self.until.pop(key, now) - now
         if early > 0:

@@ -252,14 +252,17 @@ def _push_metrics() -> asyncio.Task | None:
 
 
 def _app(engine: Engine, settings: Settings) -> FastAPI:
-    """The app a replica answers HTTP with; its /metrics is the board's on a cluster."""
+    """The app a replica answers HTTP with; its /metrics is the board's on a cluster. Its 429s are never
+    held (serve/backoff.py): requests reach it over the ingress's connections, each shared by many clients."""
+    import dataclasses
+
     from ray import serve
 
     from serve.app import build_app
     from serve.hosts.ray_metrics import board_render, on_cluster
 
     render = board_render(serve.get_replica_context().app_name) if on_cluster() else None
-    return build_app(engine, settings, render=render)
+    return build_app(engine, dataclasses.replace(settings, retry_after_hold=0.0), render=render)
 
 
 def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:

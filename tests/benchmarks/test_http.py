@@ -39,7 +39,7 @@ def test_http_benchmark_end_to_end(tiny_catalog, tmp_path, capsys):
     out = tmp_path / "reports"
     rc = main(["http", "--model", "tiny", "--catalog", str(tiny_catalog), "--concurrency", "2,8", "--requests", "40",
                "--texts", "30", "--threads", "1", "--in-process-seconds", "0.3", "--timeout", "300", "--drain",
-               "--out", str(out)])
+               "--ignore-retry-after", "--out", str(out)])
     assert rc == 0, capsys.readouterr().err
     assert not serve_processes(), "the server outlived the benchmark"
     artifact = tmp_path / "artifacts" / "tiny-fp32"
@@ -47,6 +47,7 @@ def test_http_benchmark_end_to_end(tiny_catalog, tmp_path, capsys):
 
     report = json.loads((out / "http.json").read_text())
     assert report["schema_version"] == 2 and report["threads"] == 1 and not report["timed_out"]
+    assert report["ignore_retry_after"] is True
     [m] = report["models"]
     assert (m["endpoint"], m["task"], m["method"]) == ("/v1/fill-mask", "fill-mask", "fp32")
     assert m["artifact"] == str(artifact.resolve()) and m["texts"]["count"] == 30
@@ -66,6 +67,7 @@ def test_http_benchmark_end_to_end(tiny_catalog, tmp_path, capsys):
     md = (out / "http.md").read_text()
     assert md in capsys.readouterr().out and (out / "http.png").stat().st_size > 10_000
     assert "| clients | answered/s |" in md and "drain: /ready 503 after" in md
+    assert "ask again at once after a 429" in md
 
 
 def test_unknown_model_names_the_known_ones(tiny_catalog, tmp_path, capsys):

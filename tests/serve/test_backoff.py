@@ -46,6 +46,9 @@ def test_only_a_client_that_comes_back_early_waits_and_only_for_the_rest_of_its_
     assert t.slept == [0.75]
     _refuse(backoff, ("10.0.0.2", 5000))  # another client, and a client of unknown address: at once
     _refuse(backoff, None)
+    _refuse(backoff, None)
+    _refuse(backoff, ("10.0.0.3", 0))  # an address a proxy forwarded may stand for many clients: never held
+    _refuse(backoff, ("10.0.0.3", 0))
     assert t.slept == [0.75]
     t.now += 1.01  # the first client waited as told (the advice ran from its held 429 on)
     _refuse(backoff, ["10.0.0.1", 5000])  # ASGI servers may give the address as a list
