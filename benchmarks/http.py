@@ -147,8 +147,8 @@ def _level(server: ServeProcess, model: str, task: str, texts: list[str], client
 
     before, rss_before, cpu_before = scrape(server.url), server.memory()["rss"], tree_cpu_seconds(server.proc.pid)
     seconds = max(deadline - time.monotonic(), 1.0)
-    probed = start_probe(server.url, ENDPOINTS[task], request_body(task, model, texts[0]), min(seconds, 20.0)) \
-        if probe else None
+    probed = start_probe(server.url, ENDPOINTS[task], request_body(task, model, texts[0]), min(seconds, 20.0),
+                         patient) if probe else None
     load = run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, model, texts[k % len(texts)]),
                     concurrency=clients, requests=requests, max_seconds=seconds, honor_retry_after=patient)
     after, cpu = scrape(server.url), tree_cpu_seconds(server.proc.pid) - cpu_before

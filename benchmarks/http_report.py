@@ -18,8 +18,9 @@ def _row(lv: dict[str, Any]) -> str:
             f"{lv['rss_before_bytes'] / 1e6:.0f} → {lv['rss_after_bytes'] / 1e6:.0f} |")
 
 
-def checks(m: dict[str, Any]) -> list[str]:
-    """The model's figures against :data:`TARGETS`, one line each (✔ or ✗)."""
+def checks(m: dict[str, Any], patient: bool = True) -> list[str]:
+    """The model's figures against :data:`TARGETS`, one line each (✔ or ✗). With clients that ignore
+    Retry-After (not ``patient``) the server holds their 429s by design: their speed is shown, not judged."""
     by = {lv["clients"]: lv for lv in m["levels"]}
     out = []
     base = by.get(16)
@@ -35,8 +36,10 @@ def checks(m: dict[str, Any]) -> list[str]:
         rss = lv["rss_after_bytes"] / lv["rss_before_bytes"] - 1 if lv["rss_before_bytes"] else 0.0
         fast = lv["probe_rejected_p99_ms"] if lv["probe_rejected"] else lv["rejected_p99_ms"]
         ok = (good >= TARGETS["goodput_ratio"] and p99 <= TARGETS["p99_ratio"] and lv["server_errors"] == 0
-              and fast <= TARGETS["rejected_p99_ms"] and abs(rss) <= 0.1)
-        out.append(f"{clients} clients: goodput {good:.2f}x of 16's, admitted p99 {p99:.2f}x, 429 p99 {fast:.0f} ms "
+              and (fast <= TARGETS["rejected_p99_ms"] or not patient) and abs(rss) <= 0.1)
+        held = "" if patient else " (held: the clients ignore Retry-After)"
+        out.append(f"{clients} clients: goodput {good:.2f}x of 16's, admitted p99 {p99:.2f}x, "
+                   f"429 p99 {fast:.0f} ms{held} "
                    f"(timed by a client in its own process, {lv['probe_rejected']:.0f} 429s; the load's many threads "
                    f"timed {lv['rejected_p99_ms']:.0f} ms), {lv['server_errors']:.0f} 5xx, RSS {rss:+.1%} over the "
                    f"burst {'✔' if ok else '✗'}")
@@ -82,7 +85,7 @@ def markdown(report: dict[str, Any]) -> str:
                   "pass size | server CPU ms/answer | RSS MB |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]
         lines += [_row(lv) for lv in m["levels"]]
-        lines += ["", *[f"- {c}" for c in checks(m)], ""]
+        lines += ["", *[f"- {c}" for c in checks(m, not report.get("ignore_retry_after"))], ""]
     return "\n".join(lines)
 
 

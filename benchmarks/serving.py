@@ -51,8 +51,9 @@ def serving_texts(artifact: Path, n: int) -> tuple[list[str], dict[str, Any]]:
                    "p95_tokens": lengths[int(0.95 * (len(lengths) - 1))]}
 
 
-def _probe(url: str, path: str, body: dict[str, Any], seconds: float) -> dict[str, list[float]]:
-    """One client, alone in its process, timing its requests (ms) by status for ``seconds``."""
+def _probe(url: str, path: str, body: dict[str, Any], seconds: float, patient: bool) -> dict[str, list[float]]:
+    """One client, alone in its process, timing its requests (ms) by status for ``seconds``; after a 429
+    it waits the Retry-After when ``patient``, else 50 ms."""
     from serve.loadtest import HttpClient
 
     client = HttpClient(url)
@@ -60,21 +61,22 @@ def _probe(url: str, path: str, body: dict[str, Any], seconds: float) -> dict[st
     end = time.monotonic() + seconds
     while time.monotonic() < end:
         t0 = time.perf_counter()
-        status = client.request("POST", path, body)[0]
+        status, headers, _ = client.request("POST", path, body)
         out.setdefault(str(status), []).append((time.perf_counter() - t0) * 1000)
         if status == 429:
-            time.sleep(0.05)
+            wait = float(headers.get("retry-after", "1") or 1) if patient else 0.05
+            time.sleep(min(wait, max(0.0, end - time.monotonic())))
     return out
 
 
-def start_probe(url: str, path: str, body: dict[str, Any], seconds: float) -> Any:
+def start_probe(url: str, path: str, body: dict[str, Any], seconds: float, patient: bool = True) -> Any:
     """Run :func:`_probe` in a process of its own, so the many load threads' GIL does not time it too;
     returns a future of {status: [ms, ...]}."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("fork"))
-    future = pool.submit(_probe, url, path, body, seconds)
+    future = pool.submit(_probe, url, path, body, seconds, patient)
     future.add_done_callback(lambda _: pool.shutdown(wait=False))
     return future
 

@@ -86,3 +86,20 @@ def test_options_are_checked():
         HttpOptions(["tiny"], timeout=0)
     with pytest.raises(ValueError, match="exactly one"):
         HttpOptions(["a", "b"], artifact=Path("x"))
+
+
+def test_held_429s_are_shown_not_judged_when_the_clients_ignore_retry_after():
+    from benchmarks.http_report import checks
+
+    def level(clients: int, throughput: float, ok_p99: float, refused_p99: float) -> dict:
+        return {"clients": clients, "throughput": throughput, "vs_in_process": throughput / 250, "ok_p99_ms": ok_p99,
+                "rss_before_bytes": 600e6, "rss_after_bytes": 603e6, "probe_rejected": 5,
+                "probe_rejected_p99_ms": refused_p99, "rejected_p99_ms": refused_p99, "server_errors": 0}
+
+    model = {"levels": [level(16, 240.0, 100.0, 0.0), level(256, 235.0, 160.0, 2000.0)]}
+    [_, patient] = checks(model)
+    [_, impatient] = checks(model, patient=False)
+    assert patient.endswith("✗") and "held" not in patient
+    assert impatient.endswith("✔") and "429 p99 2000 ms (held: the clients ignore Retry-After)" in impatient
+    model["levels"][1]["throughput"] = 200.0  # goodput 0.83x is judged either way
+    assert checks(model, patient=False)[1].endswith("✗")
