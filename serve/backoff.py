@@ -21,7 +21,7 @@ from typing import Any
 
 from serve import metrics
 
-MAX_CLIENTS = 100_000  # addresses remembered at once; the oldest advice is dropped beyond it
+MAX_CLIENTS = 10_000  # connections remembered at once (about 1.5 MB); the oldest advice is dropped beyond it
 
 
 class Backoff:
