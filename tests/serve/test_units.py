@@ -124,6 +124,8 @@ def test_settings_validate():
         Settings(limits={"max_queue_requests": 0})
     with pytest.raises(ConfigError, match="drain"):
         Settings(drain_timeout=0)
+    with pytest.raises(ConfigError, match="retry-after-hold"):
+        Settings(retry_after_hold=-1)
 
 
 def test_config_helpers(tmp_path, monkeypatch):
