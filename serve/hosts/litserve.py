@@ -35,6 +35,7 @@ if TYPE_CHECKING:
     from serve.models import ServedModel
 
 log = logging.getLogger("serve")
+FAILED_SHUTDOWN_SECONDS = 1.0  # after a worker died: how long the HTTP server(s) may take to stop
 
 
 class RouteAPI(ls.LitAPI):
@@ -100,6 +101,9 @@ class Server(ls.LitServer):
         self._stopped = True
         if shutdown_reason not in ("normal", "keyboard_interrupt"):
             self.failure = shutdown_reason
+            # a dead worker never answers the requests it held: close their connections now instead of
+            # letting them hang for LitServe's 30 s wait on the HTTP server(s)
+            self.uvicorn_graceful_timeout = FAILED_SHUTDOWN_SECONDS
         super()._perform_graceful_shutdown(manager, uvicorn_workers, shutdown_reason)
 
     def stop_workers(self) -> None:

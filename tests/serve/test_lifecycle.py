@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 import signal
 import threading
 import time
+from pathlib import Path
 
 import pytest
 
 from compress.data import bbc_sentences
 from serve.loadtest import HttpClient, closed_loop_until_refused, run_load, scrape
-from serve.process import start_server, write_models
+from serve.process import descendants, start_server, write_models
 from tests.serve.conftest import packaged_entry, swap_under_load
 
 pytestmark = pytest.mark.integration
@@ -110,3 +112,31 @@ def test_sigterm_drains_without_cutting_a_request(packaged_artifact, tmp_path):
     assert set(statuses) <= {200, "refused", "reset"} and statuses.count(200) > 8
     assert any(conn.lower() == "close" for status, conn in outcomes if status == 200)  # told to reconnect
     assert "drain" in server.log.read_text()
+
+
+def test_a_killed_litserve_worker_stops_the_server_without_leaving_requests_hanging(packaged_artifact, tmp_path):
+    config = write_models(tmp_path / "models.yaml", [packaged_entry("minilm", packaged_artifact("minilm"))])
+    server = start_server(config, tmp_path / "serve.log", extra=("--host-kind", "litserve", "--timeout", "10"))
+    outcomes: list = []
+    lock = threading.Lock()
+    clients = [threading.Thread(target=closed_loop_until_refused, args=(server.url, "/v1/embeddings", _body,
+                                                                        time.monotonic() + 40, outcomes, lock))
+               for _ in range(4)]
+    try:
+        workers = [p for p in descendants(server.proc.pid) if "onnxruntime" in Path(f"/proc/{p}/maps").read_text()]
+        for c in clients:
+            c.start()
+        time.sleep(1.5)
+        killed_at = time.monotonic()
+        for pid in workers:  # kill -9 the inference workers (one per route)
+            os.kill(pid, signal.SIGKILL)
+        code = server.proc.wait(30)
+        exited_after = time.monotonic() - killed_at
+        for c in clients:
+            c.join(35)
+        finished_after = time.monotonic() - killed_at
+    finally:
+        server.stop()
+    assert workers and code not in (0, None) and exited_after < 10  # it stops, and says so, rather than hang
+    assert not any(c.is_alive() for c in clients) and finished_after < 15  # no request waits for a dead worker
+    assert [o for o in outcomes if o[0] == 200] and "died" in server.log.read_text()
