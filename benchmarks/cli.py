@@ -45,8 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--catalog", default="models.yaml")
     http = sub.add_parser("http", help="the serving report: a real `serve` on 127.0.0.1 under bounded load at "
                           "several concurrencies, beside the in-process figure of the same artifact")
-    http.add_argument("--model", required=True, help="comma-separated models.yaml names; each artifact is made with "
-                      "its recipe when missing")
+    http.add_argument("--model", required=True, help="comma-separated models.yaml names, or MODEL:HEAD for one head "
+                      "of a multi-head model (antiberty:species); each artifact is made with its recipe when missing")
     http.add_argument("--artifact", type=Path, help="serve this artifact directory instead of the model's own")
     http.add_argument("--concurrency", default="16,256", help="comma-separated client counts (default 16,256)")
     http.add_argument("--requests", type=int, default=2000, help="requests per concurrency and round (default 2000)")

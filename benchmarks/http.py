@@ -1,7 +1,8 @@
 """`python -m benchmarks http`: the serving report. A real `serve` on 127.0.0.1, under bounded load.
 
-For each model (models.yaml names; each artifact made with its recipe when missing) one server is
-started and measured in this order:
+For each model (models.yaml names, or ``MODEL:HEAD`` for one head of a multi-head model, whose
+requests then ask for that head's task; each artifact made with its recipe when missing) one server
+is started and measured in this order:
 
 1. **Rounds** (``--rounds``), each: the same artifact in-process on the same texts (sorted by length,
    tokenization included, at batch 1, 8 and 32: the best is the figure), then one load run per
@@ -44,7 +45,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from compress.catalog import ModelEntry
+    from compress.catalog import Catalog, ModelEntry
     from serve.process import ServeProcess
 
 ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "classification": "/v1/classify"}
@@ -120,6 +121,26 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
     return path
 
 
+def model_target(catalog: Catalog, name: str) -> tuple[ModelEntry, str | None]:
+    """The models.yaml entry that serves ``name`` (a model, or ``MODEL:HEAD`` for one head of a
+    multi-head model, as requests name it), and the head's task (None: the artifact's own).
+
+    Raises:
+        compress.CompressError: no such model or head; the message lists what there is.
+    """
+    from compress import CompressError
+
+    base, _, head = name.partition(":")
+    entry = catalog.get(base)
+    if not head:
+        return entry, None
+    spec = next((h for h in entry.heads or [] if h.name == head), None)
+    if spec is None:
+        raise CompressError(f"{base} has no head {head!r}; its heads: "
+                            f"{', '.join(h.name for h in entry.heads or []) or 'none'}")
+    return entry, spec.task
+
+
 def request_body(task: str, model: str, text: str | list[str]) -> dict[str, Any]:
     """One request of ``task`` (serve/apis)."""
     return {"model": model, "input": text} if task == "embedding" else {"model": model, "inputs": text}
@@ -145,6 +166,7 @@ def _level(server: ServeProcess, model: str, task: str, texts: list[str], client
     from serve.loadtest import mean_batch_size, run_load, scrape
     from serve.process import tree_cpu_seconds
 
+    lane = model.partition(":")[0]  # a head's requests join its model's queue and passes
     before, rss_before, cpu_before = scrape(server.url), server.memory()["rss"], tree_cpu_seconds(server.proc.pid)
     seconds = max(deadline - time.monotonic(), 1.0)
     probed = start_probe(server.url, ENDPOINTS[task], request_body(task, model, texts[0]), min(seconds, 20.0),
@@ -156,8 +178,8 @@ def _level(server: ServeProcess, model: str, task: str, texts: list[str], client
     refused = sorted(times.get("429", []))
     return {**asdict(load), "probe_rejected": len(refused),
             "probe_rejected_p99_ms": refused[int(0.99 * (len(refused) - 1))] if refused else 0.0,
-            "formed_batch": mean_batch_size(before, after, model),
-            "pass_size": mean_batch_size(before, after, model, "serve_pass_size"),
+            "formed_batch": mean_batch_size(before, after, lane),
+            "pass_size": mean_batch_size(before, after, lane, "serve_pass_size"),
             "server_cpu_ms_per_request": 1000 * cpu / max(load.statuses.get(200, 0), 1),
             "rss_before_bytes": rss_before, "rss_after_bytes": server.memory()["rss"]}
 
@@ -199,11 +221,11 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
     from serve.process import start_server, write_models
 
     catalog = Path(opts.catalog)
-    entry = load_catalog(catalog).get(name)
+    entry, head_task = model_target(load_catalog(catalog), name)
     artifact = resolve_artifact(entry, catalog, opts.artifact)
     manifest = read_manifest(artifact)
-    task = manifest.task
-    texts, stats = serving_texts(artifact, opts.texts)
+    task = head_task or manifest.task
+    texts, stats = serving_texts(artifact, opts.texts, task)
     out: dict[str, Any] = {"model": name, "task": task, "endpoint": ENDPOINTS[task], "artifact": str(artifact),
                            "method": manifest.method, "texts": stats}
     with tempfile.TemporaryDirectory(prefix="bench-http-") as tmp:
@@ -271,7 +293,7 @@ def run_http(opts: HttpOptions) -> dict[str, Any]:
     t0 = time.monotonic()
     catalog = load_catalog(opts.catalog)
     for name in opts.models:
-        catalog.get(name)  # unknown names fail before anything starts
+        model_target(catalog, name)  # unknown names fail before anything starts
     threads = opts.threads or default_threads()
     deadline = time.monotonic() + opts.timeout
     report: dict[str, Any] = {"schema_version": 2, "cpu": {"model": cpu_model(), "isa": detect_isa()},

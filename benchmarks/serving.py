@@ -17,8 +17,8 @@ MAX_TOKENS = 256
 SEED = 14
 
 
-def serving_texts(artifact: Path, n: int) -> tuple[list[str], dict[str, Any]]:
-    """``n`` real texts for the artifact's task, shuffled, and their token statistics.
+def serving_texts(artifact: Path, n: int, task: str | None = None) -> tuple[list[str], dict[str, Any]]:
+    """``n`` real texts for ``task`` (default: the artifact's), shuffled, and their token statistics.
 
     English: BBC News body paragraphs of 8+ words and at most 256 tokens. Antibodies: anarci germline
     V genes; for fill-mask one residue of each is masked at random.
@@ -28,19 +28,20 @@ def serving_texts(artifact: Path, n: int) -> tuple[list[str], dict[str, Any]]:
 
     art = load_artifact(artifact)
     m, tok = art.manifest, art.tokenizer()
+    task = task or m.task
     rng = np.random.default_rng(SEED)
     if m.tokenizer.split_chars:
         pool = [g.sequence for g in antibody_germlines()]
     else:
         pool = [p.strip() for _, text in bbc_articles() for p in text.split("\n")[1:] if len(p.split()) >= 8]
     pool = [pool[i] for i in rng.permutation(len(pool))]
-    if m.tokenizer.split_chars and m.task == "fill-mask":
+    if m.tokenizer.split_chars and task == "fill-mask":
         mask = m.tokenizer.mask_token or "[MASK]"
         pool = [" ".join(mask if i == k else c for i, c in enumerate(s)) for s, k in
                 ((s, int(rng.integers(len(s)))) for s in pool)]
     elif m.tokenizer.split_chars:
         pool = [" ".join(s) for s in pool]
-    elif m.task == "fill-mask":
+    elif task == "fill-mask":
         mask = m.tokenizer.mask_token or "[MASK]"
         pool = [" ".join(mask if i == len(w) // 2 else x for i, x in enumerate(w)) for w in (p.split() for p in pool)]
     limit = min(MAX_TOKENS, m.tokenizer.max_length)

@@ -103,3 +103,27 @@ def test_held_429s_are_shown_not_judged_when_the_clients_ignore_retry_after():
     assert impatient.endswith("✔") and "429 p99 2000 ms (held: the clients ignore Retry-After)" in impatient
     model["levels"][1]["throughput"] = 200.0  # goodput 0.83x is judged either way
     assert checks(model, patient=False)[1].endswith("✗")
+
+
+def test_a_head_of_a_model_is_measured_with_its_own_task(tiny_catalog):
+    from benchmarks.http import model_target, resolve_artifact
+    from benchmarks.serving import serving_texts
+    from compress.artifact import read_manifest
+    from compress.catalog import load_catalog
+    from tests.conftest import ROOT
+
+    catalog = load_catalog(ROOT / "models.yaml")
+    entry, task = model_target(catalog, "antiberty:species")
+    assert entry.name == "antiberty" and task == "classification"
+    assert model_target(catalog, "antiberty:mlm")[1] == "fill-mask" and model_target(catalog, "minilm")[1] is None
+    with pytest.raises(CompressError, match="its heads: mlm, species, chain"):
+        model_target(catalog, "antiberty:nope")
+    with pytest.raises(CompressError, match=r"models\.yaml lists"):
+        model_target(catalog, "nope:species")
+
+    artifact = resolve_artifact(load_catalog(tiny_catalog).get("tiny"), tiny_catalog)  # fill-mask
+    mask = read_manifest(artifact).tokenizer.mask_token
+    masked, _ = serving_texts(artifact, 20)
+    plain, stats = serving_texts(artifact, 20, "classification")
+    assert mask and all(t.count(mask) == 1 for t in masked) and not any(mask in t for t in plain)
+    assert stats["count"] == 20
