@@ -25,7 +25,7 @@ MAX_CLIENTS = 10_000  # connections remembered at once (about 1.5 MB); the oldes
 
 
 class Backoff:
-    """Until when each client address was asked to wait, and the hold for one that came back early.
+    """Until when each connection was asked to wait, and the hold for one that came back early.
 
     Args:
         max_hold: the longest a 429 is held (so a drain or a client's timeout is not held up long).
