@@ -154,10 +154,11 @@ def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, options: dict[
             "serve": serve}
 
 
-def _level(server: ServeProcess, model: str, task: str, texts: list[str], clients: int, requests: int,
-           deadline: float, probe: bool = False, patient: bool = True) -> dict[str, Any]:
+def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[str], clients: int,
+           requests: int, deadline: float, probe: bool = False, patient: bool = True) -> dict[str, Any]:
     """One load run at ``clients`` concurrency (``requests`` or until ``deadline``), with the server's own
-    figures around it (``patient``: the clients wait out a 429's Retry-After); with ``probe``, one more
+    figures around it (``lane``: the models.yaml model whose queue a request to ``model``, perhaps one of
+    its heads, joins; ``patient``: the clients wait out a 429's Retry-After); with ``probe``, one more
     client in a process of its own times its answers and 429s (the load's own timings of a 429 include
     its many threads' wait for the GIL)."""
     from dataclasses import asdict
@@ -166,7 +167,6 @@ def _level(server: ServeProcess, model: str, task: str, texts: list[str], client
     from serve.loadtest import mean_batch_size, run_load, scrape
     from serve.process import tree_cpu_seconds
 
-    lane = model.partition(":")[0]  # a head's requests join its model's queue and passes
     before, rss_before, cpu_before = scrape(server.url), server.memory()["rss"], tree_cpu_seconds(server.proc.pid)
     seconds = max(deadline - time.monotonic(), 1.0)
     probed = start_probe(server.url, ENDPOINTS[task], request_body(task, model, texts[0]), min(seconds, 20.0),
@@ -253,7 +253,7 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
                     # the first level sends --requests; the others run as long, so goodput compares like for like
                     first = next(iter(rounds[-1].values()), None)
                     until = deadline if first is None else min(deadline, time.monotonic() + first["seconds"])
-                    rounds[-1][clients] = _level(server, name, task, texts, clients,
+                    rounds[-1][clients] = _level(server, name, entry.name, task, texts, clients,
                                                  opts.requests if k == 0 else 10**9, until, probe=k > 0,
                                                  patient=not opts.ignore_retry_after)
                     log(f"  {clients} clients: {rounds[-1][clients]['throughput']:.1f} answered/s, "

@@ -55,7 +55,7 @@ def serving_texts(artifact: Path, n: int, task: str | None = None) -> tuple[list
 def _probe(url: str, path: str, body: dict[str, Any], seconds: float, patient: bool) -> dict[str, list[float]]:
     """One client, alone in its process, timing its requests (ms) by status for ``seconds``; after a 429
     it waits the Retry-After when ``patient``, else 50 ms."""
-    from serve.loadtest import HttpClient
+    from serve.loadtest import HttpClient, retry_after_seconds
 
     client = HttpClient(url)
     out: dict[str, list[float]] = {}
@@ -65,7 +65,7 @@ def _probe(url: str, path: str, body: dict[str, Any], seconds: float, patient: b
         status, headers, _ = client.request("POST", path, body)
         out.setdefault(str(status), []).append((time.perf_counter() - t0) * 1000)
         if status == 429:
-            wait = float(headers.get("retry-after", "1") or 1) if patient else 0.05
+            wait = retry_after_seconds(headers) if patient else 0.05
             time.sleep(min(wait, max(0.0, end - time.monotonic())))
     return out
 

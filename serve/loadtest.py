@@ -97,6 +97,11 @@ def _quantiles(values: list[float]) -> list[float]:
     return [q * 1000 for q in statistics.quantiles(values, n=100)]
 
 
+def retry_after_seconds(headers: dict[str, str]) -> float:
+    """A 429's ``Retry-After`` (lower-cased header names), 1 s when it has none."""
+    return float(headers.get("retry-after", "1") or 1)
+
+
 def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concurrency: int = 16,
              requests: int = 1000, max_seconds: float = 60.0, api_key: str | None = None,
              honor_retry_after: bool = True) -> LoadReport:
@@ -127,7 +132,7 @@ def run_load(base_url: str, path: str, make_body: Callable[[int], Any], *, concu
                 try:
                     status, headers, _ = c.request("POST", path, make_body(i))
                     if status == 429 and honor_retry_after:
-                        retry_after = float(headers.get("retry-after", "1") or 1)
+                        retry_after = retry_after_seconds(headers)
                 except OSError:
                     status = 0
                 done = time.perf_counter()

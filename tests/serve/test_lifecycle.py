@@ -24,6 +24,16 @@ def _body(i: int) -> dict:
     return {"model": "minilm", "input": TEXTS[i % len(TEXTS)]}
 
 
+def _closed_loop_clients(url: str, n: int, seconds: float) -> tuple[list[threading.Thread], list]:
+    """``n`` clients (not started) that send embeddings until refused or ``seconds`` pass, and the list
+    their outcomes go to (serve.loadtest.closed_loop_until_refused)."""
+    outcomes: list = []
+    lock = threading.Lock()
+    until = time.monotonic() + seconds
+    return [threading.Thread(target=closed_loop_until_refused, args=(url, "/v1/embeddings", _body, until, outcomes,
+                                                                     lock)) for _ in range(n)], outcomes
+
+
 def test_overload_answers_429_in_the_error_shape(packaged_artifact, tmp_path):
     config = write_models(tmp_path / "models.yaml", [packaged_entry("minilm", packaged_artifact("minilm"),
                                                                     max_queue_requests=2)])
@@ -82,11 +92,7 @@ def test_live_swap_under_load_fails_nothing(packaged_artifact, tmp_path):
 def test_sigterm_drains_without_cutting_a_request(packaged_artifact, tmp_path):
     config = write_models(tmp_path / "models.yaml", [packaged_entry("minilm", packaged_artifact("minilm"))])
     server = start_server(config, tmp_path / "serve.log", extra=("--drain-grace", "1.5", "--drain-timeout", "20"))
-    outcomes: list = []
-    lock = threading.Lock()
-    clients = [threading.Thread(target=closed_loop_until_refused, args=(server.url, "/v1/embeddings", _body,
-                                                                        time.monotonic() + 30, outcomes, lock))
-               for _ in range(8)]
+    clients, outcomes = _closed_loop_clients(server.url, 8, seconds=30)
     try:
         for c in clients:
             c.start()
@@ -125,11 +131,7 @@ def _maps(pid: int) -> str:
 def test_a_killed_litserve_worker_stops_the_server_without_leaving_requests_hanging(packaged_artifact, tmp_path):
     config = write_models(tmp_path / "models.yaml", [packaged_entry("minilm", packaged_artifact("minilm"))])
     server = start_server(config, tmp_path / "serve.log", extra=("--host-kind", "litserve", "--timeout", "10"))
-    outcomes: list = []
-    lock = threading.Lock()
-    clients = [threading.Thread(target=closed_loop_until_refused, args=(server.url, "/v1/embeddings", _body,
-                                                                        time.monotonic() + 40, outcomes, lock))
-               for _ in range(4)]
+    clients, outcomes = _closed_loop_clients(server.url, 4, seconds=40)
     try:
         workers = [p for p in descendants(server.proc.pid) if "onnxruntime" in _maps(p)]
         for c in clients:
