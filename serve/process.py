@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -26,6 +25,7 @@ from pathlib import Path
 import yaml
 
 from serve.loadtest import HttpClient
+from serve.ports import free_ports
 
 
 class ServeStartError(RuntimeError):
@@ -33,9 +33,8 @@ class ServeStartError(RuntimeError):
 
 
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port free on 127.0.0.1, from the range that outgoing connections do not take (serve.ports)."""
+    return free_ports("127.0.0.1", 1)[0]
 
 
 def descendants(pid: int) -> list[int]:

@@ -10,7 +10,8 @@ to this server:
 
 - HAProxy's side ports (stats, Prometheus, Serve's fallback proxy) are free ones, not Ray's fixed
   8404, 9101 and 8500, so two servers on one machine do not collide (Ray already keeps HAProxy's files
-  apart, per Ray node);
+  apart, per Ray node); they are drawn outside the ports Ray and the kernel hand out meanwhile
+  (:func:`serve.ports.free_ports`);
 - Ray's HAProxy config binds the stats and Prometheus listeners on every interface; HAProxy is
   started through a small launcher (:func:`main`) that binds them on the server's ``--host``, as the
   server itself, so a server on 127.0.0.1 listens on 127.0.0.1 only;
@@ -25,9 +26,10 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
 import sys
 from pathlib import Path
+
+from serve.ports import free_ports
 
 # "bind *:8404" and "bind :9101" (every interface) in Ray's HAProxy config; "bind HOST:PORT" is left alone
 ANY_INTERFACE = re.compile(r"(?m)^(\s*bind\s+)\*?:(\d+)")
@@ -56,12 +58,6 @@ def bind_on(config: str, host: str) -> str:
     return ANY_INTERFACE.sub(lambda m: f"{m.group(1)}{address}:{m.group(2)}", config)
 
 
-def _free_port(host: str) -> int:
-    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
-        s.bind((host, 0))
-        return int(s.getsockname()[1])
-
-
 def haproxy_env(host: str, workdir: Path, drain_grace: float, real: str) -> dict[str, str]:
     """The environment that makes a local Ray Serve put HAProxy in front of its replicas, for a server
     on ``host``; HAProxy's launcher is written to ``workdir``.
@@ -74,10 +70,10 @@ def haproxy_env(host: str, workdir: Path, drain_grace: float, real: str) -> dict
     launcher = workdir / "haproxy"
     launcher.write_text(LAUNCHER.format(python=sys.executable, host=host, real=real))
     launcher.chmod(0o755)
+    stats, metrics, fallback = free_ports(host, 3)
     return {"RAY_SERVE_ENABLE_HA_PROXY": "1", "RAY_SERVE_HAPROXY_BINARY_PATH": str(launcher),
-            "RAY_SERVE_HAPROXY_STATS_PORT": str(_free_port(host)),
-            "RAY_SERVE_HAPROXY_METRICS_PORT": str(_free_port(host)),
-            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(_free_port(host)),
+            "RAY_SERVE_HAPROXY_STATS_PORT": str(stats), "RAY_SERVE_HAPROXY_METRICS_PORT": str(metrics),
+            "RAY_SERVE_FALLBACK_PROXY_HTTP_PORT": str(fallback),
             "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S": str(drain_grace)}
 
 
