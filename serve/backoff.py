@@ -4,10 +4,12 @@ A 429 costs the server little, but a client that ignores ``Retry-After`` and ask
 turns the refusals into the load: 240 such clients on 2 cores sent about 6,000 requests a second,
 and the server and the clients spent the cores on refusals, not answers (goodput 0.17x of the
 16-client figure, against 0.97x with clients that wait as told). So the server remembers, per
-connection (client address and port), until when it asked that client to wait; a 429 for a client
-that asks again within that time is held back until then (at most ``max_hold`` seconds). A client
-that honours ``Retry-After`` never waits for its 429; one that does not is slowed to the pace it was
-asked for. Only refusals are held: an answer that fits the queue is never delayed. Behind a proxy that
+connection, until when it asked that client to wait; a 429 for a client that asks again on that
+connection within that time is held back until then (at most ``max_hold`` seconds). A client that
+honours ``Retry-After`` never waits for its 429; one that does not is slowed to the pace it was asked
+for. A new connection is never held, even from an address and port that were just told to wait: on
+loopback the kernel hands a closed connection's port to the next one at once, most often another
+client's. Only refusals are held: an answer that fits the queue is never delayed. Behind a proxy that
 pools its connections to the server, one connection carries many clients' requests: turn the hold
 off there (``--retry-after-hold 0``; the Ray host's replicas never hold).
 """
@@ -36,36 +38,39 @@ class Backoff:
                  sleep: Callable[[float], Awaitable[None]] = asyncio.sleep) -> None:
         self.max_hold = max_hold
         self.clock, self.sleep = clock, sleep
-        self.until: dict[Hashable, float] = {}  # insertion order is the order advice was given
+        # (host, port) -> (until when, the connection's scope["client"]); insertion order is the order advice was given
+        self.until: dict[Hashable, tuple[float, object]] = {}
 
     async def refuse(self, client: Iterable[Any] | None, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """Before a 429 goes to ``client``: wait out what is left of its last advice, then note the new one.
 
         ``client`` is the ASGI scope's ``client``: (host, port) of the connection, one client's on HTTP/1.1.
-        Never held: None (unknown) and port 0 (an address taken from a proxy's ``X-Forwarded-For``, which
-        may stand for many clients). ``headers`` are the 429's; their ``Retry-After`` is the new advice.
+        The ASGI server makes that object once per connection (uvicorn does), so the same object is the
+        same connection; an equal one from a new connection is not held. Never held either: None
+        (unknown) and port 0 (an address taken from a proxy's ``X-Forwarded-For``, which may stand for
+        many clients). ``headers`` are the 429's; their ``Retry-After`` is the new advice.
         """
         key = tuple(client or ())
         if len(key) != 2 or not key[1]:  # no address, or one a proxy forwarded (port 0): many clients may share it
             return
-        now = self.clock()
-        early = self.until.pop(key, now) - now
-        if early > 0:
+        until, connection = self.until.pop(key, (0.0, None))
+        early = until - self.clock()
+        if early > 0 and connection is client:
             metrics.HELD_REFUSALS.inc()
             await self.sleep(min(early, self.max_hold))
         wait = _retry_after(headers)
         if wait:
             self._forget_past()
-            self.until[key] = self.clock() + wait
+            self.until[key] = (self.clock() + wait, client)
 
     def _forget_past(self) -> None:
         """Drop advice that has run out (oldest first), and the oldest beyond MAX_CLIENTS."""
         now = self.clock()
         while self.until:
-            client, until = next(iter(self.until.items()))
+            key, (until, _) = next(iter(self.until.items()))
             if until > now and len(self.until) < MAX_CLIENTS:
                 return
-            del self.until[client]
+            del self.until[key]
 
 
 def _retry_after(headers: Iterable[tuple[bytes, bytes]]) -> float:
