@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")  # LitServe forks after tokenizers load
     multiprocess = args.host_kind in ("litserve", "ray")  # the engine runs in other processes
+    environ_before = os.environ.get("PROMETHEUS_MULTIPROC_DIR")
     metrics_dir, created = _prepare_metrics_dir(args.metrics_dir) if multiprocess else (None, False)
     _stop_on_sigterm()
     try:
@@ -125,7 +126,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if created and metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)
+        if metrics_dir is not None:  # called in-process (tests): later servers must not inherit a removed dir
+            _restore_env("PROMETHEUS_MULTIPROC_DIR", environ_before)
     return 0
+
+
+def _restore_env(name: str, value: str | None) -> None:
+    if value is None:
+        os.environ.pop(name, None)
+    else:
+        os.environ[name] = value
 
 
 if __name__ == "__main__":

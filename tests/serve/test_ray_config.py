@@ -32,3 +32,16 @@ def test_replicas_and_autoscaling_are_exclusive():
         ServeOptions(replicas=2, autoscaling={"max_replicas": 4})
     with pytest.raises(ValueError, match="exceeds max_replicas"):
         ServeOptions(autoscaling={"min_replicas": 5, "max_replicas": 4})
+
+
+def test_serve_called_in_process_leaves_no_metrics_dir_behind(monkeypatch, tmp_path):
+    """A server started later in the same process (or by it) must not inherit a removed metrics dir."""
+    import os
+
+    from serve.process import write_models
+
+    monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
+    monkeypatch.setitem(sys.modules, "ray", None)
+    config = write_models(tmp_path / "models.yaml", [{"name": "m", "source": str(tmp_path), "artifact": "nowhere"}])
+    assert main(["--config", str(config), "--ray", "--no-compress"]) == 2
+    assert "PROMETHEUS_MULTIPROC_DIR" not in os.environ
