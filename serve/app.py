@@ -12,7 +12,7 @@ as soon as the server starts draining, so a load balancer stops sending before i
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Hashable
 from typing import TYPE_CHECKING, Any, Literal
 
 from fastapi import FastAPI, Response, Security
@@ -114,7 +114,7 @@ def add_model_routes(app: FastAPI, engine: Engine, security: list) -> None:
 
 
 def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = lambda: False,
-              render: Callable[[], Awaitable[tuple[bytes, str]]] | None = None) -> FastAPI:
+              render: Callable[[], Awaitable[tuple[bytes, str]]] | None = None, clients: bool = True) -> FastAPI:
     """The FastAPI app serving ``engine``.
 
     Args:
@@ -122,6 +122,7 @@ def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = 
         settings: API key, body limit.
         closing: True while the server drains: responses then carry ``Connection: close``.
         render: the ``/metrics`` body and content type (default: this machine's, serve.metrics.render).
+        clients: whether a connection stands for one client (see :class:`serve.middleware.EdgeMiddleware`).
     """
     app = FastAPI(title="mlm-compress serve", version="2", description=(
         "Fill-mask, classification and embeddings over compressed artifacts. Errors: "
@@ -149,12 +150,12 @@ def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = 
     endpoints = frozenset(r.path for r in routes) | {"/metrics", "/v1/models", *PROBES}
     task_of = {r.path: r.task for r in routes}
 
-    def gate(path: str) -> ServeError | None:
+    def gate(path: str, client: Hashable | None) -> ServeError | None:
         task = task_of.get(path)
-        return engine.refusal(task) if task else None
+        return engine.refusal(task, client) if task else None
 
     app.add_middleware(TaskDispatch, routes=routes)  # inside the edge: after the key and body checks
     app.add_middleware(EdgeMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
                        endpoints=endpoints, closing=closing, gate=gate,
-                       retry_after_hold=settings.retry_after_hold)
+                       retry_after_hold=settings.retry_after_hold, clients=clients)
     return app

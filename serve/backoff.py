@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from typing import Any
 
 from serve import metrics
+from serve.clients import client_key
 
 MAX_CLIENTS = 10_000  # connections remembered at once (about 1.5 MB); the oldest advice is dropped beyond it
 
@@ -50,8 +51,8 @@ class Backoff:
         (unknown) and port 0 (an address taken from a proxy's ``X-Forwarded-For``, which may stand for
         many clients). ``headers`` are the 429's; their ``Retry-After`` is the new advice.
         """
-        key = tuple(client or ())
-        if len(key) != 2 or not key[1]:  # no address, or one a proxy forwarded (port 0): many clients may share it
+        key = client_key(client)
+        if key is None:  # no address, or one a proxy forwarded (port 0): many clients may share it
             return
         until, connection = self.until.pop(key, (0.0, None))
         early = until - self.clock()

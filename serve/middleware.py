@@ -13,11 +13,12 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable, MutableMapping
+from collections.abc import Awaitable, Callable, Hashable, MutableMapping
 from typing import Any
 
 from serve import metrics
 from serve.backoff import Backoff
+from serve.clients import client_key
 from serve.errors import STATUS, ServeError, error_body
 
 Scope = MutableMapping[str, Any]
@@ -46,17 +47,22 @@ class EdgeMiddleware:
         max_body_bytes: larger bodies are answered 413.
         endpoints: paths counted under their own label in the metrics (others count as "other").
         closing: True while the server drains (responses then close their connection).
-        gate: for a path, an error to answer at once without reading the request (a 429 when every
-            model behind the path is at capacity), or None to go on.
+        gate: for a path and a client (:func:`serve.clients.client_key`), an error to answer at once
+            without reading the request (a 429 when every model behind the path is at capacity), or None.
         retry_after_hold: the longest a 429 is held for a client that asked again before its last
             Retry-After ran out (0: never held).
+        clients: whether a connection stands for one client. It does for clients that connect
+            themselves; behind a proxy that pools its connections it does not (the Ray host's
+            replicas). When not, no 429 is held and no client gets the queue's kept share.
+            The client's key is in the scope's ``state["client"]`` for the app.
     """
 
     def __init__(self, app: ASGIApp, *, api_key: str | None, max_body_bytes: int, endpoints: frozenset[str],
                  closing: Callable[[], bool] = lambda: False,
-                 gate: Callable[[str], ServeError | None] = lambda path: None,
-                 retry_after_hold: float = 2.0) -> None:
+                 gate: Callable[[str, Hashable | None], ServeError | None] = lambda path, client: None,
+                 retry_after_hold: float = 2.0, clients: bool = True) -> None:
         self.app = app
+        self.clients = clients
         self.backoff = Backoff(retry_after_hold) if retry_after_hold > 0 else None
         self.api_key = api_key.encode() if api_key else None
         self.max_body_bytes = max_body_bytes
@@ -69,7 +75,8 @@ class EdgeMiddleware:
             await self.app(scope, receive, send)
             return
         rid = uuid.uuid4().hex[:16]
-        scope.setdefault("state", {})["request_id"] = rid
+        client = client_key(scope.get("client")) if self.clients else None
+        scope.setdefault("state", {}).update(request_id=rid, client=client)
         status = 500
         t0 = time.perf_counter()
 
@@ -77,7 +84,7 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status == 429 and self.backoff and not self.closing():
+                if status == 429 and self.backoff and client and not self.closing():
                     await self.backoff.refuse(scope.get("client"), message.get("headers", ()))
                 extra = [(b"x-request-id", rid.encode())]
                 if self.closing():
@@ -91,7 +98,7 @@ class EdgeMiddleware:
                 await send_error(send_with_id, "unauthorized", "missing or wrong API key; send the header "
                                  "Authorization: Bearer YOUR_KEY", ((b"www-authenticate", b"Bearer"),))
                 return
-            refusal = self.gate(path)
+            refusal = self.gate(path, client)
             if refusal is not None:
                 headers = tuple((k.lower().encode(), v.encode()) for k, v in refusal.headers.items())
                 await send_error(send_with_id, refusal.kind, refusal.message, headers)

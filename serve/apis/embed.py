@@ -14,7 +14,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis import Route
-from serve.apis.schemas import Inputs, ModelName, Text, Usage, as_list, check_texts, json_response, usage
+from serve.apis.schemas import Inputs, ModelName, Text, Usage, as_list, check_texts, client_of, json_response, usage
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
@@ -72,7 +72,7 @@ class OpenAIEmbeddingResponse(BaseModel):
 def routes(engine: Engine) -> list[Route]:
     async def embed(body: EmbedRequest, request: Request) -> Response:
         answer = await engine.infer("embedding", body.model, as_list(body.inputs), {"normalize": body.normalize},
-                                    path=request.scope["path"])
+                                    path=request.scope["path"], client=client_of(request))
         normalized = engine.models[answer.model].manifest.normalize if body.normalize is None else body.normalize
         response = EmbedResponse(model=answer.model, embeddings=[v.tolist() for v in answer.results],
                                  dimensions=len(answer.results[0]), normalized=normalized, usage=usage(answer.ids))
@@ -80,7 +80,7 @@ def routes(engine: Engine) -> list[Route]:
 
     async def embeddings(body: OpenAIEmbeddingRequest, request: Request) -> Response:
         answer = await engine.infer("embedding", body.model, as_list(body.input), {"normalize": None},
-                                    param="input", path=request.scope["path"])
+                                    param="input", path=request.scope["path"], client=client_of(request))
         size = len(answer.results[0])
         if body.dimensions is not None and body.dimensions != size:
             raise ServeError("invalid_request", f"model {answer.model!r} returns {size} dimensions; leave "

@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis import Route
-from serve.apis.schemas import Inputs, ModelName, Usage, as_list, json_response, usage
+from serve.apis.schemas import Inputs, ModelName, Usage, as_list, client_of, json_response, usage
 
 if TYPE_CHECKING:
     from serve.engine import Engine
@@ -44,7 +44,7 @@ class FillMaskResponse(BaseModel):
 def routes(engine: Engine) -> list[Route]:
     async def fill_mask(body: FillMaskRequest, request: Request) -> Response:
         answer = await engine.infer("fill-mask", body.model, as_list(body.inputs), {"top_k": body.top_k},
-                                    path=request.scope["path"])
+                                    path=request.scope["path"], client=client_of(request))
         response = FillMaskResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
         return json_response(response, answer.version)
 

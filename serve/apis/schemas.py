@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from collections.abc import Hashable
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, Field
 from starlette.responses import Response
+
+if TYPE_CHECKING:
+    from starlette.requests import Request
 
 Text = Annotated[str, Field(min_length=1)]
 
@@ -54,6 +58,11 @@ def usage(ids: list[list[int]]) -> Usage:
 
 def as_list(inputs: str | list[str]) -> list[str]:
     return [inputs] if isinstance(inputs, str) else list(inputs)
+
+
+def client_of(request: Request) -> Hashable | None:
+    """Who asks, for admission: the key serve.middleware.EdgeMiddleware put in the scope (None: unknown)."""
+    return request.scope.get("state", {}).get("client")
 
 
 VERSION_HEADER = "X-Model-Version"

@@ -29,6 +29,8 @@ from serve.engine.tokenize import TokenizeQueue
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
+
     from serve.models import ServedModel
 
 log = logging.getLogger("serve")
@@ -170,8 +172,8 @@ class Engine:
                          f"{', '.join(served)} (GET /v1/models)", "model")
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
-                    param: str = "inputs", path: str = "") -> Answer:
-        """Answer one request of ``task`` on model ``name``.
+                    param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:
+        """Answer one request of ``task`` on model ``name`` for ``client`` (who asks, for admission: None if unknown).
 
         Raises:
             ServeError: bad request (4xx), overloaded (429), not ready (503), timeout (504).
@@ -181,11 +183,12 @@ class Engine:
         if len(texts) > limit:
             raise ServeError("invalid_request", f"{param} has {len(texts)} items; model {view.name!r} takes at most "
                              f"{limit} per request: split them over several requests", param)
-        results, ids, version = await lane.submit(texts, params, param, head=view.head.name if view.head else None)
+        results, ids, version = await lane.submit(texts, params, param, head=view.head.name if view.head else None,
+                                                  client=client)
         return Answer(view.name, results, ids, version)
 
-    def refusal(self, task: str) -> ServeError | None:
-        """A 429 for a request to ``task`` when every model serving it is full, before the request is read.
+    def refusal(self, task: str, client: Hashable | None = None) -> ServeError | None:
+        """A 429 for ``client``'s request to ``task`` when every model serving it is full, before the request is read.
 
         Refusing at the edge keeps a 429 cheap (no body parsed, nothing tokenized) when clients outnumber
         capacity many times over.
@@ -194,9 +197,9 @@ class Engine:
             return None
         names = {v.spec.name for v in self.served().values() if v.task == task}
         lanes = [lane for name, lane in self.lanes.items() if name in names]
-        if not lanes or not all(lane.admission.full() for lane in lanes):
+        if not lanes or not all(lane.admission.full(client) for lane in lanes):
             return None
-        return lanes[0].refusal()
+        return lanes[0].refusal(client)
 
     async def reload_requested(self, name: str) -> str:
         """A reload asked for over the API (``POST /v1/models/{id}/reload``): :meth:`reload`, where a host

@@ -34,6 +34,7 @@ from serve.engine.tasks import TASKS
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
     from concurrent.futures import Executor
 
     from serve.backends import Backend
@@ -111,15 +112,16 @@ class Lane:
         self._started: list[float] = []  # when each running pass started (liveness); kept by the inference threads
         metrics.MODEL_INFO.labels(self.name, version.id).set(1)
 
-    async def submit(self, texts: list[str], params: dict[str, Any], param: str = "inputs", head: str | None = None
-                     ) -> tuple[list[Any], list[list[int]], str]:
+    async def submit(self, texts: list[str], params: dict[str, Any], param: str = "inputs", head: str | None = None,
+                     client: Hashable | None = None) -> tuple[list[Any], list[list[int]], str]:
         """Answer one request: (one result per text, token ids, version id); ``head``: which head of a
-        multi-head model (its requests share passes with the other heads').
+        multi-head model (its requests share passes with the other heads'); ``client``: who asks
+        (:func:`serve.clients.client_key`), for admission.
 
         Raises:
             ServeError: a bad request (4xx), or 429 when the queue is full, 504 past the timeout.
         """
-        self._admit(self.admission.reserve_request, self.name)
+        self._admit(self.admission.reserve_request, self.name, client)
         version = self.current
         version.enter()
         model = version.model.view(head)
@@ -151,12 +153,12 @@ class Lane:
         results = [task.result(model, t, s, r, params) for t, s, r in zip(texts, ids, rows, strict=True)]
         return results, ids, version.id
 
-    def refusal(self) -> ServeError | None:
-        """The 429 for a request turned away before it is read, when the queue is full; else None."""
-        if not self.admission.full():
+    def refusal(self, client: Hashable | None = None) -> ServeError | None:
+        """The 429 for a request of ``client`` turned away before it is read, when the queue is full; else None."""
+        if not self.admission.full(client):
             return None
         metrics.REJECTIONS.labels(self.name).inc()
-        return self.admission.refusal(self.name)
+        return self.admission.refusal(self.name, client=client)
 
     def _admit(self, reserve: Any, *args: Any) -> None:
         try:

@@ -46,6 +46,8 @@ from serve.errors import ServeError
 from serve.metrics import ENV_DIR
 
 if TYPE_CHECKING:
+    from collections.abc import Hashable
+
     from fastapi import FastAPI
 
     from serve.config import Settings
@@ -184,7 +186,8 @@ class RayEngine(Engine):
         return False, f"no running replica of {', '.join(idle)}" + (f" (Ray Serve: {said})" if said else "")
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
-                    param: str = "inputs", path: str = "") -> Answer:
+                    param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:
+        """The answer of the model's deployment; ``client`` is not used: each replica admits what Ray hands it."""
         from ray.serve.exceptions import BackPressureError
 
         address = self.choose(task, name, path)
@@ -198,7 +201,7 @@ class RayEngine(Engine):
             raise answer
         return answer
 
-    def refusal(self, task: str) -> ServeError | None:
+    def refusal(self, task: str, client: Hashable | None = None) -> ServeError | None:
         return None  # the model deployments' queues refuse (max_queued_requests), not the ingress
 
     def version(self, name: str) -> str:
@@ -252,17 +255,16 @@ def _push_metrics() -> asyncio.Task | None:
 
 
 def _app(engine: Engine, settings: Settings) -> FastAPI:
-    """The app a replica answers HTTP with; its /metrics is the board's on a cluster. Its 429s are never
-    held (serve/backoff.py): requests reach it over the ingress's connections, each shared by many clients."""
-    import dataclasses
-
+    """The app a replica answers HTTP with; its /metrics is the board's on a cluster. Requests reach it
+    over the ingress's connections, each shared by many clients: a connection is no one client, so no
+    429 is held (serve/backoff.py) and no client gets a full queue's kept share (serve/engine/admission.py)."""
     from ray import serve
 
     from serve.app import build_app
     from serve.hosts.ray_metrics import board_render, on_cluster
 
     render = board_render(serve.get_replica_context().app_name) if on_cluster() else None
-    return build_app(engine, dataclasses.replace(settings, retry_after_hold=0.0), render=render)
+    return build_app(engine, settings, render=render, clients=False)
 
 
 def _actor_options(cpus: float, env: dict[str, str]) -> dict[str, Any]:

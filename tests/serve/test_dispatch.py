@@ -24,7 +24,7 @@ class StubEngine:
         self.calls = 0
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
-                    param: str = "inputs", path: str = "") -> Answer:
+                    param: str = "inputs", path: str = "", client: Any = None) -> Answer:
         self.calls += 1
         if name == "gone":
             raise ServeError("model_not_found", f"model {name!r} is not served at {path}", "model")
@@ -33,7 +33,7 @@ class StubEngine:
         vectors = [np.full(4, i + 1, dtype=np.float32) for i in range(len(texts))]
         return Answer(name or "minilm", vectors, [[101, 7, 102]] * len(texts), "abc123def456")
 
-    def refusal(self, task: str) -> None:
+    def refusal(self, task: str, client: Any = None) -> None:
         return None
 
     def served(self) -> dict[str, Any]:

@@ -51,3 +51,65 @@ def test_retry_after_grows_with_the_clients_turned_away():
         a.refusal("m")
     later = int(a.refusal("m").headers["Retry-After"])
     assert first == 1 and later >= 4 and a.rejected == 42
+
+
+class Clock:
+    """time.monotonic for the admission module, moved by the test."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def monotonic(self) -> float:
+        return self.now
+
+
+def test_while_refusing_the_last_third_waits_for_clients_that_come_back_when_told(monkeypatch):
+    from serve.engine import admission
+
+    clock = Clock()
+    monkeypatch.setattr(admission, "time", clock)
+    a = Admission(max_requests=6, max_tokens=10_000)
+    for i in range(6):  # nothing refused yet: the whole queue is anyone's
+        a.reserve_request("m", ("10.0.0.1", i))
+    with pytest.raises(ServeError):
+        a.reserve_request("m", ("10.0.0.2", 1))  # told to come back in Retry-After (1 s)
+    for _ in range(3):
+        a.release(0)
+    clock.now += 0.5
+    a.reserve_request("m", ("10.0.0.3", 1))  # 4 of 6 queued: what a new client may fill while refusing
+    with pytest.raises(ServeError) as exc:
+        a.reserve_request("m", ("10.0.0.3", 2))
+    assert "max_queue_requests 6, of which the last 2 wait for clients coming back when told" in exc.value.message
+    assert a.full(("10.0.0.2", 1)) and a.full(None)  # the first refused client is not due yet
+    clock.now += 0.6
+    assert not a.full(("10.0.0.2", 1)) and a.full(("10.0.0.4", 1))
+    a.reserve_request("m", ("10.0.0.2", 1))  # back when told: it takes the kept share
+    assert a.requests == 5 and ("10.0.0.2", 1) not in a.told
+    with pytest.raises(ServeError):  # once in, it is a client like any other
+        a.reserve_request("m", ("10.0.0.2", 1))
+    with pytest.raises(ServeError):
+        a.reserve_request("m", ("10.0.0.5", 1))
+    clock.now += 60  # no refusal for longer than the last Retry-After: the whole queue is anyone's again
+    a.reserve_request("m", ("10.0.0.9", 1))
+    assert a.requests == 6
+
+
+def test_a_client_back_early_gets_no_kept_share_and_the_clients_told_are_bounded(monkeypatch):
+    from serve.engine import admission
+
+    clock = Clock()
+    monkeypatch.setattr(admission, "time", clock)
+    monkeypatch.setattr(admission, "MAX_TOLD", 3)
+    a = Admission(max_requests=3, max_tokens=10_000)
+    for i in range(3):
+        a.reserve_request("m", ("h", i))
+    with pytest.raises(ServeError):
+        a.reserve_request("m", ("early", 1))
+    a.release(0)
+    clock.now += 0.5
+    with pytest.raises(ServeError):  # 2 of 3 queued, the last place kept, and it is not due
+        a.reserve_request("m", ("early", 1))
+    assert a.told[("early", 1)] == clock.now + 1  # and told again, from now
+    for i in range(4):
+        a.refusal("m", client=("other", i))
+    assert list(a.told) == [("other", 1), ("other", 2), ("other", 3)]
