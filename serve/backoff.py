@@ -19,10 +19,8 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Hashable, Iterable
-from typing import Any
 
 from serve import metrics
-from serve.clients import client_key
 
 MAX_CLIENTS = 10_000  # connections remembered at once (about 1.5 MB); the oldest advice is dropped beyond it
 
@@ -42,17 +40,16 @@ class Backoff:
         # (host, port) -> (until when, the connection's scope["client"]); insertion order is the order advice was given
         self.until: dict[Hashable, tuple[float, object]] = {}
 
-    async def refuse(self, client: Iterable[Any] | None, headers: Iterable[tuple[bytes, bytes]]) -> None:
+    async def refuse(self, key: Hashable | None, client: object, headers: Iterable[tuple[bytes, bytes]]) -> None:
         """Before a 429 goes to ``client``: wait out what is left of its last advice, then note the new one.
 
-        ``client`` is the ASGI scope's ``client``: (host, port) of the connection, one client's on HTTP/1.1.
-        The ASGI server makes that object once per connection (uvicorn does), so the same object is the
-        same connection; an equal one from a new connection is not held. Never held either: None
-        (unknown) and port 0 (an address taken from a proxy's ``X-Forwarded-For``, which may stand for
-        many clients). ``headers`` are the 429's; their ``Retry-After`` is the new advice.
+        ``key`` is the client's :func:`serve.clients.client_key`; None (unknown, or an address a proxy
+        forwarded, which may stand for many clients) is never held. ``client`` is the ASGI scope's
+        ``client`` itself: the ASGI server makes that object once per connection (uvicorn does), so the
+        same object is the same connection, and an equal one from a new connection is not held.
+        ``headers`` are the 429's; their ``Retry-After`` is the new advice.
         """
-        key = client_key(client)
-        if key is None:  # no address, or one a proxy forwarded (port 0): many clients may share it
+        if key is None:
             return
         until, connection = self.until.pop(key, (0.0, None))
         early = until - self.clock()

@@ -84,8 +84,8 @@ class EdgeMiddleware:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
-                if status == 429 and self.backoff and client and not self.closing():
-                    await self.backoff.refuse(scope.get("client"), message.get("headers", ()))
+                if status == 429 and self.backoff and not self.closing():
+                    await self.backoff.refuse(client, scope.get("client"), message.get("headers", ()))
                 extra = [(b"x-request-id", rid.encode())]
                 if self.closing():
                     extra.append((b"connection", b"close"))

@@ -60,9 +60,10 @@ class Admission:
     def limit(self, client: Hashable | None) -> int:
         """The requests ``client``'s request may find queued: ``max_requests``, less the share kept for
         clients that come back when told while requests are being refused, unless it is one of them."""
-        if client is not None and self.told.get(client, math.inf) <= time.monotonic():
+        now = time.monotonic()
+        if client is not None and self.told.get(client, math.inf) <= now:
             return self.max_requests
-        if self.refused and self.refused[-1] > time.monotonic() - self.window:
+        if self.refused and self.refused[-1] > now - self.window:
             return self.max_requests - self.max_requests // KEPT_SHARE
         return self.max_requests
 
@@ -111,9 +112,9 @@ class Admission:
 
     def refusal(self, model: str, why: str | None = None, client: Hashable | None = None) -> ServeError:
         """The 429 for a request of ``client`` that does not fit, counted as a rejection."""
-        why = why or f"{self.requests} requests are queued (max_queue_requests {self.max_requests}" + (
-            f", of which the last {self.max_requests // KEPT_SHARE} wait for clients coming back when told)"
-            if self.requests < self.max_requests else ")")
+        kept = (f", of which the last {self.max_requests // KEPT_SHARE} wait for clients coming back when told"
+                if self.requests < self.max_requests else "")
+        why = why or f"{self.requests} requests are queued (max_queue_requests {self.max_requests}{kept})"
         self.rejected += 1
         wait = self.retry_after()
         now = time.monotonic()

@@ -8,6 +8,7 @@ from typing import Any
 from prometheus_client import REGISTRY
 
 from serve.backoff import MAX_CLIENTS, Backoff
+from serve.clients import client_key
 from serve.middleware import EdgeMiddleware
 
 
@@ -36,10 +37,11 @@ def _conn(host: str, port: int) -> tuple[str, int]:
 
 
 def _refuse(backoff: Backoff, client: Any, retry_after: str | None = "1") -> None:
+    """A 429 to the connection ``client`` (the scope's ``client``), keyed as the edge keys it."""
     headers = [(b"content-type", b"application/json")]
     if retry_after:
         headers.append((b"Retry-After", retry_after.encode()))
-    asyncio.run(backoff.refuse(client, headers))
+    asyncio.run(backoff.refuse(client_key(client), client, headers))
 
 
 def test_only_a_client_that_comes_back_early_waits_and_only_for_the_rest_of_its_advice():
