@@ -5,10 +5,11 @@ requests then ask for that head's task; each artifact made with its recipe when 
 is started and measured in this order:
 
 1. **Rounds** (``--rounds``), each: the same artifact in-process on the same texts (sorted by length,
-   tokenization included, at batch 1, 8 and 32: the best is the figure), then one load run per
-   ``--concurrency`` level: closed-loop keep-alive clients, one input per request, that wait the
-   ``Retry-After`` of a 429 before their next request (with ``--ignore-retry-after`` they ask again at
-   once, as a naive client or load tool does; the server then holds their 429s). The first level
+   tokenization included, at batch 1, 8 and 32; with the server's session settings, one pass at a time
+   and as many at once as its streams, and in a plain onnxruntime session: the best is the figure), then
+   one load run per ``--concurrency`` level: closed-loop keep-alive clients, one input per request,
+   that wait the ``Retry-After`` of a 429 before their next request (with ``--ignore-retry-after`` they
+   ask again at once, as a naive client or load tool does; the server then holds their 429s). The first level
    sends ``--requests``; the others run for as long as it took, so their goodput compares like for
    like. In-process and HTTP alternate, so other load on the machine hits both alike; every figure is
    the median over the rounds.
@@ -28,9 +29,9 @@ get anarci germline V genes (fill-mask: one residue masked at random). Outputs: 
 ``proxy`` with ``host_kind`` ray, else null), ``ignore_retry_after``, ``seconds``, ``timed_out``, and
 ``models``: one entry per model with ``model``, ``task``, ``endpoint``, ``artifact``, ``method``,
 ``texts`` (count, mean and p95 tokens), ``server_start_s``, ``in_process`` {``per_s``, ``batch_size``,
-``streams``, ``by_batch`` {``BATCH`` or ``BATCHxSTREAMS``: per_s}}, ``levels`` (one per concurrency, the
-median over rounds of :data:`LEVEL_KEYS`, plus ``rounds``: the per-round values), ``soak``, ``swap`` and
-``drain`` when run.
+``streams``, ``plain``, ``by_batch`` {``BATCH``, ``BATCHxSTREAMS`` or ``BATCH plain``: per_s}}, ``levels``
+(one per concurrency, the median over rounds of :data:`LEVEL_KEYS`, plus ``rounds``: the per-round
+values), ``soak``, ``swap`` and ``drain`` when run.
 """
 
 from __future__ import annotations
@@ -186,17 +187,20 @@ def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[s
 
 def _in_process(artifact: Path, texts: list[str], threads: int, seconds: float, streams: int | None
                 ) -> dict[str, Any]:
-    """The artifact run directly on the texts sorted by length, at each batch size, one pass at a time and
-    as many at once as the server runs (``streams``; default 2 on 2+ threads); the best is the figure."""
+    """The artifact run directly on the texts sorted by length, at each batch size: one pass at a time and
+    as many at once as the server runs (``streams``; default 2 on 2+ threads), with the server's session
+    settings, and one pass at a time in a plain session (onnxruntime's defaults: ``B plain``); the best
+    is the figure."""
     from serve.loadtest import in_process_throughput
 
     ordered = sorted(texts, key=len)
-    runs: dict[str, dict[str, int | float]] = {}
-    for s in sorted({1, streams or min(2, threads)}):
+    runs: dict[str, dict[str, Any]] = {}
+    for s, plain in [*((s, False) for s in sorted({1, streams or min(2, threads)})), (1, True)]:
         for bs in IN_PROCESS_BATCHES:
             per_s = in_process_throughput(str(artifact), ordered, batch_size=bs, threads=threads, seconds=seconds,
-                                          streams=s)
-            runs[str(bs) if s == 1 else f"{bs}x{s}"] = {"per_s": per_s, "batch_size": bs, "streams": s}
+                                          streams=s, plain=plain)
+            key = f"{bs} plain" if plain else str(bs) if s == 1 else f"{bs}x{s}"
+            runs[key] = {"per_s": per_s, "batch_size": bs, "streams": s, "plain": plain}
     best = max(runs.values(), key=lambda r: r["per_s"])
     return {**best, "by_batch": {k: r["per_s"] for k, r in runs.items()}}
 
@@ -260,6 +264,7 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
                         f"{rounds[-1][clients]['rejected']} refused (429)")
             out["in_process"] = {"per_s": statistics.median(r["per_s"] for r in inproc),
                                  "batch_size": inproc[-1]["batch_size"], "streams": inproc[-1]["streams"],
+                                 "plain": inproc[-1]["plain"],
                                  "by_batch": inproc[-1]["by_batch"],
                                  "rounds": inproc}
             out["levels"] = _median_levels(rounds, inproc)

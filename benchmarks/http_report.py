@@ -78,9 +78,9 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{t['count']} texts, {t['mean_tokens']:.0f} tokens mean, p95 {t['p95_tokens']}; one text per "
                   f"request, clients {ask_again}. In-process (same artifact, texts sorted by length, "
                   f"tokenization included): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}, "
-                  f"{ip.get('streams', 1)} at once; "
+                  f"{ip.get('streams', 1)} at once{', plain session' if ip.get('plain') else ''}; "
                   + ", ".join(f"batch {b}: {v:.1f}" for b, v in ip["by_batch"].items()) + "; BxS: S batches at "
-                  "once).", "",
+                  "once; B plain: one at a time in a session with onnxruntime's defaults).", "",
                   "| clients | answered/s | ÷ in-process | p50 ms | p99 ms | 429s | 429 p99 ms | 5xx | formed batch | "
                   "pass size | server CPU ms/answer | RSS MB |",
                   "|---|---|---|---|---|---|---|---|---|---|---|---|"]

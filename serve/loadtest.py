@@ -18,8 +18,13 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from pathlib import Path
+
+    import onnxruntime as ort
 
 
 class HttpClient:
@@ -232,11 +237,13 @@ def closed_loop_until_refused(url: str, path: str, make_body: Callable[[int], An
 
 
 def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 32, threads: int | None = None,
-                          seconds: float = 10.0, streams: int = 1) -> float:
+                          seconds: float = 10.0, streams: int = 1, plain: bool = False) -> float:
     """Inputs per second of the artifact run directly, text in, outputs out: tokenize, pad, run.
 
     Same session settings as the server's onnxruntime backend; batches of ``batch_size``, ``streams`` of
-    them at once, each on ``threads / streams`` intra-op threads, as the server runs its passes.
+    them at once, each on ``threads / streams`` intra-op threads, as the server runs its passes. With
+    ``plain``, onnxruntime's own defaults instead (spin-waiting threads, memory arena), as a user's
+    script gets them; only the thread count is set.
     """
     from concurrent.futures import ThreadPoolExecutor
 
@@ -247,7 +254,8 @@ def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 
 
     art = load_artifact(artifact)
     tok, max_len = art.tokenizer(), art.manifest.tokenizer.max_length
-    session = make_session(art.graph_path, "cpu", max(1, (threads or default_threads()) // streams))
+    per_stream = max(1, (threads or default_threads()) // streams)
+    session = _plain_session(art.graph_path, per_stream) if plain else make_session(art.graph_path, "cpu", per_stream)
     names = [i.name for i in session.get_inputs()]
 
     def run(batch: list[str]) -> int:
@@ -262,6 +270,15 @@ def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 
         while time.perf_counter() - t0 < seconds:
             n += sum(pool.map(run, batches))
     return n / (time.perf_counter() - t0)
+
+
+def _plain_session(path: Path, threads: int) -> ort.InferenceSession:
+    """An onnxruntime session with the library's defaults but for the thread count."""
+    import onnxruntime as ort
+
+    opts = ort.SessionOptions()
+    opts.intra_op_num_threads = threads
+    return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
 
 
 def _sentences(n: int) -> list[str]:
