@@ -29,9 +29,9 @@ get anarci germline V genes (fill-mask: one residue masked at random). Outputs: 
 ``proxy`` with ``host_kind`` ray, else null), ``ignore_retry_after``, ``seconds``, ``timed_out``, and
 ``models``: one entry per model with ``model``, ``task``, ``endpoint``, ``artifact``, ``method``,
 ``texts`` (count, mean and p95 tokens), ``server_start_s``, ``in_process`` {``per_s``, ``batch_size``,
-``streams``, ``plain``, ``by_batch`` {``BATCH``, ``BATCHxSTREAMS`` or ``BATCH plain``: per_s}}, ``levels``
-(one per concurrency, the median over rounds of :data:`LEVEL_KEYS`, plus ``rounds``: the per-round
-values), ``soak``, ``swap`` and ``drain`` when run.
+``streams``, ``plain``, ``plain_per_s`` (the best plain session), ``by_batch`` {``BATCH``,
+``BATCHxSTREAMS`` or ``BATCH plain``: per_s}}, ``levels`` (one per concurrency, the median over rounds
+of :data:`LEVEL_KEYS`, plus ``rounds``: the per-round values), ``soak``, ``swap`` and ``drain`` when run.
 """
 
 from __future__ import annotations
@@ -51,9 +51,10 @@ if TYPE_CHECKING:
 
 ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "classification": "/v1/classify"}
 IN_PROCESS_BATCHES = (1, 8, 32)
+# vs_in_process: throughput / the best in-process run of all; vs_plain: / the best plain session's
 # server_cpu_ms_per_request: server CPU time over the run / requests answered 200 (429s included in the cost)
 # probe_*: one client in a process of its own during the levels after the first (its 429s' timing)
-LEVEL_KEYS = ("requests", "throughput", "vs_in_process", "ok_p50_ms", "ok_p99_ms", "p99_ms", "rejected",
+LEVEL_KEYS = ("requests", "throughput", "vs_in_process", "vs_plain", "ok_p50_ms", "ok_p99_ms", "p99_ms", "rejected",
               "rejected_p50_ms", "rejected_p99_ms", "probe_rejected", "probe_rejected_p99_ms", "server_errors",
               "errors", "formed_batch", "pass_size",
               "server_cpu_ms_per_request", "client_cpu_s", "rss_before_bytes", "rss_after_bytes", "seconds")
@@ -202,7 +203,8 @@ def _in_process(artifact: Path, texts: list[str], threads: int, seconds: float, 
             key = f"{bs} plain" if plain else str(bs) if s == 1 else f"{bs}x{s}"
             runs[key] = {"per_s": per_s, "batch_size": bs, "streams": s, "plain": plain}
     best = max(runs.values(), key=lambda r: r["per_s"])
-    return {**best, "by_batch": {k: r["per_s"] for k, r in runs.items()}}
+    plain_per_s = max(r["per_s"] for r in runs.values() if r["plain"])
+    return {**best, "plain_per_s": plain_per_s, "by_batch": {k: r["per_s"] for k, r in runs.items()}}
 
 
 def _median_levels(rounds: list[dict[int, dict[str, Any]]], inproc: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -211,6 +213,7 @@ def _median_levels(rounds: list[dict[int, dict[str, Any]]], inproc: list[dict[st
         per_round = [r[clients] for r in rounds]
         for r, ip in zip(per_round, inproc, strict=True):
             r["vs_in_process"] = r["throughput"] / ip["per_s"] if ip["per_s"] else 0.0
+            r["vs_plain"] = r["throughput"] / ip["plain_per_s"] if ip["plain_per_s"] else 0.0
         levels.append({"clients": clients, **{k: statistics.median(r[k] for r in per_round) for k in LEVEL_KEYS},
                        "statuses": per_round[-1]["statuses"], "rounds": per_round})
     return levels
@@ -265,6 +268,7 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
             out["in_process"] = {"per_s": statistics.median(r["per_s"] for r in inproc),
                                  "batch_size": inproc[-1]["batch_size"], "streams": inproc[-1]["streams"],
                                  "plain": inproc[-1]["plain"],
+                                 "plain_per_s": statistics.median(r["plain_per_s"] for r in inproc),
                                  "by_batch": inproc[-1]["by_batch"],
                                  "rounds": inproc}
             out["levels"] = _median_levels(rounds, inproc)

@@ -56,11 +56,13 @@ def test_http_benchmark_end_to_end(tiny_catalog, tmp_path, capsys):
     assert set(ip["by_batch"]) == {"1", "8", "32", "1 plain", "8 plain", "32 plain"}
     best = max(ip["by_batch"], key=ip["by_batch"].get)
     assert ip["per_s"] == ip["by_batch"][best] > 0 and ip["plain"] == best.endswith(" plain")
+    assert ip["plain_per_s"] == max(v for k, v in ip["by_batch"].items() if k.endswith(" plain"))
     assert [lv["clients"] for lv in m["levels"]] == [2, 8] and m["levels"][0]["requests"] == 40
     for lv in m["levels"]:
         assert set(LEVEL_KEYS) <= set(lv) and lv["requests"] >= 1 and lv["server_errors"] == 0
         assert set(lv["statuses"]) <= {"200", "429"} and lv["throughput"] > 0
         assert lv["vs_in_process"] == pytest.approx(lv["throughput"] / ip["per_s"])
+        assert lv["vs_plain"] == pytest.approx(lv["throughput"] / ip["plain_per_s"])
         assert 1 <= lv["pass_size"] <= lv["formed_batch"] <= 8 and lv["server_cpu_ms_per_request"] > 0
         assert lv["rss_after_bytes"] > 50e6
     d = m["drain"]
@@ -96,7 +98,8 @@ def test_held_429s_are_shown_not_judged_when_the_clients_ignore_retry_after():
     from benchmarks.http_report import checks
 
     def level(clients: int, throughput: float, ok_p99: float, refused_p99: float) -> dict:
-        return {"clients": clients, "throughput": throughput, "vs_in_process": throughput / 250, "ok_p99_ms": ok_p99,
+        return {"clients": clients, "throughput": throughput, "vs_in_process": throughput / 250,
+                "vs_plain": throughput / 200, "ok_p99_ms": ok_p99,
                 "rss_before_bytes": 600e6, "rss_after_bytes": 603e6, "probe_rejected": 5,
                 "probe_rejected_p99_ms": refused_p99, "rejected_p99_ms": refused_p99, "server_errors": 0}
 
@@ -107,6 +110,16 @@ def test_held_429s_are_shown_not_judged_when_the_clients_ignore_retry_after():
     assert impatient.endswith("✔") and "429 p99 2000 ms (held: the clients ignore Retry-After)" in impatient
     model["levels"][1]["throughput"] = 200.0  # goodput 0.83x is judged either way
     assert checks(model, patient=False)[1].endswith("✗")
+
+
+def test_the_16_client_line_is_judged_against_a_plain_session_and_shows_the_best_run_of_all():
+    from benchmarks.http_report import checks
+
+    base = {"clients": 16, "throughput": 180.0, "vs_in_process": 0.86, "vs_plain": 0.95}
+    [line] = checks({"levels": [base]})
+    assert "plain session at its best batch: 0.95 (target ≥ 0.9) ✔" in line and line.endswith("streams at once): 0.86")
+    [line] = checks({"levels": [{**base, "vs_plain": 0.89}]})
+    assert "0.89 (target ≥ 0.9) ✗" in line
 
 
 def test_a_head_of_a_model_is_measured_with_its_own_task(tiny_catalog):
