@@ -196,7 +196,8 @@ def _in_process(artifact: Path, texts: list[str], threads: int, seconds: float, 
 
     ordered = sorted(texts, key=len)
     runs: dict[str, dict[str, Any]] = {}
-    for s, plain in [*((s, False) for s in sorted({1, streams or min(2, threads)})), (1, True)]:
+    configs = [(s, False) for s in sorted({1, streams or min(2, threads)})] + [(1, True)]  # (streams, plain)
+    for s, plain in configs:
         for bs in IN_PROCESS_BATCHES:
             per_s = in_process_throughput(str(artifact), ordered, batch_size=bs, threads=threads, seconds=seconds,
                                           streams=s, plain=plain)

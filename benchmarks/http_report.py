@@ -13,8 +13,8 @@ TARGETS = {"vs_in_process_16": 0.9, "goodput_ratio": 0.95, "rejected_p99_ms": 50
 
 def _row(lv: dict[str, Any]) -> str:
     return (f"| {lv['clients']} | {lv['throughput']:.1f} | {lv['vs_plain']:.2f} | {lv['vs_in_process']:.2f} | "
-            f"{lv['ok_p50_ms']:.0f} | "
-            f"{lv['ok_p99_ms']:.0f} | {lv['rejected']:.0f} | {lv['rejected_p99_ms']:.0f} | {lv['server_errors']:.0f} | "
+            f"{lv['ok_p50_ms']:.0f} | {lv['ok_p99_ms']:.0f} | {lv['rejected']:.0f} | {lv['rejected_p99_ms']:.0f} | "
+            f"{lv['server_errors']:.0f} | "
             f"{lv['formed_batch']:.1f} | {lv['pass_size']:.1f} | {lv['server_cpu_ms_per_request']:.1f} | "
             f"{lv['rss_before_bytes'] / 1e6:.0f} → {lv['rss_after_bytes'] / 1e6:.0f} |")
 
@@ -80,7 +80,7 @@ def markdown(report: dict[str, Any]) -> str:
                   f"{t['count']} texts, {t['mean_tokens']:.0f} tokens mean, p95 {t['p95_tokens']}; one text per "
                   f"request, clients {ask_again}. In-process (same artifact, texts sorted by length, "
                   f"tokenization included): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}, "
-                  f"{ip.get('streams', 1)} at once{', plain session' if ip.get('plain') else ''}; "
+                  f"{ip.get('streams', 1)} at once{', plain session' if ip['plain'] else ''}; "
                   + ", ".join(f"batch {b}: {v:.1f}" for b, v in ip["by_batch"].items()) + "; BxS: S batches at "
                   "once; B plain: one at a time in a session with onnxruntime's defaults). A plain session at its "
                   f"best batch: **{ip['plain_per_s']:.1f}/s**.", "",
