@@ -88,9 +88,49 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--force", action="store_true", help="replace an existing --out")
     ad.add_argument("--models", default="models.yaml", help="models.yaml to look names up in")
 
+    _train_parser(sub)
+
     show = sub.add_parser("show", help="print an artifact's report")
     show.add_argument("artifact", type=Path)
     return p
+
+
+def _train_parser(sub: Any) -> None:
+    tr = sub.add_parser("train", help="fine-tune task heads on one shared encoder, into a model dir")
+    tr.add_argument("model", help="model dir (also one `compress train` wrote), weights file, models.yaml name "
+                    "or hub id")
+    tr.add_argument("--task", dest="tasks", action="append", required=True, metavar="NAME:KIND:FILE",
+                    help="a head to train: KIND is classification, token-classification, embedding, rerank or mlm "
+                    "(mlm's FILE may be auto); FILE is JSONL, CSV/TSV with a header, or text; repeat for several")
+    tr.add_argument("--held-out", action="append", default=[], metavar="NAME=FILE",
+                    help="task NAME's held-out examples (default: 10%% of its file, never trained on)")
+    tr.add_argument("--weight", action="append", default=[], metavar="NAME=W", help="task NAME's loss weight (1)")
+    tr.add_argument("--labels", action="append", default=[], metavar="NAME=A,B,…",
+                    help="task NAME's class names in output order (default: sorted as found)")
+    tr.add_argument("--keep-heads", default="", metavar="A,B",
+                    help="heads the model has (e.g. species,chain, or embedding for a sentence embedder's output) "
+                    "kept where they were: the original's outputs on the training texts are soft targets")
+    tr.add_argument("--freeze-heads", default="", metavar="A,B", help="heads whose weights are not trained")
+    tr.add_argument("--freeze-encoder", action="store_true", help="train the new heads only")
+    tr.add_argument("--sampling", choices=("proportional", "uniform", "temperature"),
+                    help="which task a step trains (default proportional to its examples)")
+    tr.add_argument("--temperature", type=float, help="for --sampling temperature: size ** (1/T) (default 2)")
+    tr.add_argument("--steps", type=int, help="optimizer steps (default: one pass over the data, at least 100)")
+    tr.add_argument("--batch-size", type=int, help="examples per step (default 16)")
+    tr.add_argument("--lr", type=float, help="peak learning rate of the encoder (default 5e-5)")
+    tr.add_argument("--head-lr", type=float, help="peak learning rate of new heads (default 1e-3)")
+    tr.add_argument("--max-length", type=int, help="tokens per input (default 256)")
+    tr.add_argument("--label-all-tokens", action="store_true", help="token-classification: label every "
+                    "sub-token of a word, not only the first")
+    tr.add_argument("--negatives", type=int, help="rerank: irrelevant passages per query a step (default 3; mined "
+                    "with BM25 when the file gives none)")
+    tr.add_argument("--eval-every", type=int, help="steps between held-out scores (default 50)")
+    tr.add_argument("--seed", type=int, help="of the split, the batches and the masks (default 0)")
+    tr.add_argument("--checkpoint", help="checkpoint file; an interrupted run resumes from it (default: beside --out)")
+    tr.add_argument("--out", type=Path, required=True, help="model directory to write")
+    tr.add_argument("--force", action="store_true", help="replace an existing --out")
+    tr.add_argument("--models", default="models.yaml", help="models.yaml to look names up in")
+    tr.add_argument("--trust-pickle", action="store_true", help="allow a pickled module as the source (runs code)")
 
 
 def _default_name(spec: str) -> str:
@@ -199,6 +239,60 @@ def _adapt(args: argparse.Namespace) -> None:
     print(f"wrote {args.out} (report: {args.out / 'adapt_report.md'})", file=sys.stderr)
 
 
+def _per_task(values: list[str], flag: str) -> dict[str, str]:
+    """``--flag NAME=VALUE`` repeated -> {NAME: VALUE}."""
+    pairs = {}
+    for v in values:
+        name, sep, value = v.partition("=")
+        if not sep or not name or not value:
+            raise CompressError(f"{flag} {v!r}: write NAME=VALUE, NAME being a --task's name")
+        pairs[name] = value
+    return pairs
+
+
+def _train_options(args: argparse.Namespace) -> Any:
+    from pydantic import ValidationError
+
+    from compress.train import TaskSpec, TrainOptions
+
+    tasks = [TaskSpec.parse(t) for t in args.tasks]
+    names = {t.name for t in tasks}
+    extra: dict[str, dict[str, Any]] = {
+        "held_out": _per_task(args.held_out, "--held-out"), "weight": _per_task(args.weight, "--weight"),
+             "labels": {k: v.split(",") for k, v in _per_task(args.labels, "--labels").items()}}
+    for field, given in extra.items():
+        for name in set(given) - names:
+            raise CompressError(f"--{field.replace('_', '-')} {name}=…: no --task is named {name!r}")
+    given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
+             "max_length": args.max_length, "negatives": args.negatives, "eval_every": args.eval_every,
+             "seed": args.seed, "checkpoint": args.checkpoint, "sampling": args.sampling,
+             "temperature": args.temperature}
+    try:
+        tasks = [t.model_copy(update={k: v[t.name] for k, v in extra.items() if t.name in v}) for t in tasks]
+        return TrainOptions.model_validate({
+            "tasks": [t.model_dump() for t in tasks], "label_all_tokens": args.label_all_tokens,
+            "keep_heads": [h for h in args.keep_heads.split(",") if h],
+            "freeze_heads": [h for h in args.freeze_heads.split(",") if h], "freeze_encoder": args.freeze_encoder,
+            **{k: v for k, v in given.items() if v is not None}})
+    except (ValidationError, ValueError) as e:
+        errors = e.errors() if isinstance(e, ValidationError) else [{"loc": (), "msg": str(e)}]
+        raise CompressError("; ".join(f"{'.'.join(map(str, x['loc'])) or 'options'}: {x['msg']}"
+                                      for x in errors)) from None
+
+
+def _train(args: argparse.Namespace) -> None:
+    from compress.train import train_model
+
+    opts = _train_options(args)
+    try:
+        train_model(args.model, args.out, opts, force=args.force, models=args.models, trust_pickle=args.trust_pickle,
+                    progress=_say, command="compress " + " ".join(shlex.quote(a) for a in sys.argv[1:]))
+    except KeyboardInterrupt:
+        _say("the last checkpoint is kept: rerun the same command to resume from it")
+        raise
+    print(f"wrote {args.out} (report: {args.out / 'train_report.md'})", file=sys.stderr)
+
+
 def _say(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
@@ -217,6 +311,8 @@ def main(argv: list[str] | None = None) -> int:
             _run(args)
         elif args.command == "adapt":
             _adapt(args)
+        elif args.command == "train":
+            _train(args)
         elif args.command == "show":
             from compress.artifact import read_manifest
 

@@ -41,6 +41,7 @@ class SourceInfo:
     sha256: str | None
     bytes: int
     adaptation: dict[str, Any] | None = None  # adaptation.json of a `compress adapt` output directory
+    training: dict[str, Any] | None = None  # training.json of a `compress train` output directory
 
 
 @dataclass

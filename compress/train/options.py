@@ -1,0 +1,137 @@
+"""What `compress train` does, typed and checked once: the tasks, the heads kept, the schedule."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from compress import CompressError
+from compress.train.examples import KINDS, Kind
+
+NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+AUTO = "auto"  # mlm: the packaged in-domain texts that fit the vocabulary (as `compress adapt`'s replay)
+
+
+class TaskSpec(BaseModel):
+    """One task: a head named ``name`` of ``kind``, trained on ``data`` and scored on ``held_out``.
+
+    Args:
+        name: the head's name (in the artifact: ``NAME_logits``, served as ``MODEL:NAME``).
+        kind: classification, token-classification, embedding, rerank or mlm.
+        data: the training file (JSONL, CSV/TSV, text); for mlm also ``auto``.
+        held_out: examples to score on, never trained on (None: a fixed ``held_out_fraction`` of ``data``).
+        weight: the task's loss weight.
+        labels: class names in output order (default: sorted as found in ``data``).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    name: str = Field(pattern=NAME)
+    kind: Kind
+    data: str
+    held_out: str | None = None
+    weight: float = Field(1.0, gt=0)
+    labels: list[str] | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> TaskSpec:
+        """``NAME:KIND:FILE`` (mlm: ``NAME:mlm`` alone means ``auto``).
+
+        Raises:
+            CompressError: not three parts, an unknown kind, or a malformed name.
+        """
+        parts = text.split(":", 2)
+        if len(parts) == 2 and parts[1] == "mlm":
+            parts.append(AUTO)
+        if len(parts) != 3 or not all(parts):
+            raise CompressError(f"--task {text!r}: write NAME:KIND:FILE, e.g. region:token-classification:train.jsonl")
+        name, kind, data = parts
+        if kind not in KINDS:
+            raise CompressError(f"--task {text!r}: unknown kind {kind!r}; kinds: {', '.join(KINDS)}")
+        if not re.match(NAME, name):
+            raise CompressError(f"--task {text!r}: a head name is letters, digits, _ and - (e.g. region)")
+        return cls(name=name, kind=kind, data=data)  # type: ignore[arg-type]
+
+    def check_files(self) -> None:
+        """Raise when a data file is missing.
+
+        Raises:
+            CompressError: which file, and what to give instead.
+        """
+        if not (self.kind == "mlm" and self.data == AUTO) and not Path(self.data).is_file():
+            raise CompressError(f"task {self.name}: data file {self.data} not found")
+        if self.held_out is not None and not Path(self.held_out).is_file():
+            raise CompressError(f"task {self.name}: held-out file {self.held_out} not found")
+
+
+class TrainOptions(BaseModel):
+    """Multi-task fine-tuning of one encoder.
+
+    Args:
+        tasks: the heads to train, one task each.
+        keep_heads: heads the model already has (or ``embedding``, its pooled output) whose outputs on
+            the training texts stay near the original's: the original's outputs are soft targets.
+        freeze_heads: heads whose weights are not trained (the encoder under them still is).
+        freeze_encoder: train the new heads only.
+        steps: optimizer steps (None: one pass over the training examples, at least 100).
+        batch_size: examples per step (embedding: anchors per step, in-batch negatives).
+        lr: peak learning rate of the encoder; new heads learn at ``head_lr``.
+        sampling: which task each step trains: proportional to its examples, uniform, or
+            ``temperature`` (size ** (1 / temperature)).
+        keep_weight: loss weight of each kept head.
+        label_all_tokens: token-classification labels every sub-token of a word, not only its first.
+        negatives: rerank: irrelevant passages per query in a step (mined with BM25 when the file has none).
+        mask_rate: mlm: fraction of tokens masked (80/10/10).
+        checkpoint: file to resume from and save to (None: beside the output directory).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+    tasks: list[TaskSpec] = Field(min_length=1)
+    keep_heads: list[str] = []
+    freeze_heads: list[str] = []
+    freeze_encoder: bool = False
+    steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(16, ge=2)
+    lr: float = Field(5e-5, gt=0)
+    head_lr: float = Field(1e-3, gt=0)
+    warmup: float = Field(0.1, ge=0, lt=1)
+    scheduler: Literal["linear", "cosine", "constant_with_warmup"] = "linear"
+    weight_decay: float = Field(0.01, ge=0)
+    max_length: int = Field(256, ge=8)
+    sampling: Literal["proportional", "uniform", "temperature"] = "proportional"
+    temperature: float = Field(2.0, gt=0)
+    keep_weight: float = Field(1.0, gt=0)
+    label_all_tokens: bool = False
+    negatives: int = Field(3, ge=1)
+    mask_rate: float = Field(0.15, gt=0, lt=1)
+    held_out_fraction: float = Field(0.1, gt=0, lt=1)
+    n_eval: int = Field(500, ge=1)
+    eval_every: int = Field(50, ge=1)
+    checkpoint: str | None = None
+    checkpoint_every: int = Field(25, ge=1)
+    log_every: int = Field(10, ge=1)
+    seed: int = 0
+
+    @field_validator("tasks")
+    @classmethod
+    def _unique(cls, tasks: list[TaskSpec]) -> list[TaskSpec]:
+        names = [t.name for t in tasks]
+        if len(set(names)) != len(names):
+            raise ValueError(f"task names must be unique; got {names}")
+        if sum(t.kind == "mlm" for t in tasks) > 1:
+            raise ValueError("at most one mlm task (the model has one masked-LM head)")
+        return tasks
+
+    @model_validator(mode="after")
+    def _heads_apart(self) -> TrainOptions:
+        trained = {t.name for t in self.tasks}
+        both = trained & set(self.keep_heads)
+        if both:
+            raise ValueError(f"{sorted(both)} are trained as tasks; --keep-heads is for heads that are not")
+        return self
+
+    def resume_key(self) -> dict[str, object]:
+        """The settings a resumed run must share with the interrupted one."""
+        return self.model_dump(exclude={"checkpoint", "checkpoint_every", "log_every", "eval_every"})
