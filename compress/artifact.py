@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress import CompressError
 from compress.catalog import Task
+from compress.heads import HeadTask
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -54,9 +55,11 @@ class HeadInfo(BaseModel):
     """One head of a multi-head artifact: the graph output it reads (fill-mask: also ``mask_positions``)."""
 
     name: str
-    task: Task
+    task: HeadTask
     output: str
     labels: list[str] | None = None
+    pooling: str | None = None  # embedding, classification and rerank heads of a trained model
+    normalize: bool = False  # embedding
 
 
 class Manifest(BaseModel):
@@ -65,7 +68,7 @@ class Manifest(BaseModel):
     model_config = ConfigDict(extra="allow")
     format_version: int
     name: str
-    task: Task
+    task: Task | HeadTask  # a multi-head artifact: its first head's
     family: str
     backend: Literal["onnxruntime", "torch"] = "onnxruntime"
     graph: GraphInfo

@@ -192,9 +192,21 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     overrides = dict(config=args.config, tokenizer=args.tokenizer, task=args.task, head=args.head, labels=labels,
                      trust_pickle=args.trust_pickle)
     print(f"loading {entry.source if entry else spec}", file=sys.stderr)
+    from compress.catalog import resolve_location
+    from compress.train.store import is_trained_dir
+
+    location = resolve_location(entry.source, entry.requires) if entry else spec
     heads = requested_heads(args.heads, entry)
-    if heads:  # one encoder graph with several heads
-        model: Any = load_heads(heads, entry=entry, spec=spec, **overrides)
+    if is_trained_dir(location):  # every head `compress train` recorded (or those --heads names)
+        from compress.head_graph import trained_heads
+
+        given = [f for f in ("task", "head", "labels", "config", "tokenizer") if getattr(args, f)]
+        if given:
+            raise CompressError(f"{location} records its heads, tokenizer and config (heads.json): drop --{given[0]}")
+        model: Any = trained_heads(Path(location), [h.name for h in heads] if heads else None)
+        heads = model.heads
+    elif heads:  # one encoder graph with several heads
+        model = load_heads(heads, entry=entry, spec=spec, **overrides)
     else:
         model = load_entry(entry, **overrides) if entry else load_model(spec, **overrides)
     for note in (model.loaded if heads else model).notes:

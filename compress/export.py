@@ -116,7 +116,7 @@ def onnx_config_for(graph: TaskGraph | MultiHeadGraph):  # type: ignore[no-untyp
         exporter="onnx", model=graph.model, task="feature-extraction", library_name="transformers"
     )
     base = ctor(graph.config, task="feature-extraction")
-    outputs = getattr(graph, "outputs", None) or OUTPUTS[graph.task]
+    outputs = getattr(graph, "outputs", None) or OUTPUTS[graph.task]  # type: ignore[index]
 
     class _TaskOnnxConfig(type(base)):  # type: ignore[misc]
         @property

@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from compress.catalog import Task
+    from compress.heads import HeadTask
     from compress.runtime import Runner
 
 Outputs = dict[str, list[dict[str, "np.ndarray"]]]  # task -> one output dict per validation batch
@@ -31,11 +32,15 @@ class Head:
     """What the gate judges: a task's outputs, or (multi-head graphs) one classifier's logits output."""
 
     name: str
-    task: Task
-    output: str | None = None  # a multi-head graph's logits of this classifier; None: the task's own outputs
+    task: Task | HeadTask
+    output: str | None = None  # a multi-head graph's output of this head; None: the task's own outputs
 
     def outputs(self, outs: list[dict[str, np.ndarray]]) -> list[dict[str, np.ndarray]]:
-        return outs if self.output is None else [{"logits": o[self.output]} for o in outs]
+        """This head's outputs under the names its task's single-task graph gives them."""
+        if self.output is None:
+            return outs
+        name = "sentence_embedding" if self.task == "embedding" else "logits"
+        return [{name: o[self.output]} for o in outs]
 
 
 @dataclass

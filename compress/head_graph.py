@@ -1,10 +1,12 @@
-"""The multi-head graph: the encoder once, then the fill-mask head at mask positions and each linear head
-on the pooled output, every head its own output (names in compress/heads.py)."""
+"""The multi-head graph: the encoder once, then the fill-mask head at mask positions, each linear head on
+the pooled output (or on every token), and each embedding, every head its own output (names in
+compress/heads.py)."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -47,24 +49,29 @@ class MultiHeadGraph(nn.Module):
 
     model: PreTrainedModel
     config: PretrainedConfig
-    pooler: nn.Module
+    pooler: nn.Module | None
 
-    def __init__(self, model: PreTrainedModel, pooler: nn.Module, heads: list[HeadSpec],
+    def __init__(self, model: PreTrainedModel, pooler: nn.Module | None, heads: list[HeadSpec],
                  classifiers: dict[str, nn.Module], mask_token_id: int | None) -> None:
         from compress.export import OUTPUTS, masked_lm_head
 
         super().__init__()
         self.model, self.config, self.pooler = model, model.config, pooler
         self.classifiers = nn.ModuleDict(classifiers)
+        self.heads = [h for h in heads if h.task != "fill-mask"]
         self.mask_token_id = mask_token_id
         self.task = heads[0].task
         self.lm_head = masked_lm_head(model) if any(h.task == "fill-mask" for h in heads) else None
         if any(h.task == "fill-mask" for h in heads) and (self.lm_head is None or mask_token_id is None):
             raise CompressError(f"{type(model).__name__}: no mask-only LM head or no mask token; a multi-head "
                                 "artifact needs both for its fill-mask head")
+        if pooler is None and any((h.pooling or "pooler") == "pooler" for h in self.heads if h.task != "embedding"
+                                  and h.task != "token-classification"):
+            raise CompressError(f"{type(model).__name__} has no pooler: give its heads cls or mean pooling")
         self.outputs: dict[str, dict[int, str]] = {}
         for h in heads:
-            self.outputs.update(OUTPUTS["fill-mask"] if h.task == "fill-mask" else {h.output: {0: "batch_size"}})
+            axes = {0: "batch_size", 1: "sequence_length"} if h.task == "token-classification" else {0: "batch_size"}
+            self.outputs.update(OUTPUTS["fill-mask"] if h.task == "fill-mask" else {h.output: axes})
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -78,10 +85,28 @@ class MultiHeadGraph(nn.Module):
             gathered = hidden[positions[:, 0], positions[:, 1]].unsqueeze(0)  # 3-D: the head's Linears stay MatMul
             out["mask_logits"] = self.lm_head(gathered).squeeze(0)
             out["mask_positions"] = positions
-        pooled = self.pooler(hidden)
-        for name, classifier in self.classifiers.items():
-            out[f"{name}_logits"] = classifier(pooled)
+        pooled_by: dict[str, torch.Tensor] = {}  # each pooling computed once, whatever the heads on it
+        for h in self.heads:
+            if h.task == "token-classification":
+                out[h.output] = self.classifiers[h.name](hidden)
+                continue
+            how = h.pooling or "pooler"
+            if how not in pooled_by:
+                pooled_by[how] = self._pool(hidden, attention_mask, how)
+            pooled = pooled_by[how]
+            if h.task == "embedding":
+                out[h.output] = nn.functional.normalize(pooled, dim=-1) if h.normalize else pooled
+            else:
+                out[h.output] = self.classifiers[h.name](pooled)
         return out
+
+    def _pool(self, hidden: torch.Tensor, attention_mask: torch.Tensor, how: str) -> torch.Tensor:
+        from compress.export import pool
+
+        if how == "pooler":
+            assert self.pooler is not None  # checked in __init__
+            return self.pooler(hidden)  # type: ignore[no-any-return]
+        return pool(hidden, attention_mask, how)
 
 
 def build_multihead(load: Callable[..., LoadedModel], heads: list[HeadSpec]) -> MultiHeadModel:
@@ -94,6 +119,10 @@ def build_multihead(load: Callable[..., LoadedModel], heads: list[HeadSpec]) -> 
     Raises:
         CompressError: a head is not in the checkpoint, or is not a linear head on the pooled output.
     """
+    other = [h.name for h in heads if h.task not in ("fill-mask", "classification")]
+    if other:
+        raise CompressError(f"heads {', '.join(other)}: only a model directory `compress train` wrote has "
+                            "token-classification, embedding and rerank heads; train them with `compress train`")
     loads = {h.name: load(task="fill-mask") if h.task == "fill-mask" else
              load(task="classification", head=h.name, labels=h.labels) for h in heads}
     filled = [h.model_copy(update={"labels": loads[h.name].labels}) for h in heads]
@@ -135,10 +164,44 @@ def load_heads(heads: list[HeadSpec], *, entry: ModelEntry | None = None, spec: 
     """
     from functools import partial
 
+    from compress.catalog import resolve_location
     from compress.sources import load_entry, load_model
+    from compress.train.store import is_trained_dir
 
     given = [k for k in ("task", "head", "labels") if overrides.pop(k, None) is not None]
     if given:
         raise CompressError(f"--heads names every head's task and labels; drop --{given[0]}")
+    location = resolve_location(entry.source, entry.requires) if entry is not None else str(spec)
+    if is_trained_dir(location):  # heads.json says what each head is
+        return trained_heads(Path(location), [h.name for h in heads])
     load = partial(load_entry, entry, **overrides) if entry is not None else partial(load_model, str(spec), **overrides)
     return build_multihead(load, heads)
+
+
+def trained_heads(directory: Path, names: list[str] | None = None) -> MultiHeadModel:
+    """The multi-head model of a directory `compress train` wrote: every head it records, or ``names``.
+
+    Raises:
+        CompressError: a name the directory has no head for.
+    """
+    from compress.sources import LoadedModel
+    from compress.train.store import load_trained
+
+    model, tok, source = load_trained(directory)
+    records = list(model.records.values())
+    if names:
+        unknown = [n for n in names if n not in model.records]
+        if unknown:
+            raise CompressError(f"{directory} has no head {unknown[0]!r}; its heads: {', '.join(model.records)}")
+        records = [model.records[n] for n in names]
+    heads = [HeadSpec(name=r.name, task=r.kind, labels=r.labels, pooling=r.pooling, normalize=r.normalize)
+             for r in records]
+    graph = MultiHeadGraph(model.model, model.pooler, heads, {h.name: model.linears[h.name] for h in heads
+                                                              if h.name in model.linears}, tok.mask_token_id)
+    first = heads[0]
+    embedding = next((h for h in heads if h.task == "embedding"), None)
+    loaded = LoadedModel(model=model.model, task="fill-mask" if first.task == "fill-mask" else "classification",
+                         tokenizer=tok, source=source, labels=first.labels,
+                         pooling=(embedding.pooling or "mean") if embedding else "mean",
+                         normalize=embedding.normalize if embedding else False)
+    return MultiHeadModel(graph=graph.eval(), heads=heads, loaded=loaded)

@@ -6,7 +6,12 @@ encoder once and returns each head as its own output:
 
 - the fill-mask head (at most one, conventionally named ``mlm``): ``mask_logits`` and
   ``mask_positions``, the LM head computed only at mask tokens, as in the single-task graph;
-- each classification head ``NAME``: ``NAME_logits`` [batch, labels].
+- each classification head ``NAME``: ``NAME_logits`` [batch, labels], on the pooled output;
+- each token-classification head: ``NAME_logits`` [batch, tokens, labels];
+- each rerank head (a cross-encoder's relevance of a text pair): ``NAME_logits`` [batch, 1];
+- each embedding head: ``NAME_embedding`` [batch, hidden], pooled (and normalized if it says so).
+
+Heads other than fill-mask and classification come from a model directory `compress train` wrote.
 """
 
 from __future__ import annotations
@@ -20,7 +25,8 @@ from compress import CompressError
 if TYPE_CHECKING:
     from compress.catalog import Catalog, ModelEntry
 
-HeadTask = Literal["fill-mask", "classification"]
+HeadTask = Literal["fill-mask", "classification", "token-classification", "embedding", "rerank"]
+Pooling = Literal["pooler", "cls", "mean"]
 MLM = "mlm"  # the conventional name of the fill-mask head
 
 
@@ -31,6 +37,8 @@ class HeadSpec(BaseModel):
     name: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_-]*$")
     task: HeadTask = "classification"
     labels: list[str] | None = None
+    pooling: Pooling | None = None  # classification, rerank, embedding (None: the pooler, as checkpoints have it)
+    normalize: bool = False  # embedding
 
     @model_validator(mode="before")
     @classmethod
@@ -42,7 +50,9 @@ class HeadSpec(BaseModel):
     @property
     def output(self) -> str:
         """The graph output holding this head's logits."""
-        return "mask_logits" if self.task == "fill-mask" else f"{self.name}_logits"
+        if self.task == "fill-mask":
+            return "mask_logits"
+        return f"{self.name}_embedding" if self.task == "embedding" else f"{self.name}_logits"
 
 
 def check_heads(heads: list[HeadSpec]) -> list[HeadSpec]:
@@ -55,8 +65,8 @@ def check_heads(heads: list[HeadSpec]) -> list[HeadSpec]:
     if sum(h.task == "fill-mask" for h in heads) > 1:
         raise ValueError("heads: at most one fill-mask head (the checkpoint has one LM head)")
     for h in heads:
-        if h.task == "fill-mask" and h.labels:
-            raise ValueError(f"heads: {h.name} is a fill-mask head; labels belong to classification heads")
+        if h.task in ("fill-mask", "embedding", "rerank") and h.labels:
+            raise ValueError(f"heads: {h.name} is a {h.task} head; labels belong to classification heads")
     return heads
 
 

@@ -26,6 +26,7 @@ from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx, optimize_graph
 from compress.gate import Attempt, Head, Judge, gated_search
 from compress.head_graph import MultiHeadGraph, MultiHeadModel
+from compress.heads import HeadTask
 from compress.prune.magnitude import store_sparse
 from compress.prune.options import checkpoint_path, prune_for_run
 from compress.quantize import Method, MethodConfig, QuantContext, get_method, quantize
@@ -103,7 +104,7 @@ class _Run:
     def task(self) -> Task:
         return cast(Task, self.multi.task if self.multi else self.loaded.task)
 
-    def threshold(self, task: Task) -> float:
+    def threshold(self, task: Task | HeadTask) -> float:
         v = self.recipe.validation
         if task == "embedding":
             return v.min_cosine
@@ -296,7 +297,8 @@ def _described(run: _Run) -> dict[str, Any]:
         embedding = run.task == "embedding"
         return {"labels": loaded.labels, "pooling": loaded.pooling if embedding else None,
                 "normalize": loaded.normalize if embedding else False, "source": source}
-    heads = [HeadInfo(name=h.name, task=h.task, output=h.output, labels=h.labels) for h in multi.heads]
+    heads = [HeadInfo(name=h.name, task=h.task, output=h.output, labels=h.labels, pooling=h.pooling,
+                      normalize=h.normalize) for h in multi.heads]
     return {"labels": multi.heads[0].labels, "source": {**source, "head": None, "heads": [h.name for h in heads]},
             "heads": heads}
 

@@ -117,11 +117,11 @@ def torch_artifact_runner(artifact: Artifact, device: Device = "cpu", threads: i
         if not torch.cuda.is_available():
             raise CompressError("CUDA was requested but torch sees no GPU; use device cpu")
     config = AutoConfig.from_pretrained(str(artifact.directory))
-    model = model_class(m.task, config).from_pretrained(str(artifact.directory)).eval()
+    model = model_class(m.task, config).from_pretrained(str(artifact.directory)).eval()  # type: ignore[arg-type]
     if m.method in ("bnb-int8", "bnb-nf4"):
         model = quantize_bnb(model, BnbConfig.model_validate(m.quantization["config"]), device)
     else:
         model = model.to(device)
     mask_id = artifact.tokenizer().mask_token_id
-    graph = TaskGraph(model, m.task, mask_token_id=mask_id, pooling=m.pooling or "mean")
+    graph = TaskGraph(model, m.task, mask_token_id=mask_id, pooling=m.pooling or "mean")  # type: ignore[arg-type]
     return TorchRunner(graph, m.graph.inputs, threads=threads, device=device)

@@ -1,7 +1,9 @@
 """Compare a compressed artifact with the original model on a validation set.
 
 fill-mask: top-1 agreement and top-5 overlap at masked positions (and top-1 accuracy against the
-tokens that were masked); classification: label agreement; embedding: cosine to the original.
+tokens that were masked); classification: label agreement; token-classification: label agreement at
+every real token; rerank: the share of text pairs ordered the same by both (Kendall's concordance);
+embedding: cosine to the original.
 """
 
 from __future__ import annotations
@@ -15,18 +17,20 @@ from tqdm.auto import tqdm
 
 from compress.catalog import Task
 from compress.data import encode, mask_tokens
+from compress.heads import HeadTask
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-PRIMARY: dict[Task, str] = {"fill-mask": "top1_agreement", "classification": "label_agreement",
-                            "embedding": "mean_cosine"}
+PRIMARY: dict[str, str] = {"fill-mask": "top1_agreement", "classification": "label_agreement",
+                           "embedding": "mean_cosine", "token-classification": "token_agreement",
+                           "rerank": "order_agreement"}
 
 
 @dataclass
 class ValidationSet:
-    task: Task
+    task: Task | HeadTask
     batches: list[dict[str, np.ndarray]]
     truth: list[np.ndarray] = field(default_factory=list)  # fill-mask: original ids at the masks
     n_texts: int = 0
@@ -41,7 +45,7 @@ class ValidationSet:
         return int(sum(len(t) for t in self.truth)) if self.truth else self.n_texts
 
 
-def build_validation_set(task: Task, tokenizer: PreTrainedTokenizerBase, texts: list[str], *,
+def build_validation_set(task: Task | HeadTask, tokenizer: PreTrainedTokenizerBase, texts: list[str], *,
                          max_length: int, batch_size: int = 32, mask_rate: float = 0.15,
                          seed: int = 0) -> ValidationSet:
     """Tokenize ``texts`` into length-sorted batches; for fill-mask, mask texts that have no mask."""
@@ -50,7 +54,7 @@ def build_validation_set(task: Task, tokenizer: PreTrainedTokenizerBase, texts: 
     mask = tokenizer.mask_token
     for start in range(0, len(order), batch_size):
         chunk = [texts[i] for i in order[start:start + batch_size]]
-        enc = encode(tokenizer, chunk, max_length)
+        enc = encode(tokenizer, chunk, max_length) if task != "rerank" else _pairs(tokenizer, chunk, max_length)
         if task == "fill-mask":
             if mask and all(mask in t for t in chunk):
                 truth = np.full(int((enc["input_ids"] == tokenizer.mask_token_id).sum()), -1)
@@ -59,6 +63,22 @@ def build_validation_set(task: Task, tokenizer: PreTrainedTokenizerBase, texts: 
             vs.truth.append(truth)
         vs.batches.append(enc)
     return vs
+
+
+def _pairs(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
+    """(text i, text i+1) pairs with their segment ids: what a reranker reads (query, passage)."""
+    enc = tokenizer(texts, texts[1:] + texts[:1], truncation=True, max_length=max_length, padding=True,
+                    return_tensors="np")
+    out = {k: v.astype(np.int64) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+    out.setdefault("token_type_ids", np.zeros_like(out["input_ids"]))  # as encode() gives every graph
+    return out
+
+
+def _concordance(r: np.ndarray, c: np.ndarray) -> float:
+    """The share of pairs (i, j) that ``r`` and ``c`` order the same way (ties in ``r`` left out)."""
+    i, j = np.triu_indices(len(r), k=1)
+    keep = r[i] != r[j]
+    return float(np.mean(np.sign(r[i] - r[j])[keep] == np.sign(c[i] - c[j])[keep])) if keep.any() else 1.0
 
 
 def collect(runner: Runner, vs: ValidationSet, desc: str) -> list[dict[str, np.ndarray]]:
@@ -85,6 +105,16 @@ def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
             out["top1_accuracy_original"] = float(np.mean(r5[known, 0] == truth[known]))
             out["top1_accuracy"] = float(np.mean(c5[known, 0] == truth[known]))
         return out
+    if vs.task == "token-classification":
+        real = [b["attention_mask"].astype(bool) for b in vs.batches[:len(ref)]]
+        r = np.concatenate([o["logits"][m] for o, m in zip(ref, real, strict=True)])
+        c = np.concatenate([o["logits"][m] for o, m in zip(cand, real, strict=True)])
+        return {"token_agreement": float(np.mean(r.argmax(-1) == c.argmax(-1))),
+                "mean_abs_logit_diff": float(np.abs(r - c).mean())}
+    if vs.task == "rerank":
+        r = np.concatenate([o["logits"][:, 0] for o in ref])
+        c = np.concatenate([o["logits"][:, 0] for o in cand])
+        return {"order_agreement": _concordance(r, c), "max_abs_score_diff": float(np.abs(r - c).max())}
     if vs.task == "classification":
         r = np.concatenate([o["logits"] for o in ref])
         c = np.concatenate([o["logits"] for o in cand])
@@ -96,14 +126,16 @@ def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
 
 
-def primary(task: Task, metrics: dict[str, float]) -> float:
+def primary(task: Task | HeadTask, metrics: dict[str, float]) -> float:
     return metrics[PRIMARY[task]]
 
 
-def closeness(task: Task, metrics: dict[str, float]) -> float:
+def closeness(task: Task | HeadTask, metrics: dict[str, float]) -> float:
     """A continuous higher-is-closer figure for ranking layers (agreement counts are too coarse)."""
     if task == "fill-mask":
         return metrics["top5_overlap"]
-    if task == "classification":
+    if task in ("classification", "token-classification"):
         return -metrics["mean_abs_logit_diff"]
+    if task == "rerank":
+        return metrics["order_agreement"]
     return metrics["mean_cosine"]

@@ -20,6 +20,7 @@ if TYPE_CHECKING:
 
     from compress.artifact import HeadInfo, Manifest
     from compress.catalog import ModelEntry, ServeOptions, Task
+    from compress.heads import HeadTask
 
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
@@ -31,7 +32,7 @@ class ModelSpec:
     """What an inference worker needs to load and run one model."""
 
     name: str
-    task: Task
+    task: Task | HeadTask
     artifact: str
     graph_file: str
     entry: ModelEntry

@@ -33,7 +33,8 @@ class TorchBackend:
             else:
                 model = quantize_bnb(model, BnbConfig(method=opts.precision),
                                      opts.device)
-            graph = TaskGraph(model, spec.task, mask_token_id=spec.mask_id, pooling=spec.pooling or "mean")
+            graph = TaskGraph(model, spec.task, mask_token_id=spec.mask_id,  # type: ignore[arg-type]
+                              pooling=spec.pooling or "mean")
             self.runner = TorchRunner(graph, spec.input_names, threads=threads, device=opts.device)
             what = f"source weights in {opts.precision} ({loaded.source.path})"
         else:

@@ -19,6 +19,8 @@ if TYPE_CHECKING:
 
 def head_outputs(out: dict[str, np.ndarray], task: str, output: str, rows: list[int]) -> dict[str, np.ndarray]:
     """The outputs of one head for the sequences ``rows`` of the pass, numbered 0.. in that order."""
+    if task == "embedding":
+        return {"sentence_embedding": out[output][rows]}
     if task != "fill-mask":
         return {"logits": out[output][rows]}
     positions = out["mask_positions"]

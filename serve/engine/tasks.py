@@ -114,9 +114,10 @@ class Embed(Task):
     def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
              params: list[dict[str, Any]]) -> list[Any]:
         vectors = out["sentence_embedding"].astype(np.float32)
+        default = model.head.normalize if model.head is not None else model.manifest.normalize
         rows = []
         for vec, p in zip(vectors, params, strict=True):
-            normalize = model.manifest.normalize if p.get("normalize") is None else p["normalize"]
+            normalize = default if p.get("normalize") is None else p["normalize"]
             rows.append(vec / max(float(np.linalg.norm(vec)), 1e-12) if normalize else vec)
         return rows
 

@@ -25,24 +25,27 @@ def _texts() -> list[str]:
     return list(dict.fromkeys(SENTENCES + [" ".join(reversed(s.split())) for s in SENTENCES]))
 
 
-@pytest.fixture
-def data(tmp_path) -> dict[str, Path]:
-    """One training file per kind."""
+def write_data(directory: Path) -> dict[str, Path]:
+    """One training file per kind in ``directory``."""
     texts = _texts()
-    (tmp_path / "texts.txt").write_text("\n".join(texts) + "\n")
+    (directory / "texts.txt").write_text("\n".join(texts) + "\n")
     return {
-        "classification": write_jsonl(tmp_path / "topic.jsonl", [
+        "classification": write_jsonl(directory / "topic.jsonl", [
             {"text": t, "label": "money" if {"market", "bank", "sales", "profit"} & set(t.split()) else "other"}
             for t in texts]),
-        "token-classification": write_jsonl(tmp_path / "verbs.jsonl", [
+        "token-classification": write_jsonl(directory / "verbs.jsonl", [
             {"tokens": t.split(), "labels": ["V" if w in VERBS else "O" for w in t.split()]} for t in texts]),
-        "embedding": write_jsonl(tmp_path / "pairs.jsonl", [
+        "embedding": write_jsonl(directory / "pairs.jsonl", [
             {"anchor": t, "positive": " ".join(w for w in t.split() if w not in ("the", "a"))} for t in texts]),
-        "rerank": write_jsonl(tmp_path / "rerank.jsonl", [
+        "rerank": write_jsonl(directory / "rerank.jsonl", [
             {"query": " ".join(w for w in t.split() if len(w) > 4)[:40] or t, "positive": t} for t in texts]),
-        "mlm": tmp_path / "texts.txt",
+        "mlm": directory / "texts.txt",
     }
 
+
+@pytest.fixture
+def data(tmp_path) -> dict[str, Path]:
+    return write_data(tmp_path)
 
 
 @pytest.fixture(autouse=True)

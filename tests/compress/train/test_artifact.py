@@ -1,0 +1,120 @@
+"""A trained directory becomes one multi-head artifact: every head exported, gated on its own measure,
+answering as the trained model does, with the training record in the manifest; the engine serves it."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from compress.cli import main
+from compress.train import TaskSpec, TrainOptions, train_model
+from compress.train.store import load_trained
+from tests.compress.train.conftest import FAST
+from tests.conftest import SENTENCES
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny BERT masked-LM trained with a head of every kind, and its fp32 artifact."""
+    from tests.compress.train.conftest import write_data
+    from tests.conftest import build_tiny
+
+    tmp = tmp_path_factory.mktemp("trained")
+    build_tiny(tmp / "src", "bert", "fill-mask")
+    data = write_data(tmp)
+    tasks = [f"topic:classification:{data['classification']}", f"verbs:token-classification:"
+             f"{data['token-classification']}", f"sim:embedding:{data['embedding']}", f"rr:rerank:{data['rerank']}",
+             f"mlm:mlm:{data['mlm']}"]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_model(str(tmp / "src"), tmp / "model", TrainOptions(tasks=[TaskSpec.parse(t) for t in tasks],
+                                                                  **{**FAST, "steps": 15}))
+        assert main(["run", str(tmp / "model"), "--fp32", "--out", str(tmp / "art"), "--no-bench",
+                     "--n-validate", "64"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return tmp / "model", tmp / "art"
+
+
+def test_every_head_is_in_the_manifest_and_passes_its_own_gate(trained):
+    model_dir, art = trained
+    m = json.loads((art / "manifest.json").read_text())
+    assert [(h["name"], h["task"], h["output"]) for h in m["heads"]] == [
+        ("mlm", "fill-mask", "mask_logits"), ("topic", "classification", "topic_logits"),
+        ("verbs", "token-classification", "verbs_logits"), ("sim", "embedding", "sim_embedding"),
+        ("rr", "rerank", "rr_logits")]
+    gate = m["validation"]["heads"]
+    assert {name: next(iter(v["threshold"])) for name, v in gate.items()} == {
+        "mlm": "top1_agreement", "topic": "label_agreement", "verbs": "token_agreement", "sim": "mean_cosine",
+        "rr": "order_agreement"}
+    assert all(v["passed"] for v in gate.values())
+    assert m["source"]["training"]["tasks"][0]["name"] == "topic"
+    assert m["source"]["training"] == json.loads((model_dir / "training.json").read_text())
+
+
+def test_the_artifact_answers_as_the_trained_model(trained):
+    import onnxruntime as ort
+
+    model_dir, art = trained
+    model, tok, _ = load_trained(model_dir)
+    model.eval()
+    texts = SENTENCES[:6]
+    enc = tok(texts, texts[::-1], padding=True, return_tensors="np")
+    feeds = {k: v.astype(np.int64) for k, v in enc.items()}
+    session = ort.InferenceSession(str(art / "model.onnx"))
+    names = [o.name for o in session.get_outputs()]
+    got = dict(zip(names, session.run(None, {i.name: feeds[i.name] for i in session.get_inputs()}), strict=True))
+    batch = {k: torch.from_numpy(v) for k, v in feeds.items()}
+    with torch.no_grad():
+        hidden = model.encode(batch)[0]
+        for name, output in (("topic", "topic_logits"), ("verbs", "verbs_logits"), ("sim", "sim_embedding"),
+                             ("rr", "rr_logits")):
+            want = model.head(name, hidden, batch["attention_mask"]).numpy()
+            np.testing.assert_allclose(got[output], want, atol=1e-4, err_msg=name)
+
+
+def test_heads_picks_a_subset(trained, tmp_path):
+    model_dir, _ = trained
+    assert main(["run", str(model_dir), "--heads", "sim,topic", "--fp32", "--out", str(tmp_path / "art"),
+                 "--no-bench", "--n-validate", "32"]) == 0
+    m = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    assert [h["name"] for h in m["heads"]] == ["sim", "topic"]
+
+
+def test_the_engine_serves_the_embedding_and_the_classifier_of_one_artifact(trained, tmp_path):
+    from compress.catalog import ModelEntry
+    from serve.models import prepare_model
+    from tests.serve.engine.test_engine import _started
+
+    model_dir, art = trained
+    entry = ModelEntry(name="tt", source=str(model_dir), artifact=str(art),
+                       heads=[{"name": "mlm"}, {"name": "topic"}, {"name": "verbs"}, {"name": "sim"}, {"name": "rr"}],
+                       serve={"threads": 1})
+    served = prepare_model(entry, tmp_path, compress_missing=False)
+    model, tok, _ = load_trained(model_dir)
+    model.eval()
+    texts = SENTENCES[:4]
+
+    async def run():
+        engine, _ = await _started(served)
+        try:
+            return await asyncio.gather(engine.infer("embedding", "tt:sim", texts, {}),
+                                        engine.infer("classification", "tt:topic", texts, {"top_k": None}))
+        finally:
+            await engine.stop()
+
+    vectors, labels = asyncio.run(run())
+    for text, vec, result in zip(texts, vectors.results, labels.results, strict=True):
+        batch = {k: v for k, v in tok([text], return_tensors="pt").items()}
+        with torch.no_grad():
+            hidden = model.encode(batch)[0]
+            want = model.head("sim", hidden, batch["attention_mask"])[0].numpy()
+            probs = model.head("topic", hidden, batch["attention_mask"]).softmax(-1)[0].numpy()
+        np.testing.assert_allclose(vec, want, atol=1e-4)
+        got = [result["scores"][result["labels"].index(lab)] for lab in ("money", "other")]
+        np.testing.assert_allclose(got, probs, atol=1e-4)
