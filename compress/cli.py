@@ -196,6 +196,11 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     from compress.train.store import is_trained_dir
 
     location = resolve_location(entry.source, entry.requires) if entry else spec
+    if entry and entry.recipe.train:  # the recipe trains heads first, into a model directory beside the artifact
+        from compress.train.step import train_step
+
+        location = str(train_step(entry, out, models=args.models, progress=_say))
+        entry = None
     heads = requested_heads(args.heads, entry)
     if is_trained_dir(location):  # every head `compress train` recorded (or those --heads names)
         from compress.head_graph import trained_heads

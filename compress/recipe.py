@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validat
 
 from compress.adapt.options import AdaptOptions
 from compress.quantize import MethodConfig, get_method, method_config
+from compress.train.options import TrainOptions
 
 PruneMethod = Literal["structured", "heads", "neurons", "layers", "magnitude"]
 
@@ -78,8 +79,17 @@ class Recipe(BaseModel):
     max_length: int | None = Field(None, ge=4, description="tokens per input (default: the model's)")
     adapt: AdaptOptions | None = Field(None, description="continued masked-LM training on new-domain text first "
                                        "(compress adapt), for fill-mask models")
+    train: TrainOptions | None = Field(None, description="fine-tune task heads on the encoder first (compress "
+                                       "train); the artifact gets every head")
     prune: PruneStep | None = None
     validation: ValidationStep = ValidationStep()
+
+    @model_validator(mode="after")
+    def _train_alone(self) -> Recipe:
+        if self.train is not None and (self.adapt is not None or self.prune is not None):
+            raise ValueError("train: makes a multi-head model, which adapt: and prune: do not take; for new-domain "
+                             "text give train: an mlm task (it replays as adapt: does)")
+        return self
 
     @model_validator(mode="before")
     @classmethod

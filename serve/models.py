@@ -188,6 +188,9 @@ def compress_entry(entry: ModelEntry, out: Path) -> None:
     from compress.pipeline import compress_model
     from compress.sources import load_entry
 
+    if entry.recipe.train is not None:  # never minutes of training by surprise at start
+        raise ConfigError(f"{entry.name}: no artifact at {out}, and its recipe trains heads first (train:); "
+                          f"make it with `compress run {entry.name}`, then start serve")
     log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)",
                 entry.name, out, entry.recipe.method)
     # The whole recipe, prune: block included, exactly as `compress run NAME` uses it.

@@ -77,8 +77,8 @@ class MultiTaskModel(nn.Module):
                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(last hidden states, LM loss or None, LM logits or None) of one pass over ``batch``."""
         inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        if not self.has_lm:
-            return self.model(**inputs)[0], None, None
+        if mlm_labels is None:  # no LM logits over the vocabulary at every position unless mlm needs them
+            return self.model.base_model(**inputs)[0], None, None
         out = self.model(**inputs, labels=mlm_labels, output_hidden_states=True)
         return out.hidden_states[-1], out.loss, out.logits
 

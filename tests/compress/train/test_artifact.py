@@ -118,3 +118,38 @@ def test_the_engine_serves_the_embedding_and_the_classifier_of_one_artifact(trai
         np.testing.assert_allclose(vec, want, atol=1e-4)
         got = [result["scores"][result["labels"].index(lab)] for lab in ("money", "other")]
         np.testing.assert_allclose(got, probs, atol=1e-4)
+
+
+def test_a_recipe_with_train_trains_then_compresses_and_reuses_the_trained_model(tiny, data, tmp_path, capsys):
+    import yaml
+
+    from compress.catalog import load_catalog
+    from serve.config import ConfigError
+    from serve.models import compress_entry
+
+    models = tmp_path / "models.yaml"
+    recipe = {"method": "fp32", "validation": {"n": 32},
+              "train": {"tasks": [{"name": "topic", "kind": "classification", "data": str(data["classification"])}],
+                        **{**FAST, "steps": 6}}}
+    models.write_text(yaml.safe_dump({"models": [{"name": "tt", "source": str(tiny("bert", "fill-mask")),
+                                                  "recipe": recipe}]}))
+    art = tmp_path / "art"
+    for _ in range(2):
+        assert main(["run", "tt", "--models", str(models), "--out", str(art), "--force", "--no-bench"]) == 0
+    err = capsys.readouterr().err
+    assert err.count("training 1 task(s) for 6 steps") == 1 and "reusing the trained model" in err
+    m = json.loads((art / "manifest.json").read_text())
+    assert [h["name"] for h in m["heads"]] == ["mlm", "topic"]
+    assert m["recipe"]["train"]["tasks"][0]["name"] == "topic"
+    with pytest.raises(ConfigError, match="make it with `compress run tt`"):
+        compress_entry(load_catalog(models).get("tt"), tmp_path / "missing")
+
+
+def test_train_does_not_combine_with_prune():
+    from pydantic import ValidationError
+
+    from compress.recipe import Recipe
+
+    with pytest.raises(ValidationError, match="adapt: and prune: do not take"):
+        Recipe.model_validate({"method": "int8", "prune": {"fraction": 0.3},
+                               "train": {"tasks": [{"name": "a", "kind": "mlm", "data": "auto"}]}})
