@@ -21,7 +21,7 @@ Fill = Callable[[list[list[str]]], list[list[str]]]  # token lists with masks ->
 BATCH = 64
 
 
-def _in_batches(fn: Callable[[list[Any]], Any], items: Sequence[Any], batch: int) -> list[Any]:
+def in_batches(fn: Callable[[list[Any]], Any], items: Sequence[Any], batch: int = BATCH) -> list[Any]:
     """``fn`` over ``items`` in chunks of ``batch``, results concatenated in order."""
     out: list[Any] = []
     for i in range(0, len(items), batch):
@@ -46,7 +46,7 @@ def _flatten(labels: Sequence[Any]) -> list[Any]:
 
 def region_accuracy(tag: Tag, items: Sequence[dict[str, Any]], batch: int = BATCH) -> float:
     """Per-residue accuracy of ``tag`` on ``{"tokens", "labels"}`` rows (region-*-test.jsonl)."""
-    pred = _in_batches(tag, [r["tokens"] for r in items], batch)
+    pred = in_batches(tag, [r["tokens"] for r in items], batch)
     for p, r in zip(pred, items, strict=True):
         if len(p) != len(r["tokens"]):
             raise ValueError(f"the tagger returned {len(p)} labels for {len(r['tokens'])} tokens")
@@ -55,7 +55,7 @@ def region_accuracy(tag: Tag, items: Sequence[dict[str, Any]], batch: int = BATC
 
 def topic_accuracy(classify: Classify, items: Sequence[dict[str, Any]], batch: int = BATCH) -> float:
     """Accuracy of ``classify`` on ``{"text", "label"}`` rows (topic-test.jsonl)."""
-    return agreement(_in_batches(classify, [r["text"] for r in items], batch), [r["label"] for r in items])
+    return agreement(in_batches(classify, [r["text"] for r in items], batch), [r["label"] for r in items])
 
 
 def fill_mask_top1(fill: Fill, sequences: Sequence[Sequence[str]], rate: float = 0.15, seed: int = 0,
@@ -71,7 +71,7 @@ def fill_mask_top1(fill: Fill, sequences: Sequence[Sequence[str]], rate: float =
         chosen = sorted(rng.choice(len(seq), size=max(1, round(rate * len(seq))), replace=False).tolist())
         masked.append([mask if i in chosen else t for i, t in enumerate(seq)])
         truth.append([seq[i] for i in chosen])
-    pred = _in_batches(fill, masked, batch)
+    pred = in_batches(fill, masked, batch)
     return agreement([list(p) for p in pred], truth)
 
 
@@ -87,7 +87,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 
 def embed_all(embed: Embed, texts: Sequence[str], batch: int = BATCH) -> np.ndarray:
     """Unit-length embeddings of ``texts``, ``batch`` at a time."""
-    return _unit(np.asarray(_in_batches(embed, texts, batch)))
+    return _unit(np.asarray(in_batches(embed, texts, batch)))
 
 
 def _reciprocal_rank(scores: np.ndarray, same: np.ndarray, k: int) -> float:
@@ -154,7 +154,7 @@ def rerank_mrr_at_10(score: PairScore, queries: Sequence[str], docs: Sequence[st
     ids = _text_ids(docs)
     cand = top_k(bm25_scores(queries, docs), top)
     pairs = [(q, docs[j]) for q, row in zip(queries, cand, strict=True) for j in row]
-    relevance = np.asarray(_in_batches(score, pairs, batch), dtype=np.float64).reshape(cand.shape)
+    relevance = np.asarray(in_batches(score, pairs, batch), dtype=np.float64).reshape(cand.shape)
     return float(np.mean([_reciprocal_rank(relevance[i], ids[cand[i]] == ids[i], 10) for i in range(len(queries))]))
 
 

@@ -195,3 +195,17 @@ def test_original_minilm_lee50_baseline():
     from benchmarks.training.reference import minilm_embedder
 
     assert scores.lee50_spearman(minilm_embedder()) == pytest.approx(0.508, abs=0.002)
+
+
+@pytest.mark.slow
+@pytest.mark.integration
+def test_original_antiberty_adapters_on_held_out_genes():
+    from benchmarks.training import reference
+
+    genes = data.region_genes()["antibody_test"][::40]  # 17 genes of several species and all three chains
+    seqs = [list(g.sequence) for g in genes]
+    assert scores.fill_mask_top1(reference.antiberty_fill(), seqs) > 0.7  # 0.85 on all 651
+    chain = reference.antiberty_classifier("chain")([g.sequence for g in genes])
+    assert scores.agreement(chain, ["Heavy" if g.chain == "H" else "Light" for g in genes]) > 0.9
+    states = reference.antiberty_states()(seqs[:2])
+    assert [s.shape for s in states] == [(len(q), 512) for q in seqs[:2]]
