@@ -65,6 +65,27 @@ def antibody_germlines() -> tuple[Antibody, ...]:
     return tuple(seen.values())
 
 
+@dataclass(frozen=True)
+class GappedGene:
+    """One of anarci's IMGT-gapped V genes: character ``i`` of ``gapped`` is IMGT position ``i + 1``."""
+
+    gene: str
+    species: str  # anarci's name: human, mouse, rhesus, ...
+    chain: str  # H, K, L (antibody) or A, B, G, D (T-cell receptor)
+    gapped: str
+
+    @property
+    def sequence(self) -> str:
+        return self.gapped.replace("-", "").upper()
+
+
+def gapped_v_genes(chains: str = "HKLABGD") -> list[GappedGene]:
+    """anarci's V genes of ``chains`` with species and IMGT gaps, sorted by chain order, species, gene."""
+    table = _germline_v_genes()
+    return [GappedGene(gene, species, chain, gapped) for chain in chains
+            for species, genes in sorted(table[chain].items()) for gene, gapped in sorted(genes.items())]
+
+
 def tcr_germlines(species: str) -> list[str]:
     """Unique T-cell receptor V genes (alpha, beta, gamma, delta) of ``species`` ("human": 195, "mouse": 250)."""
     seqs = [gapped.replace("-", "").upper() for chain in ("A", "B", "G", "D")
