@@ -3,6 +3,7 @@
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
     python -m benchmarks adapt                  # AntiBERTy -> TCR, with and without replay
+    python -m benchmarks train                  # compress train's four cases, held out, fp32 and int8
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
     python -m benchmarks heads --cache artifacts/bench      # AntiBERTy: one multi-head artifact vs three
     python -m benchmarks bulk --artifact artifacts/minilm-int8 --layouts 1x2,2x1
@@ -87,6 +88,12 @@ def _parser() -> argparse.ArgumentParser:
     ad.add_argument("--cache", type=Path, default=Path("artifacts/adapt"), help="where adapted models are kept")
     ad.add_argument("--rebuild", action="store_true", help="adapt and compress anew")
     ad.add_argument("--out", type=Path, default=Path("reports"), help="where adapt.json, adapt.md, adapt.png go")
+    tr = sub.add_parser("train", help="compress train's cases from scratch (AntiBERTy regions with mlm and kept "
+                        "heads; MiniLM topic, contrastive, rerank), int8 after, held out against today's figures")
+    tr.add_argument("--cases", default="antiberty-multitask,minilm-topic,minilm-contrastive,minilm-rerank",
+                    help="comma-separated cases (default: all four)")
+    tr.add_argument("--out", type=Path, default=Path("reports/train"),
+                    help="where the models, artifacts and train_report.{json,md,png} go")
     mh = sub.add_parser("mask-head", help="gain of computing the LM head only at mask positions (vocab 30k)")
     mh.add_argument("--threads", type=int, default=None)
     mh.add_argument("--catalog", default="models.yaml")
@@ -236,6 +243,13 @@ def main(argv: list[str] | None = None) -> int:
             report = adapt.run(args.cache, args.rebuild)
             adapt.write_reports(report, args.out)
             print(adapt.markdown(report))
+        elif args.command == "train":
+            from benchmarks.training import cases
+            from benchmarks.training import report as train_report
+
+            result = cases.run_cases(_split(args.cases) or [], args.out,
+                                     progress=lambda line: print(line, file=sys.stderr, flush=True))
+            print(train_report.markdown(result))
         elif args.command == "mask-head":
             from benchmarks import mask_head
             from compress.runtime import default_threads
