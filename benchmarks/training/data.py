@@ -8,8 +8,9 @@
   445 in all. A training article whose headline, body or topic text equals a held-out article's is
   dropped (the corpus repeats ~130 articles), so no held-out text is trained on.
   The headline is an article's first line; the body is the rest with its whitespace collapsed, cut at
-  BODY_WORDS words; the topic text is ``datasets.bbc_text`` (headline and first lines, 48 words), as
-  the existing topic suite scores it.
+  BODY_WORDS words; the topic text is the headline and the body. (The issue's 0.980 topic baseline is
+  on such texts: a logistic regression on the original MiniLM's embeddings scores 0.982 on them and
+  0.955 on the existing suites' cut, ``datasets.bbc_text``, of 48 words.)
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from benchmarks.datasets import bbc_text
 from compress.data import AMINO_ACIDS, GappedGene, bbc_articles, gapped_v_genes, space_residues
 
 TRAIN_SPECIES = ("human", "mouse")
@@ -72,7 +72,7 @@ class Article:
     topic: str
     headline: str
     body: str  # after the headline, whitespace collapsed, BODY_WORDS words at most
-    text: str  # the topic suite's cut: headline and first lines, 48 words
+    text: str  # the topic case's text: headline and body
     paragraphs: tuple[str, ...]  # the body's paragraphs, whole
 
 
@@ -80,7 +80,8 @@ def _article(topic: str, raw: str) -> Article:
     headline, _, rest = raw.strip().partition("\n")
     paragraphs = tuple(" ".join(p.split()) for p in rest.split("\n") if p.strip())
     body = " ".join(" ".join(paragraphs).split()[:BODY_WORDS])
-    return Article(topic, " ".join(headline.split()), body, bbc_text(raw), paragraphs)
+    headline = " ".join(headline.split())
+    return Article(topic, headline, body, f"{headline} {body}", paragraphs)
 
 
 def bbc_articles_split() -> tuple[list[Article], list[Article]]:
