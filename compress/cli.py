@@ -111,6 +111,9 @@ def _train_parser(sub: Any) -> None:
                     help="heads the model has (e.g. species,chain, or embedding for a sentence embedder's output) "
                     "kept where they were: the original's outputs on the training texts are soft targets")
     tr.add_argument("--keep-weight", type=float, help="loss weight of each kept head (default 1)")
+    tr.add_argument("--keep-on", metavar="FILE|auto", help="hold the kept heads on these texts (a batch a step) "
+                    "instead of each step's inputs; then a trained head can be kept too (e.g. --keep-heads embedding "
+                    "while training it contrastively)")
     tr.add_argument("--freeze-heads", default="", metavar="A,B", help="heads whose weights are not trained")
     tr.add_argument("--freeze-encoder", action="store_true", help="train the new heads only")
     tr.add_argument("--sampling", choices=("proportional", "uniform", "temperature"),
@@ -284,7 +287,7 @@ def _train_options(args: argparse.Namespace) -> Any:
     given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
              "max_length": args.max_length, "negatives": args.negatives, "eval_every": args.eval_every,
              "seed": args.seed, "checkpoint": args.checkpoint, "sampling": args.sampling,
-             "temperature": args.temperature, "keep_weight": args.keep_weight}
+             "temperature": args.temperature, "keep_weight": args.keep_weight, "keep_on": args.keep_on}
     try:
         tasks = [t.model_copy(update={k: v[t.name] for k, v in extra.items() if t.name in v}) for t in tasks]
         return TrainOptions.model_validate({

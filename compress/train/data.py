@@ -60,7 +60,7 @@ def _examples(spec: TaskSpec, rows: list[Row], labels: list[str]) -> list[Exampl
     return [parse(spec.kind, r, index) for r in rows]
 
 
-def _auto_texts(tokenizer: PreTrainedTokenizerBase) -> tuple[list[str], str]:
+def auto_texts(tokenizer: PreTrainedTokenizerBase) -> tuple[list[str], str]:
     """The packaged in-domain texts an mlm task on ``auto`` trains on."""
     if is_residue_vocab(tokenizer):
         return [a.sequence for a in antibody_germlines()], "anarci antibody germlines"
@@ -83,7 +83,7 @@ def load_task(spec: TaskSpec, opts: TrainOptions, tokenizer: PreTrainedTokenizer
     """
     spec.check_files()
     if spec.kind == "mlm" and spec.data == AUTO:
-        texts, name = _auto_texts(tokenizer)
+        texts, name = auto_texts(tokenizer)
         train_rows, sources = [Row({"text": t}, f"{name}:{i}") for i, t in enumerate(texts, 1)], {name: "packaged"}
     else:
         train_rows, sources = read_rows(spec.data), {spec.data: sha256_file(spec.data)}

@@ -5,6 +5,7 @@ embedding), so training other tasks on the shared encoder does not move what the
 from __future__ import annotations
 
 import copy
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -19,12 +20,15 @@ EVAL_BATCH = 32
 class Keeper:
     """A frozen copy of the model as it was, and the kept heads' distillation losses against it."""
 
-    def __init__(self, model: MultiTaskModel, names: list[str]) -> None:
+    def __init__(self, model: MultiTaskModel, names: list[str], texts: list[str] | None = None,
+                 encode: Callable[[list[str]], dict[str, torch.Tensor]] | None = None, batch_size: int = 16,
+                 seed: int = 0) -> None:
         unknown = [n for n in names if n not in model.records]
         if unknown:
             raise CompressError(f"--keep-heads {','.join(unknown)}: the model has no such head; its heads: "
                                 f"{', '.join(model.records)}")
         self.names = names
+        self.texts, self.encode, self.batch_size, self.seed = texts or [], encode, batch_size, seed
         self.teacher = copy.deepcopy(model).eval() if names else None
         if self.teacher is not None:
             for p in self.teacher.parameters():
@@ -40,6 +44,17 @@ class Keeper:
                 raise CompressError(f"cannot keep head {name}: no masked-LM head found")
             return head(hidden)  # type: ignore[no-any-return]
         return model.head(name, hidden, batch["attention_mask"])
+
+    def step_loss(self, model: MultiTaskModel, batch: dict[str, torch.Tensor], hidden: torch.Tensor,
+                  step: int) -> torch.Tensor:
+        """The kept heads' loss of training step ``step``: on its own inputs, or on a batch of the keep texts."""
+        if not self.texts or self.teacher is None:
+            return self.loss(model, batch, hidden)
+        from compress.train.sampling import draw
+
+        assert self.encode is not None
+        keep = self.encode([self.texts[i] for i in draw(len(self.texts), self.batch_size, step, [self.seed, 99])])
+        return self.loss(model, keep, model.encode(keep)[0])
 
     def loss(self, model: MultiTaskModel, batch: dict[str, torch.Tensor], hidden: torch.Tensor) -> torch.Tensor:
         """The kept heads' summed losses on ``batch``, whose hidden states under ``model`` are ``hidden``."""

@@ -99,7 +99,7 @@ def train(model: MultiTaskModel, tasks: list[TaskData], objectives: list[Objecti
         examples = [task.train[j] for j in draw(len(task.train), opts.batch_size, k, [opts.seed, i])]
         model.train()
         out = objectives[i].step(model, examples, np.random.default_rng([opts.seed, step]))
-        loss = task.spec.weight * out.loss + opts.keep_weight * keeper.loss(model, out.batch, out.hidden)
+        loss = task.spec.weight * out.loss + opts.keep_weight * keeper.step_loss(model, out.batch, out.hidden, step)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()

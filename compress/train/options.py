@@ -81,6 +81,9 @@ class TrainOptions(BaseModel):
         sampling: which task each step trains: proportional to its examples, uniform, or
             ``temperature`` (size ** (1 / temperature)).
         keep_weight: loss weight of each kept head.
+        keep_on: texts the kept heads are held on (a text file, or ``auto``: the packaged in-domain texts
+            that fit the vocabulary), a batch a step, instead of each step's own inputs; with it a head that
+            is trained can be kept too (a contrastive embedder kept near the original on general text).
         label_all_tokens: token-classification labels every sub-token of a word, not only its first.
         negatives: rerank: irrelevant passages per query in a step (mined with BM25 when the file has none).
         mask_rate: mlm: fraction of tokens masked (80/10/10).
@@ -103,6 +106,7 @@ class TrainOptions(BaseModel):
     sampling: Literal["proportional", "uniform", "temperature"] = "proportional"
     temperature: float = Field(2.0, gt=0)
     keep_weight: float = Field(1.0, gt=0)
+    keep_on: str | None = None
     label_all_tokens: bool = False
     negatives: int = Field(3, ge=1)
     mask_rate: float = Field(0.15, gt=0, lt=1)
@@ -128,8 +132,9 @@ class TrainOptions(BaseModel):
     def _heads_apart(self) -> TrainOptions:
         trained = {t.name for t in self.tasks}
         both = trained & set(self.keep_heads)
-        if both:
-            raise ValueError(f"{sorted(both)} are trained as tasks; --keep-heads is for heads that are not")
+        if both and self.keep_on is None:
+            raise ValueError(f"{sorted(both)} are trained as tasks; to keep them near the original on other "
+                             "texts as well, give --keep-on FILE (or auto)")
         return self
 
     def resume_key(self) -> dict[str, object]:

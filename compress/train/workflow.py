@@ -19,7 +19,7 @@ from compress.train.keep import Keeper
 from compress.train.loop import TrainLog, train
 from compress.train.model import EMBEDDING, HeadRecord, MultiTaskModel, Pooling
 from compress.train.objectives import OBJECTIVES, Objective
-from compress.train.options import TrainOptions
+from compress.train.options import AUTO, TrainOptions
 from compress.train.report import TRAINING, write_report
 from compress.train.sampling import default_steps, task_probabilities
 from compress.train.store import load_source, save_trained
@@ -56,6 +56,30 @@ def _add_head(model: MultiTaskModel, task: TaskData) -> bool:
     else:
         model.new_head(HeadRecord(name, "classification", labels=task.labels, pooling=pooling), len(task.labels))
     return True
+
+
+def _keep_texts(opts: TrainOptions, tok: Any, tasks: list[TaskData]) -> list[str] | None:
+    """``--keep-on``'s texts, less any that a held-out example contains (held-out data is never trained on).
+
+    Raises:
+        CompressError: too few texts left.
+    """
+    if opts.keep_on is None:
+        return None
+    from compress.data import read_texts
+    from compress.train.data import auto_texts
+
+    texts = auto_texts(tok)[0] if opts.keep_on == AUTO else read_texts(opts.keep_on)
+    held = "\x00".join(key(x) + "\x00" + _other_text(x) for t in tasks for x in t.held_out)
+    kept = [t for t in dict.fromkeys(texts) if t not in held]
+    if len(kept) < 2:
+        raise CompressError(f"--keep-on {opts.keep_on}: fewer than 2 texts left once held-out ones are removed")
+    return kept
+
+
+def _other_text(example: Any) -> str:
+    """An example's second text (a positive, a passage, a pair's second), if it has one."""
+    return str(getattr(example, "positive", None) or getattr(example, "text_pair", None) or "")
 
 
 def _texts(task: TaskData) -> list[str]:
@@ -102,7 +126,8 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
     torch.manual_seed(opts.seed)  # the new heads' first weights: the same run after run
     new_heads = {t.name for t in tasks if _add_head(model, t)}
     objectives: list[Objective] = [OBJECTIVES[t.spec.kind](t, tok, opts) for t in tasks]
-    keeper = Keeper(model, opts.keep_heads)
+    keeper = Keeper(model, opts.keep_heads, _keep_texts(opts, tok, tasks), objectives[0].encode, opts.batch_size,
+                    opts.seed)
     steps = opts.steps or default_steps([len(t.train) for t in tasks], opts.batch_size)
     held_texts = [x for t in tasks for x in _texts(t)][: opts.n_eval]
 

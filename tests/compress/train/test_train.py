@@ -169,3 +169,37 @@ def test_an_interrupted_run_resumes_from_its_checkpoint(tiny, data, tmp_path):
     a, b = load_trained(tmp_path / "out")[0], load_trained(tmp_path / "whole")[0]
     for (name, x), y in zip(a.state_dict().items(), b.state_dict().values(), strict=True):
         assert torch.allclose(x, y, atol=1e-5), name
+
+
+def test_keep_on_holds_a_trained_embedder_near_the_original_on_other_texts(tiny, data, tmp_path):
+    source = tiny("bert", "embedding")
+    general = tmp_path / "general.txt"
+    general.write_text("\n".join(" ".join(reversed(s.split()[:4])) for s in _sentences()) + "\n")
+    task = [f"embedding:embedding:{data['embedding']}"]
+    train_model(str(source), tmp_path / "free", _opts(task, steps=30, lr=5e-3))
+    record = train_model(str(source), tmp_path / "kept", _opts(task, steps=30, lr=5e-3, keep_heads=["embedding"],
+                                                               keep_on=str(general), keep_weight=5.0))
+    texts = general.read_text().splitlines()[:24]
+    free, kept = _embedder_cosine(source, tmp_path / "free", texts), _embedder_cosine(source, tmp_path / "kept", texts)
+    assert kept > free
+    assert record["after"]["tasks"]["embedding"]["loss"] < record["before"]["tasks"]["embedding"]["loss"]
+
+
+def test_keep_on_leaves_out_texts_of_held_out_examples(tiny, data, tmp_path):
+    from transformers import AutoTokenizer
+
+    from compress.train.workflow import _keep_texts
+
+    opts = _opts([f"topic:classification:{data['classification']}"], keep_heads=["mlm"])
+    tok = AutoTokenizer.from_pretrained(str(tiny("bert", "fill-mask")))
+    task = load_task(opts.tasks[0], opts, tok)
+    general = tmp_path / "general.txt"
+    general.write_text("\n".join([task.held_out[0].text, task.train[0].text, "the bank said"]) + "\n")
+    kept = _keep_texts(opts.model_copy(update={"keep_on": str(general)}), tok, [task])
+    assert kept == [task.train[0].text, "the bank said"]
+
+
+def _sentences() -> list[str]:
+    from tests.conftest import SENTENCES
+
+    return SENTENCES
