@@ -126,6 +126,9 @@ def _train_parser(sub: Any) -> None:
     tr.add_argument("--max-length", type=int, help="tokens per input (default 256)")
     tr.add_argument("--label-all-tokens", action="store_true", help="token-classification: label every "
                     "sub-token of a word, not only the first")
+    tr.add_argument("--crop", type=float, help="token-classification: up to this fraction of a training example's "
+                    "words dropped at either end, afresh each time, so labels come from context, not position "
+                    "(default 0.1; 0: off)")
     tr.add_argument("--negatives", type=int, help="rerank: irrelevant passages per query a step (default 3; mined "
                     "with BM25 when the file gives none)")
     tr.add_argument("--eval-every", type=int, help="steps between held-out scores (default 50)")
@@ -287,7 +290,8 @@ def _train_options(args: argparse.Namespace) -> Any:
     given = {"steps": args.steps, "batch_size": args.batch_size, "lr": args.lr, "head_lr": args.head_lr,
              "max_length": args.max_length, "negatives": args.negatives, "eval_every": args.eval_every,
              "seed": args.seed, "checkpoint": args.checkpoint, "sampling": args.sampling,
-             "temperature": args.temperature, "keep_weight": args.keep_weight, "keep_on": args.keep_on}
+             "temperature": args.temperature, "keep_weight": args.keep_weight, "keep_on": args.keep_on,
+             "crop": args.crop}
     try:
         tasks = [t.model_copy(update={k: v[t.name] for k, v in extra.items() if t.name in v}) for t in tasks]
         return TrainOptions.model_validate({

@@ -104,8 +104,17 @@ class TokenClassification(Objective):
         batch = {k: v for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
         return batch, labels, first
 
+    def _cropped(self, e: Tagged, rng: np.random.Generator) -> Tagged:
+        """``e`` less up to ``opts.crop`` of its words at each end."""
+        most = int(self.opts.crop * len(e.tokens))
+        if most < 1:
+            return e
+        start, cut = (int(x) for x in rng.integers(0, most + 1, size=2))
+        end = len(e.tokens) - cut
+        return Tagged(e.tokens[start:end], e.labels[start:end])
+
     def step(self, model: MultiTaskModel, examples: list[Tagged], rng: np.random.Generator) -> Pass:
-        batch, labels, _ = self._batch(examples)
+        batch, labels, _ = self._batch([self._cropped(e, rng) for e in examples])
         hidden = model.encode(batch)[0]
         logits = model.head(self.name, hidden, batch["attention_mask"])
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
