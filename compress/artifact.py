@@ -27,7 +27,8 @@ from compress.catalog import Task
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from compress.runtime import Device, Runner
+    from compress.runtime import Runner
+    from compress.session import Device
 
 FORMAT_VERSION = 2  # 2: the recipe is stored in its canonical form, the resolved method config apart
 MANIFEST = "manifest.json"

@@ -33,6 +33,7 @@ from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_n
 from compress.recipe import Recipe
 from compress.report import summary_table, write_report
 from compress.runtime import OnnxRunner, Runner, TorchRunner
+from compress.session import session_settings
 from compress.sources import LoadedModel
 from compress.staging import check_writable, staged_directory
 from compress.timing import throughput
@@ -316,7 +317,9 @@ def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[st
         excluded_nodes=q.excluded,
         sizes={"source_bytes": loaded.source.bytes, "fp32_onnx_bytes": file_bytes(ex.fp32),
                "model_bytes": file_bytes(q.file), **q.sizes},
-        validation={**validation, **({"against_unpruned": against} if against else {})},
+        validation={**validation, **({"against_unpruned": against} if against else {}),
+                    **({"session": session_settings("cpu", run.threads)} if run.method.backend == "onnxruntime"
+                       else {})},
         speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": run.isa},
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         notes=list(loaded.notes), op_counts=op_counts(q.file) if q.file.suffix == ".onnx" else {},  # type: ignore[call-arg]

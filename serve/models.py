@@ -14,10 +14,9 @@ from typing import TYPE_CHECKING
 
 from serve.config import ConfigError, artifact_dir
 from serve.errors import ServeError
+from serve.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from compress.artifact import HeadInfo, Manifest
     from compress.catalog import ModelEntry, ServeOptions, Task
 
@@ -46,7 +45,7 @@ class ModelSpec:
 
     def threads(self) -> int:
         """Intra-op threads in all: as set, else every core."""
-        from compress.runtime import default_threads
+        from compress.session import default_threads
 
         return self.options.threads or default_threads()
 
@@ -67,7 +66,7 @@ class ServedModel:
     ``NAME:HEAD`` (the others).
     """
 
-    def __init__(self, spec: ModelSpec, manifest: Manifest, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, spec: ModelSpec, manifest: Manifest, tokenizer: TextTokenizer) -> None:
         self.spec = spec
         self.manifest = manifest
         self.tokenizer = tokenizer
@@ -147,13 +146,10 @@ class ServedModel:
 
     def _encode(self, texts: list[str], param: str, truncate: bool) -> list[list[int]]:
         try:
-            enc = self.tokenizer(texts, add_special_tokens=True, truncation=truncate,
-                                 max_length=self.max_length if truncate else None,
-                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
+            return self.tokenizer.encode(texts, self.max_length if truncate else None)
         except Exception as e:  # the Rust tokenizer rejects e.g. unpaired surrogates, with varied types
             raise ServeError("invalid_request", f"{param} could not be tokenized ({type(e).__name__}); send "
                              "plain UTF-8 text", param) from None
-        return [list(s) for s in enc["input_ids"]]
 
     def token_text(self, token_id: int) -> str:
         """A vocabulary entry as text (``##`` continuation marks and byte-level spaces resolved)."""
@@ -173,9 +169,9 @@ class ServedModel:
                 **({"model": self.spec.name, "head": self.head.name} if self.head is not None else {})}
 
 
-def _warmup_ids(tokenizer: PreTrainedTokenizerBase, task: str, split_chars: bool, mask_id: int | None) -> list[int]:
+def _warmup_ids(tokenizer: TextTokenizer, task: str, split_chars: bool, mask_id: int | None) -> list[int]:
     text = "E V Q L V E S G G G L V Q P G G" if split_chars else "the quick brown fox jumps over the lazy dog"
-    ids = list(tokenizer(text)["input_ids"])
+    ids = tokenizer.encode([text])[0]
     if task == "fill-mask" and mask_id is not None:
         ids[len(ids) // 2] = mask_id
     return ids
@@ -250,9 +246,9 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
     _check_heads(entry, m, directory)
     if m.task == "fill-mask" and not m.tokenizer.mask_token:
         raise ConfigError(f"{entry.name}: a fill-mask artifact without a mask token cannot be served")
-    tok = art.tokenizer()
+    tok = TextTokenizer.from_directory(directory)
     split = m.tokenizer.split_chars if entry.serve.split_chars is None else entry.serve.split_chars
-    mask_id = tok.convert_tokens_to_ids(m.tokenizer.mask_token) if m.tokenizer.mask_token else None
+    mask_id = tok.token_to_id(m.tokenizer.mask_token) if m.tokenizer.mask_token else None
     spec = ModelSpec(name=entry.name, task=m.task, artifact=str(directory), graph_file=m.graph.file, entry=entry,
                      options=entry.serve, input_names=list(m.graph.inputs), pad_id=int(tok.pad_token_id or 0),
                      backend=backend, from_source=from_source, mask_id=mask_id, pooling=m.pooling,
