@@ -119,7 +119,7 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
     path = artifact_dir(entry, catalog.parent).resolve()
     if not (path / "manifest.json").is_file():
         log(f"{entry.name}: no artifact at {path}; compressing it with its models.yaml recipe")
-        compress_entry(entry, path)  # what `serve` would do on its first start
+        compress_entry(entry, path, full_recipe=True)  # what `serve --compress` does on its first start
     return path
 
 

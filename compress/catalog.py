@@ -86,6 +86,10 @@ class ServeOptions(BaseModel):
     replicas: int | None = Field(None, ge=1, description="Ray Serve replicas (default 1)")
     autoscaling: Autoscaling | None = None
     cpus: float | None = Field(None, gt=0, description="CPUs per Ray replica (default 1)")
+    # A missing artifact, on first start: the plain recipe (no adapt or prune step), or the whole one.
+    first_start: Literal["plain", "full"] = Field("plain", description="recipe a missing artifact is compressed "
+                                                  "with on first start: plain (quantize, optimize) or full (adapt "
+                                                  "and prune steps too, as `compress run`); serve --compress: full")
 
     @model_validator(mode="after")
     def _budgets_for_the_device(self) -> ServeOptions:

@@ -32,6 +32,7 @@ class Settings:
     timeout: float = 30.0
     api_servers: int = 1
     compress_missing: bool = True
+    full_recipe: bool = False  # serve --compress: a missing artifact gets the whole recipe (adapt, prune too)
     log_level: str = "info"
     host_kind: Literal["native", "litserve", "ray"] = "native"
     ray_address: str | None = None  # serve --ray: join this cluster (default: a local Ray on 127.0.0.1)

@@ -177,17 +177,33 @@ def _warmup_ids(tokenizer: TextTokenizer, task: str, split_chars: bool, mask_id:
     return ids
 
 
-def compress_entry(entry: ModelEntry, out: Path) -> None:
-    """Compress a models.yaml entry with its recipe into ``out`` (first start); progress on stderr."""
+def compress_entry(entry: ModelEntry, out: Path, full_recipe: bool = False) -> None:
+    """Compress a models.yaml entry into ``out`` (first start); progress on stderr.
+
+    The plain recipe (:meth:`compress.recipe.Recipe.plain`: no adapt or prune step) unless ``full_recipe``
+    or the entry's ``serve.first_start: full`` asks for the whole one, as `compress run NAME` runs it:
+    never minutes of distillation by surprise.
+
+    Raises:
+        compress.CompressError: the compress extra is not installed, or compression failed.
+    """
+    from compress.extras import require_compress
+
+    require_compress(f"{entry.name}: compressing the missing artifact at {out} (or make it elsewhere with "
+                     f"`compress run {entry.name}`)")
     from compress.head_graph import load_heads
     from compress.pipeline import compress_model
     from compress.sources import load_entry
 
-    log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)",
-                entry.name, out, entry.recipe.method)
-    # The whole recipe, prune: block included, exactly as `compress run NAME` uses it.
+    whole = full_recipe or entry.serve.first_start == "full"
+    recipe = entry.recipe if whole else entry.recipe.plain()
+    skipped = [step for step in ("adapt", "prune") if getattr(entry.recipe, step) and not whole]
+    log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)%s",
+                entry.name, out, entry.recipe.method,
+                f"; the recipe's {' and '.join(skipped)} step skipped: start with --compress, or run "
+                f"`compress run {entry.name}`, for the whole recipe" if skipped else "")
     model = load_heads(entry.heads, entry=entry) if entry.heads else load_entry(entry)
-    compress_model(model, out, name=entry.name, recipe=entry.recipe, command=f"serve (first start: {entry.name})")
+    compress_model(model, out, name=entry.name, recipe=recipe, command=f"serve (first start: {entry.name})")
 
 
 def _resolve_backend(entry: ModelEntry, m: Manifest, directory: Path) -> tuple[str, bool]:
@@ -217,8 +233,10 @@ def _check_heads(entry: ModelEntry, m: Manifest, directory: Path) -> None:
         raise ConfigError(f"{entry.name}: a multi-head artifact runs on onnxruntime; drop serve.backend: torch")
 
 
-def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) -> ServedModel:
-    """Make one entry ready to serve: artifact (compressing it if missing), manifest checks, tokenizer.
+def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True,
+                  full_recipe: bool = False) -> ServedModel:
+    """Make one entry ready to serve: artifact (compressing it if missing, see :func:`compress_entry`),
+    manifest checks, tokenizer.
 
     Raises:
         ConfigError: no artifact and compression is off, or the artifact does not fit the entry.
@@ -236,7 +254,7 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
 
         made = get_method(entry.recipe.method).backend
         check_available(entry.serve.backend or made, entry.serve, entry.name)
-        compress_entry(entry, directory)
+        compress_entry(entry, directory, full_recipe)
     art = load_artifact(directory)
     m = art.manifest
     backend, from_source = _resolve_backend(entry, m, directory)
@@ -256,8 +274,9 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
     return ServedModel(spec, m, tok)
 
 
-def prepare_models(entries: list[ModelEntry], base: Path, compress_missing: bool = True) -> list[ServedModel]:
-    return [prepare_model(e, base, compress_missing) for e in entries]
+def prepare_models(entries: list[ModelEntry], base: Path, compress_missing: bool = True,
+                   full_recipe: bool = False) -> list[ServedModel]:
+    return [prepare_model(e, base, compress_missing, full_recipe) for e in entries]
 
 
 def reload_model(model: ServedModel) -> ServedModel:

@@ -37,7 +37,8 @@ def run(settings: Settings) -> None:
 
         import_ray(local=settings.ray_address is None)  # without Ray, say what to install before anything else
     entries = apply_overrides(load_entries(settings.config), settings)
-    models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing)
+    models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing,
+                            settings.full_recipe)
     for m in models:
         log.info("serving %s (%s) at %s from %s", m.name, m.task, m.describe()["endpoint"], m.spec.artifact)
     if settings.api_key is None:
