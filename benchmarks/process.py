@@ -119,7 +119,7 @@ class ServeProcess:
 
 
 def start_server(config: Path, log: Path, *, api_key: str | None = None, extra: tuple[str, ...] = (),
-                 wait_s: float = 300, port: int | None = None) -> ServeProcess:
+                 wait_s: float = 300, port: int | None = None, python: str | None = None) -> ServeProcess:
     """Start `python -m serve` on 127.0.0.1 and wait until /health says every model is loaded and warmed up.
 
     Args:
@@ -129,6 +129,8 @@ def start_server(config: Path, log: Path, *, api_key: str | None = None, extra: 
         extra: more `serve` flags.
         wait_s: how long to wait for /health to answer 200.
         port: default: a free port.
+        python: the interpreter to run `serve` with, e.g. another virtual environment's (default: this
+            one's); another interpreter does not inherit ``PYTHONPATH``.
 
     Raises:
         ServeStartError: the server exited, or was not healthy in time (it is stopped first).
@@ -136,9 +138,11 @@ def start_server(config: Path, log: Path, *, api_key: str | None = None, extra: 
     port = port or free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("SERVE_API_KEY", None)
+    if python is not None:
+        env.pop("PYTHONPATH", None)
     if api_key:
         env["SERVE_API_KEY"] = api_key
-    cmd = [sys.executable, "-m", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+    cmd = [python or sys.executable, "-m", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "info", *extra]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent,
