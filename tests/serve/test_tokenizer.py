@@ -30,3 +30,17 @@ def test_encodes_and_decodes_as_transformers(tmp_path, family):
 def test_an_artifact_without_tokenizer_json_says_to_rebuild(tmp_path):
     with pytest.raises(ConfigError, match=r"no tokenizer\.json.*compress run NAME --force"):
         TextTokenizer.from_directory(tmp_path)
+
+
+def test_compress_writes_tokenizer_json_for_a_slow_tokenizer(tmp_path):
+    """serve reads only tokenizer.json: compress converts a slow (Python) tokenizer, special tokens included."""
+    from transformers import BertTokenizer
+
+    from compress.pipeline import save_tokenizer
+
+    build_tiny(tmp_path / "src", "bert", "fill-mask")
+    slow = BertTokenizer(vocab_file=str(tmp_path / "src" / "vocab.txt"), do_lower_case=True)
+    save_tokenizer(slow, tmp_path / "art")
+    tok = TextTokenizer.from_directory(tmp_path / "art")
+    assert tok.encode(TEXTS) == slow(TEXTS)["input_ids"]
+    assert [tok.decode([i]) for i in range(tok.vocab_size())] == [slow.decode([i]) for i in range(len(slow))]
