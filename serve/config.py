@@ -1,6 +1,6 @@
 """Server settings (flags and environment) and the models to serve (models.yaml entries).
 
-Per-model serving options live in each entry's ``serve:`` block (:class:`compress.catalog.ServeOptions`);
+Per-model serving options live in each entry's ``serve:`` block (:class:`serve.options.ServeOptions`);
 server-wide settings come from the command line and the environment.
 """
 

@@ -18,7 +18,8 @@ from serve.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
     from compress.artifact import HeadInfo, Manifest
-    from compress.catalog import ModelEntry, ServeOptions, Task
+    from compress.catalog import ModelEntry, Task
+    from serve.options import ServeOptions
 
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",

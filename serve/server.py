@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from serve.config import ConfigError
+
 if TYPE_CHECKING:
     from compress.catalog import ModelEntry
     from serve.config import Settings
@@ -32,6 +34,11 @@ def run(settings: Settings) -> None:
     from serve.config import load_entries
     from serve.models import prepare_models
 
+    if settings.host_kind == "litserve":
+        import importlib.util
+
+        if importlib.util.find_spec("litserve") is None:
+            raise ConfigError("--host-kind litserve needs LitServe: pip install 'mlm-compress[litserve]'")
     if settings.host_kind == "ray":
         from serve.raycluster import import_ray
 

@@ -6,8 +6,8 @@ import sys
 
 import pytest
 
-from compress.catalog import ServeOptions
 from serve.cli import main
+from serve.options import ServeOptions
 
 
 def test_ray_missing_says_what_to_install(monkeypatch, tmp_path, capsys):

@@ -14,12 +14,13 @@ import pytest
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from compress.catalog import ModelEntry, ServeOptions
+from compress.catalog import ModelEntry
 from serve.apis.schemas import check_texts
 from serve.config import ConfigError, Settings, parse_size, read_api_key
 from serve.engine.batch import pad_batch
 from serve.engine.tasks import top_k
 from serve.errors import ServeError, _serve_error, _server_error, _validation_message
+from serve.options import ServeOptions
 
 
 def _request(rid: str = "abc123", path: str = "/v1/embed") -> Request:
