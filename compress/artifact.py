@@ -6,7 +6,8 @@ Layout (format version 2)::
     report.md          the same for people
     model.onnx         the task graph (backend "onnxruntime")
     config.json        the transformers config (labels in id2label)
-    tokenizer.json …   the tokenizer, loadable with AutoTokenizer.from_pretrained(artifact_dir)
+    tokenizer.json …   the tokenizer, loadable with AutoTokenizer.from_pretrained(artifact_dir); serve reads
+                       tokenizer.json alone, with the tokenizers library (serve/tokenizer.py)
 
 Artifacts are written into a temporary sibling directory and renamed into place (compress/staging.py),
 so an interrupted run leaves nothing half-written, and an existing artifact is replaced only with
