@@ -4,7 +4,8 @@
 #   docker build -t mlm-serve .
 #   docker run -p 8000:8000 -v $PWD/models.yaml:/srv/models.yaml:ro -v $PWD/artifacts:/srv/artifacts:ro mlm-serve
 #
-# A missing artifact is an error here (--no-compress): this image cannot compress.
+# A missing artifact is an error here (--no-compress): this image cannot compress. Only the product is
+# copied in: no tests, no benchmarks (the load client and process helpers live there).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -14,7 +15,6 @@ WORKDIR /build
 COPY pyproject.toml README.md ./
 COPY compress ./compress
 COPY serve ./serve
-COPY benchmarks ./benchmarks
 RUN pip install . && rm -rf /build
 
 RUN useradd --create-home --uid 10001 serve
