@@ -21,8 +21,8 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.accuracy import QUICK_TASKS
+from benchmarks.process import ServeStartError
 from compress import CompressError
-from serve.process import ServeStartError
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -128,7 +128,7 @@ def _st(args: argparse.Namespace) -> None:
 
     from benchmarks import st
     from compress.catalog import load_catalog, resolve_location
-    from compress.runtime import default_threads
+    from compress.session import default_threads
 
     entry = load_catalog(args.catalog).get(args.model)
     artifacts = [Path(a) for a in _split(args.artifacts) or []]
@@ -155,7 +155,7 @@ def _heads(args: argparse.Namespace) -> None:
     import json
 
     from benchmarks import heads
-    from compress.runtime import default_threads
+    from compress.session import default_threads
 
     report = heads.run(args.cache, args.catalog, args.threads or default_threads(), args.batch_size,
                        rebuild=args.rebuild)
@@ -189,7 +189,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Run the benchmark the flags describe and write its reports under ``args.out``."""
     from benchmarks.bench import BenchOptions, run_benchmark
     from benchmarks.report import write_reports
-    from compress.runtime import default_threads
+    from compress.session import default_threads
 
     opts = BenchOptions(models=_split(args.models) or [], variants=_split(args.variants) or [],
                         threads=args.threads or default_threads(), quick=args.quick, tasks=_split(args.tasks),
@@ -231,7 +231,7 @@ def main(argv: list[str] | None = None) -> int:
                   file=sys.stderr)
         elif args.command == "bulk":
             from benchmarks import bulk
-            from compress.runtime import default_threads
+            from compress.session import default_threads
 
             layouts = [_layout(v) for v in _split(args.layouts) or []]
             report = bulk.run_bulk_bench(args.artifact, layouts, args.threads or default_threads(), args.limit)
@@ -252,7 +252,7 @@ def main(argv: list[str] | None = None) -> int:
             print(train_report.markdown(result))
         elif args.command == "mask-head":
             from benchmarks import mask_head
-            from compress.runtime import default_threads
+            from compress.session import default_threads
 
             print(mask_head.markdown(mask_head.run(args.threads or default_threads(), args.catalog)))
         elif args.command == "heads":

@@ -24,9 +24,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
+    from benchmarks.loadtest import HttpClient
+    from benchmarks.process import ServeProcess
     from compress.sources import LoadedModel
-    from serve.loadtest import HttpClient
-    from serve.process import ServeProcess
 
 MIN_AGREEMENT = 0.99
 MIN_COSINE = 0.99
@@ -103,7 +103,7 @@ def _reference(loaded: LoadedModel, texts: list[str], per: int) -> np.ndarray:
     """The fp32 original's answer per text: top-1 token id (fill-mask), class id, or unit embedding."""
     from benchmarks.variants import torch_baseline
     from compress.data import is_residue_vocab, space_residues
-    from compress.runtime import default_threads
+    from compress.session import default_threads
 
     if is_residue_vocab(loaded.tokenizer):  # the server takes raw sequences, the tokenizer spaced ones
         texts = [space_residues(t, loaded.tokenizer.mask_token) for t in texts]
@@ -218,7 +218,7 @@ def check_server(server: ServeProcess, catalog: Path, n: int, host_kind: str) ->
 
 def run_e2e(catalog: Path, host_kind: str, n: int, log: Path, extra: tuple[str, ...] = ()) -> E2EReport:
     """Start `serve` on ``catalog`` (127.0.0.1, an API key), check it, stop it."""
-    from serve.process import start_server
+    from benchmarks.process import start_server
 
     flags = ("--ray",) if host_kind == "ray" else ("--host-kind", host_kind)
     server = start_server(catalog.resolve(), log, api_key=KEY, extra=(*flags, *extra), wait_s=1800)

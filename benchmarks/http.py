@@ -46,8 +46,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from benchmarks.process import ServeProcess
     from compress.catalog import Catalog, ModelEntry
-    from serve.process import ServeProcess
 
 ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "classification": "/v1/classify"}
 IN_PROCESS_BATCHES = (1, 8, 32)
@@ -119,7 +119,7 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
     path = artifact_dir(entry, catalog.parent).resolve()
     if not (path / "manifest.json").is_file():
         log(f"{entry.name}: no artifact at {path}; compressing it with its models.yaml recipe")
-        compress_entry(entry, path)  # what `serve` would do on its first start
+        compress_entry(entry, path, full_recipe=True)  # what `serve --compress` does on its first start
     return path
 
 
@@ -165,9 +165,9 @@ def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[s
     its many threads' wait for the GIL)."""
     from dataclasses import asdict
 
+    from benchmarks.loadtest import mean_batch_size, run_load, scrape
+    from benchmarks.process import tree_cpu_seconds
     from benchmarks.serving import start_probe
-    from serve.loadtest import mean_batch_size, run_load, scrape
-    from serve.process import tree_cpu_seconds
 
     before, rss_before, cpu_before = scrape(server.url), server.memory()["rss"], tree_cpu_seconds(server.proc.pid)
     seconds = max(deadline - time.monotonic(), 1.0)
@@ -192,7 +192,7 @@ def _in_process(artifact: Path, texts: list[str], threads: int, seconds: float, 
     as many at once as the server runs (``streams``; default 2 on 2+ threads), with the server's session
     settings, and one pass at a time in a plain session (onnxruntime's defaults: ``B plain``); the best
     is the figure."""
-    from serve.loadtest import in_process_throughput
+    from benchmarks.loadtest import in_process_throughput
 
     ordered = sorted(texts, key=len)
     runs: dict[str, dict[str, Any]] = {}
@@ -222,11 +222,11 @@ def _median_levels(rounds: list[dict[int, dict[str, Any]]], inproc: list[dict[st
 
 def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -> dict[str, Any]:
     """Serve one model and measure it (module docstring); the server is always stopped."""
+    from benchmarks.loadtest import run_load
+    from benchmarks.process import start_server, write_models
     from benchmarks.serving import drain_under_load, serving_texts, soak, swap_under_load
     from compress.artifact import read_manifest
     from compress.catalog import load_catalog
-    from serve.loadtest import run_load
-    from serve.process import start_server, write_models
 
     catalog = Path(opts.catalog)
     entry, head_task = model_target(load_catalog(catalog), name)
@@ -291,14 +291,14 @@ def run_http(opts: HttpOptions) -> dict[str, Any]:
         compress.CompressError: unknown model name (the message lists the known ones), or the artifact
             could not be made.
         ValueError: bad options or ``--artifact``.
-        serve.process.ServeStartError: a server did not start; its log is in the message.
+        benchmarks.process.ServeStartError: a server did not start; its log is in the message.
 
     Example:
         >>> report = run_http(HttpOptions(["minilm"], concurrency=[16, 256], requests=500))  # doctest: +SKIP
     """
     from compress.catalog import load_catalog
     from compress.cpu import cpu_model, detect_isa
-    from compress.runtime import default_threads
+    from compress.session import default_threads
 
     t0 = time.monotonic()
     catalog = load_catalog(opts.catalog)

@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 if TYPE_CHECKING:
-    from serve.process import ServeProcess
+    from benchmarks.process import ServeProcess
 
 MAX_TOKENS = 256
 SEED = 14
@@ -55,7 +55,7 @@ def serving_texts(artifact: Path, n: int, task: str | None = None) -> tuple[list
 def _probe(url: str, path: str, body: dict[str, Any], seconds: float, patient: bool) -> dict[str, list[float]]:
     """One client, alone in its process, timing its requests (ms) by status for ``seconds``; after a 429
     it waits the Retry-After when ``patient``, else 50 ms."""
-    from serve.loadtest import HttpClient, retry_after_seconds
+    from benchmarks.loadtest import HttpClient, retry_after_seconds
 
     client = HttpClient(url)
     out: dict[str, list[float]] = {}
@@ -85,7 +85,7 @@ def start_probe(url: str, path: str, body: dict[str, Any], seconds: float, patie
 def soak(server: ServeProcess, model: str, task: str, texts: list[str], seconds: float) -> dict[str, Any]:
     """16 clients for ``seconds``, each request 1 to 4 texts (shapes vary); the server's RSS before and after."""
     from benchmarks.http import ENDPOINTS, request_body
-    from serve.loadtest import run_load
+    from benchmarks.loadtest import run_load
 
     rng = np.random.default_rng(SEED)
     sizes = rng.integers(1, 5, size=len(texts))
@@ -130,7 +130,7 @@ def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str,
     """Replace the served ``artifact`` while 16 clients send for ``seconds``: failed requests, and how long
     until the new version answers (``X-Model-Version``)."""
     from benchmarks.http import ENDPOINTS, request_body
-    from serve.loadtest import HttpClient, run_load
+    from benchmarks.loadtest import HttpClient, run_load
 
     probe, path = HttpClient(server.url, server.api_key), ENDPOINTS[task]
     before = probe.request("POST", path, request_body(task, model, texts[0]))[1]["x-model-version"]
@@ -156,7 +156,7 @@ def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str,
 def drain_under_load(server: ServeProcess, model: str, task: str, texts: list[str]) -> dict[str, Any]:
     """SIGTERM while 16 clients send: /ready's 503, the requests' outcomes, the exit. Stops the server."""
     from benchmarks.http import ENDPOINTS, request_body
-    from serve.loadtest import HttpClient, closed_loop_until_refused
+    from benchmarks.loadtest import HttpClient, closed_loop_until_refused
 
     outcomes: list[tuple[Any, str]] = []
     lock = threading.Lock()

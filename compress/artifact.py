@@ -6,7 +6,8 @@ Layout (format version 2)::
     report.md          the same for people
     model.onnx         the task graph (backend "onnxruntime")
     config.json        the transformers config (labels in id2label)
-    tokenizer.json …   the tokenizer, loadable with AutoTokenizer.from_pretrained(artifact_dir)
+    tokenizer.json …   the tokenizer, loadable with AutoTokenizer.from_pretrained(artifact_dir); serve reads
+                       tokenizer.json alone, with the tokenizers library (serve/tokenizer.py)
 
 Artifacts are written into a temporary sibling directory and renamed into place (compress/staging.py),
 so an interrupted run leaves nothing half-written, and an existing artifact is replaced only with
@@ -28,7 +29,8 @@ from compress.heads import HeadTask
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
 
-    from compress.runtime import Device, Runner
+    from compress.runtime import Runner
+    from compress.session import Device
 
 FORMAT_VERSION = 2  # 2: the recipe is stored in its canonical form, the resolved method config apart
 MANIFEST = "manifest.json"

@@ -332,6 +332,10 @@ def main(argv: list[str] | None = None) -> int:
 
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     try:
+        if args.command in ("run", "adapt"):
+            from compress.extras import require_compress
+
+            require_compress(f"compress {args.command}")
         if args.command == "run":
             _run(args)
         elif args.command == "adapt":

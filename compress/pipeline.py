@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 from compress import CompressError
 from compress.artifact import FORMAT_VERSION, GraphInfo, HeadInfo, Manifest, TokenizerInfo, write_manifest
@@ -34,10 +34,14 @@ from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_n
 from compress.recipe import Recipe
 from compress.report import summary_table, write_report
 from compress.runtime import OnnxRunner, Runner, TorchRunner
+from compress.session import session_settings
 from compress.sources import LoadedModel
 from compress.staging import check_writable, staged_directory
 from compress.timing import throughput
 from compress.validate import ValidationSet, build_validation_set, collect, compare
+
+if TYPE_CHECKING:
+    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
@@ -318,12 +322,37 @@ def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[st
         excluded_nodes=q.excluded,
         sizes={"source_bytes": loaded.source.bytes, "fp32_onnx_bytes": file_bytes(ex.fp32),
                "model_bytes": file_bytes(q.file), **q.sizes},
-        validation={**validation, **({"against_unpruned": against} if against else {})},
+        validation={**validation, **({"against_unpruned": against} if against else {}),
+                    **({"session": session_settings("cpu", run.threads)} if run.method.backend == "onnxruntime"
+                       else {})},
         speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": run.isa},
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         notes=list(loaded.notes), op_counts=op_counts(q.file) if q.file.suffix == ".onnx" else {},  # type: ignore[call-arg]
         pruning=run.pruning, **_described(run),
     )
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
+    """The tokenizer's files, ``tokenizer.json`` always among them: `serve` reads only that one (with the
+    tokenizers library), so a slow (Python) tokenizer is converted to the fast one's format.
+
+    Raises:
+        CompressError: the tokenizer has no fast equivalent to convert it to.
+    """
+    tokenizer.save_pretrained(str(directory))
+    if (directory / "tokenizer.json").is_file():
+        return
+    from transformers import AutoTokenizer
+
+    try:  # what transformers itself loads a slow tokenizer's files as, special tokens included
+        fast = AutoTokenizer.from_pretrained(str(directory), use_fast=True)
+    except Exception as e:  # transformers raises ValueError, KeyError or ImportError, by tokenizer class
+        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
+                            f"serve needs: {e}") from None
+    if not fast.is_fast:
+        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
+                            "serve needs")
+    fast.backend_tokenizer.save(str(directory / "tokenizer.json"))
 
 
 def compress_model(model: LoadedModel | MultiHeadModel, out: Path, *, name: str, recipe: Recipe,
@@ -364,7 +393,7 @@ def compress_model(model: LoadedModel | MultiHeadModel, out: Path, *, name: str,
         quantized = _quantize(run, exported, tmp)
         manifest = _manifest(run, exported, quantized, name, _speed(run, exported, quantized, bench))
         run.steps("writing the artifact")
-        run.loaded.tokenizer.save_pretrained(str(tmp))
+        save_tokenizer(run.loaded.tokenizer, tmp)
         run.loaded.model.config.save_pretrained(str(tmp))
         shutil.rmtree(tmp / "_work")
         write_manifest(tmp, manifest)

@@ -117,6 +117,12 @@ class Recipe(BaseModel):
     def method(self) -> str:
         return self.quantize.method
 
+    def plain(self) -> Recipe:
+        """This recipe without its training steps (``adapt``, ``prune``): quantize, optimize, validate, in
+        seconds to a minute rather than the minutes of distillation (what ``serve`` runs on a first start
+        unless asked for the whole recipe)."""
+        return self.model_copy(update={"adapt": None, "prune": None})
+
     def stored(self) -> dict[str, Any]:
         """The recipe as the manifest records it (canonical form, JSON types)."""
         return self.model_dump(mode="json")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from compress.artifact import Manifest
 from compress.validate import PRIMARY
@@ -10,6 +11,15 @@ from compress.validate import PRIMARY
 
 def _mb(n: int) -> str:
     return f"{n / 1e6:.1f} MB"
+
+
+def _session(s: dict[str, Any]) -> str:
+    """The ONNX Runtime session settings the gate ran with (compress.session), for people."""
+    off = [name for name, key in (("spin-waiting", "intra_op_spinning"), ("memory pattern", "memory_pattern"),
+                                  ("CPU arena", "cpu_memory_arena")) if not s.get(key)]
+    return (f"onnxruntime {s.get('onnxruntime', '?')} on {s['device']}, {s['intra_op_threads']} intra-op threads, "
+            f"graph optimization {s['graph_optimization']}" + (f", no {', no '.join(off)}" if off else "")
+            + " (as served)")
 
 
 def _rows(m: Manifest) -> list[tuple[str, str]]:
@@ -32,6 +42,8 @@ def _rows(m: Manifest) -> list[tuple[str, str]]:
         if extra in v:
             rows.append((extra, f"{v[extra]:.4f}"))
     rows.append(("validation set", f"{int(v['texts'])} texts ({v['data']})"))
+    if "session" in v:
+        rows.append(("validated in", _session(v["session"])))
     if m.speed:
         sp = m.speed
         rows.append(("speed", f"{sp['torch_fp32_seq_per_s']:.1f} -> {sp['artifact_seq_per_s']:.1f} seq/s "

@@ -1,70 +1,27 @@
 """Run an exported graph (ONNX Runtime) or its PyTorch original with one interface.
 
 Both take the tokenizer's numpy encodings and return the task outputs by name, so validation,
-benchmarks and the server compare like with like.
+benchmarks and the server compare like with like. ONNX Runtime sessions come from :mod:`compress.session`,
+the one factory that serving uses too.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from compress import CompressError
+from compress.session import Device, make_session
 
 if TYPE_CHECKING:
-    import onnxruntime as ort
-
     from compress.artifact import Artifact
     from compress.export import TaskGraph
     from compress.head_graph import MultiHeadGraph
 
-log = logging.getLogger(__name__)
-Device = Literal["cpu", "cuda"]
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
-
-PROVIDERS: dict[str, list[str]] = {
-    "cpu": ["CPUExecutionProvider"],
-    "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
-}
-
-
-def default_threads() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def make_session(path: str | Path, device: Device = "cpu", threads: int | None = None) -> ort.InferenceSession:
-    """An ONNX Runtime session on ``device`` with an explicit thread count.
-
-    Raises:
-        CompressError: CUDA was asked for but this onnxruntime build has no CUDA provider. We never
-            fall back to the CPU silently.
-    """
-    import onnxruntime as ort
-
-    if device not in PROVIDERS:
-        raise CompressError(f"unknown device {device!r}; choose one of {', '.join(PROVIDERS)}")
-    available = ort.get_available_providers()
-    if device == "cuda" and "CUDAExecutionProvider" not in available:
-        raise CompressError(
-            "CUDA was requested but onnxruntime has no CUDAExecutionProvider (available: "
-            f"{', '.join(available)}). Install the GPU build: pip uninstall -y onnxruntime && "
-            "pip install onnxruntime-gpu — or use device cpu."
-        )
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = threads or default_threads()
-    opts.inter_op_num_threads = 1
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.log_severity_level = 3
-    session = ort.InferenceSession(str(path), sess_options=opts, providers=PROVIDERS[device])
-    if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-        raise CompressError(f"CUDA provider failed to initialise for {path}; providers: {session.get_providers()}")
-    log.info("onnxruntime session %s on %s, %d threads", Path(path).name, device, opts.intra_op_num_threads)
-    return session
 
 
 class OnnxRunner:
@@ -125,3 +82,4 @@ def torch_artifact_runner(artifact: Artifact, device: Device = "cpu", threads: i
     mask_id = artifact.tokenizer().mask_token_id
     graph = TaskGraph(model, m.task, mask_token_id=mask_id, pooling=m.pooling or "mean")  # type: ignore[arg-type]
     return TorchRunner(graph, m.graph.inputs, threads=threads, device=device)
+

@@ -57,8 +57,13 @@ def _parser() -> argparse.ArgumentParser:
                    help="with --ray on a local Ray: HTTP reaches the replicas through HAProxy (default; each "
                    "replica answers HTTP itself) or through Ray Serve's Python proxy")
     p.add_argument("--api-servers", default=1, type=int, help="HTTP server processes (litserve host; default 1)")
-    p.add_argument("--no-compress", dest="compress_missing", action="store_false",
-                   help="fail instead of compressing a model whose artifact is missing")
+    first = p.add_mutually_exclusive_group()
+    first.add_argument("--compress", dest="full_recipe", action="store_true",
+                       help="compress a missing artifact with the entry's whole recipe, adapt and prune steps "
+                       "included (default: the plain recipe, quantize and optimize only; needs "
+                       "mlm-compress[compress])")
+    first.add_argument("--no-compress", dest="compress_missing", action="store_false",
+                       help="fail instead of compressing a model whose artifact is missing")
     p.add_argument("--log-level", default="info", choices=("debug", "info", "warning", "error"))
     p.add_argument("--metrics-dir", help="litserve and local ray hosts: directory for Prometheus multiprocess files "
                    "(default: a fresh temp dir)")
@@ -105,6 +110,7 @@ def main(argv: list[str] | None = None) -> int:
         settings = Settings(config=args.config, host=args.host, port=args.port,
                             api_key=read_api_key(args.api_key_file), max_body_bytes=parse_size(args.max_body_size),
                             timeout=args.timeout, api_servers=args.api_servers, compress_missing=args.compress_missing,
+                            full_recipe=args.full_recipe,
                             log_level=args.log_level, host_kind=args.host_kind, drain_grace=args.drain_grace,
                             drain_timeout=args.drain_timeout,
                             retry_after_hold=args.retry_after_hold, watch_interval=args.watch_interval,

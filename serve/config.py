@@ -1,6 +1,6 @@
 """Server settings (flags and environment) and the models to serve (models.yaml entries).
 
-Per-model serving options live in each entry's ``serve:`` block (:class:`compress.catalog.ServeOptions`);
+Per-model serving options live in each entry's ``serve:`` block (:class:`serve.options.ServeOptions`);
 server-wide settings come from the command line and the environment.
 """
 
@@ -32,6 +32,7 @@ class Settings:
     timeout: float = 30.0
     api_servers: int = 1
     compress_missing: bool = True
+    full_recipe: bool = False  # serve --compress: a missing artifact gets the whole recipe (adapt, prune too)
     log_level: str = "info"
     host_kind: Literal["native", "litserve", "ray"] = "native"
     ray_address: str | None = None  # serve --ray: join this cluster (default: a local Ray on 127.0.0.1)

@@ -14,13 +14,13 @@ from typing import TYPE_CHECKING
 
 from serve.config import ConfigError, artifact_dir
 from serve.errors import ServeError
+from serve.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
-
     from compress.artifact import HeadInfo, Manifest
-    from compress.catalog import ModelEntry, ServeOptions, Task
+    from compress.catalog import ModelEntry, Task
     from compress.heads import HeadTask
+    from serve.options import ServeOptions
 
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
@@ -47,7 +47,7 @@ class ModelSpec:
 
     def threads(self) -> int:
         """Intra-op threads in all: as set, else every core."""
-        from compress.runtime import default_threads
+        from compress.session import default_threads
 
         return self.options.threads or default_threads()
 
@@ -68,7 +68,7 @@ class ServedModel:
     ``NAME:HEAD`` (the others).
     """
 
-    def __init__(self, spec: ModelSpec, manifest: Manifest, tokenizer: PreTrainedTokenizerBase) -> None:
+    def __init__(self, spec: ModelSpec, manifest: Manifest, tokenizer: TextTokenizer) -> None:
         self.spec = spec
         self.manifest = manifest
         self.tokenizer = tokenizer
@@ -148,13 +148,10 @@ class ServedModel:
 
     def _encode(self, texts: list[str], param: str, truncate: bool) -> list[list[int]]:
         try:
-            enc = self.tokenizer(texts, add_special_tokens=True, truncation=truncate,
-                                 max_length=self.max_length if truncate else None,
-                                 return_attention_mask=False, return_token_type_ids=False, verbose=False)
+            return self.tokenizer.encode(texts, self.max_length if truncate else None)
         except Exception as e:  # the Rust tokenizer rejects e.g. unpaired surrogates, with varied types
             raise ServeError("invalid_request", f"{param} could not be tokenized ({type(e).__name__}); send "
                              "plain UTF-8 text", param) from None
-        return [list(s) for s in enc["input_ids"]]
 
     def token_text(self, token_id: int) -> str:
         """A vocabulary entry as text (``##`` continuation marks and byte-level spaces resolved)."""
@@ -174,16 +171,28 @@ class ServedModel:
                 **({"model": self.spec.name, "head": self.head.name} if self.head is not None else {})}
 
 
-def _warmup_ids(tokenizer: PreTrainedTokenizerBase, task: str, split_chars: bool, mask_id: int | None) -> list[int]:
+def _warmup_ids(tokenizer: TextTokenizer, task: str, split_chars: bool, mask_id: int | None) -> list[int]:
     text = "E V Q L V E S G G G L V Q P G G" if split_chars else "the quick brown fox jumps over the lazy dog"
-    ids = list(tokenizer(text)["input_ids"])
+    ids = tokenizer.encode([text])[0]
     if task == "fill-mask" and mask_id is not None:
         ids[len(ids) // 2] = mask_id
     return ids
 
 
-def compress_entry(entry: ModelEntry, out: Path) -> None:
-    """Compress a models.yaml entry with its recipe into ``out`` (first start); progress on stderr."""
+def compress_entry(entry: ModelEntry, out: Path, full_recipe: bool = False) -> None:
+    """Compress a models.yaml entry into ``out`` (first start); progress on stderr.
+
+    The plain recipe (:meth:`compress.recipe.Recipe.plain`: no adapt or prune step) unless ``full_recipe``
+    or the entry's ``serve.first_start: full`` asks for the whole one, as `compress run NAME` runs it:
+    never minutes of distillation by surprise.
+
+    Raises:
+        compress.CompressError: the compress extra is not installed, or compression failed.
+    """
+    from compress.extras import require_compress
+
+    require_compress(f"{entry.name}: compressing the missing artifact at {out} (or make it elsewhere with "
+                     f"`compress run {entry.name}`)")
     from compress.head_graph import load_heads
     from compress.pipeline import compress_model
     from compress.sources import load_entry
@@ -191,11 +200,15 @@ def compress_entry(entry: ModelEntry, out: Path) -> None:
     if entry.recipe.train is not None:  # never minutes of training by surprise at start
         raise ConfigError(f"{entry.name}: no artifact at {out}, and its recipe trains heads first (train:); "
                           f"make it with `compress run {entry.name}`, then start serve")
-    log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)",
-                entry.name, out, entry.recipe.method)
-    # The whole recipe, prune: block included, exactly as `compress run NAME` uses it.
+    whole = full_recipe or entry.serve.first_start == "full"
+    recipe = entry.recipe if whole else entry.recipe.plain()
+    skipped = [step for step in ("adapt", "prune") if getattr(entry.recipe, step) and not whole]
+    log.warning("%s: no artifact at %s; compressing it now with method %s (first start, this takes a while)%s",
+                entry.name, out, entry.recipe.method,
+                f"; the recipe's {' and '.join(skipped)} step skipped: start with --compress, or run "
+                f"`compress run {entry.name}`, for the whole recipe" if skipped else "")
     model = load_heads(entry.heads, entry=entry) if entry.heads else load_entry(entry)
-    compress_model(model, out, name=entry.name, recipe=entry.recipe, command=f"serve (first start: {entry.name})")
+    compress_model(model, out, name=entry.name, recipe=recipe, command=f"serve (first start: {entry.name})")
 
 
 def _resolve_backend(entry: ModelEntry, m: Manifest, directory: Path) -> tuple[str, bool]:
@@ -225,8 +238,10 @@ def _check_heads(entry: ModelEntry, m: Manifest, directory: Path) -> None:
         raise ConfigError(f"{entry.name}: a multi-head artifact runs on onnxruntime; drop serve.backend: torch")
 
 
-def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) -> ServedModel:
-    """Make one entry ready to serve: artifact (compressing it if missing), manifest checks, tokenizer.
+def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True,
+                  full_recipe: bool = False) -> ServedModel:
+    """Make one entry ready to serve: artifact (compressing it if missing, see :func:`compress_entry`),
+    manifest checks, tokenizer.
 
     Raises:
         ConfigError: no artifact and compression is off, or the artifact does not fit the entry.
@@ -244,7 +259,7 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
 
         made = get_method(entry.recipe.method).backend
         check_available(entry.serve.backend or made, entry.serve, entry.name)
-        compress_entry(entry, directory)
+        compress_entry(entry, directory, full_recipe)
     art = load_artifact(directory)
     m = art.manifest
     backend, from_source = _resolve_backend(entry, m, directory)
@@ -254,9 +269,9 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
     _check_heads(entry, m, directory)
     if m.task == "fill-mask" and not m.tokenizer.mask_token:
         raise ConfigError(f"{entry.name}: a fill-mask artifact without a mask token cannot be served")
-    tok = art.tokenizer()
+    tok = TextTokenizer.from_directory(directory)
     split = m.tokenizer.split_chars if entry.serve.split_chars is None else entry.serve.split_chars
-    mask_id = tok.convert_tokens_to_ids(m.tokenizer.mask_token) if m.tokenizer.mask_token else None
+    mask_id = tok.token_to_id(m.tokenizer.mask_token) if m.tokenizer.mask_token else None
     spec = ModelSpec(name=entry.name, task=m.task, artifact=str(directory), graph_file=m.graph.file, entry=entry,
                      options=entry.serve, input_names=list(m.graph.inputs), pad_id=int(tok.pad_token_id or 0),
                      backend=backend, from_source=from_source, mask_id=mask_id, pooling=m.pooling,
@@ -264,8 +279,9 @@ def prepare_model(entry: ModelEntry, base: Path, compress_missing: bool = True) 
     return ServedModel(spec, m, tok)
 
 
-def prepare_models(entries: list[ModelEntry], base: Path, compress_missing: bool = True) -> list[ServedModel]:
-    return [prepare_model(e, base, compress_missing) for e in entries]
+def prepare_models(entries: list[ModelEntry], base: Path, compress_missing: bool = True,
+                   full_recipe: bool = False) -> list[ServedModel]:
+    return [prepare_model(e, base, compress_missing, full_recipe) for e in entries]
 
 
 def reload_model(model: ServedModel) -> ServedModel:

@@ -7,6 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from serve.config import ConfigError
+
 if TYPE_CHECKING:
     from compress.catalog import ModelEntry
     from serve.config import Settings
@@ -32,12 +34,18 @@ def run(settings: Settings) -> None:
     from serve.config import load_entries
     from serve.models import prepare_models
 
+    if settings.host_kind == "litserve":
+        import importlib.util
+
+        if importlib.util.find_spec("litserve") is None:
+            raise ConfigError("--host-kind litserve needs LitServe: pip install 'mlm-compress[litserve]'")
     if settings.host_kind == "ray":
         from serve.raycluster import import_ray
 
         import_ray(local=settings.ray_address is None)  # without Ray, say what to install before anything else
     entries = apply_overrides(load_entries(settings.config), settings)
-    models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing)
+    models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing,
+                            settings.full_recipe)
     for m in models:
         log.info("serving %s (%s) at %s from %s", m.name, m.task, m.describe()["endpoint"], m.spec.artifact)
     if settings.api_key is None:

@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
-from tqdm.auto import tqdm
 
 from compress.quantize import MethodConfig, QuantContext, register
 from compress.quantize.int8_dynamic import REDUCE_RANGE
@@ -53,6 +52,7 @@ def quantize_static_int8(src: Path, dst: Path, cfg: Int8StaticConfig, ctx: Quant
         QuantType,
         quantize_static,
     )
+    from tqdm.auto import tqdm
 
     if not ctx.calibration:
         raise ValueError("static int8 needs calibration texts: pass --calibration FILE")

@@ -43,15 +43,14 @@ def weight_matmuls_by_input(model: onnx.ModelProto, exclude: Iterable[str] = ())
 def channel_peaks(model: onnx.ModelProto, tensors: Sequence[str],
                   batches: Sequence[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
     """max |x| per last-axis channel of each of ``tensors``, over the fp32 graph run on ``batches``."""
-    import onnxruntime as ort
+    from compress.session import make_session
 
     probe = onnx.ModelProto()
     probe.CopyFrom(model)
     probe.graph.output.extend(helper.make_tensor_value_info(t, TensorProto.FLOAT, None) for t in tensors)
     peaks: dict[str, np.ndarray] = {}
     with tempfile.TemporaryDirectory(prefix="smooth-") as tmp:  # a file, so a graph over 2 GiB loads too
-        session = ort.InferenceSession(str(save_model(probe, Path(tmp) / "probe.onnx")),
-                                       providers=["CPUExecutionProvider"])
+        session = make_session(save_model(probe, Path(tmp) / "probe.onnx"), "cpu")
         feeds = [i.name for i in session.get_inputs()]
         for batch in batches:
             outs = session.run(list(tensors), {n: batch[n] for n in feeds})

@@ -19,8 +19,8 @@ from serve.config import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from compress.catalog import ServeOptions
     from serve.models import ModelSpec
+    from serve.options import ServeOptions
 
 
 class Backend(Protocol):
@@ -45,6 +45,13 @@ def check_available(backend: str, options: ServeOptions, name: str) -> None:
                 f"{', '.join(ort.get_available_providers())}). Install the GPU build: pip uninstall -y onnxruntime "
                 "&& pip install onnxruntime-gpu, or set serve.device: cpu")
     if backend == "torch":
+        from compress import CompressError
+        from compress.extras import require_compress
+
+        try:
+            require_compress(f"{name}: backend torch")
+        except CompressError as e:
+            raise ConfigError(str(e)) from None
         import torch
 
         if options.device == "cuda" and not torch.cuda.is_available():

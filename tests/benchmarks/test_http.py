@@ -10,8 +10,8 @@ import pytest
 
 from benchmarks.cli import main
 from benchmarks.http import LEVEL_KEYS, HttpOptions, run_http
+from benchmarks.process import descendants, write_models
 from compress import CompressError
-from serve.process import descendants, write_models
 from tests.conftest import build_tiny
 
 

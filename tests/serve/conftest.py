@@ -3,13 +3,15 @@
 - ``tiny_models``: tiny random BERTs (fill-mask, classifier, a bitsandbytes torch artifact) made ready
   the way `serve` makes them, for in-process tests of backends and the engine.
 - ``server``: a real `serve` process on 127.0.0.1: AntiBERTy fill-mask, AntiBERTy species classifier,
-  MiniLM embedder; API key on; small limits so each bad-input case is cheap to provoke.
+  MiniLM embedder; API key on; small limits so each bad-input case is cheap to provoke (``$SERVE_PYTHON``:
+  run by that interpreter, e.g. a serving-only install's).
 - ``open_server``: MiniLM plus a tiny random BERT that has no artifact yet (compressed on first
   start); no API key.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -18,13 +20,16 @@ from typing import Any
 
 import pytest
 
+from benchmarks.loadtest import HttpClient, LoadReport, run_load
+from benchmarks.process import start_server, write_models
 from benchmarks.serving import replace_artifact
-from serve.loadtest import HttpClient, LoadReport, run_load
-from serve.process import start_server, write_models
 
 API_KEY = "test-key-123"
 LIMITS = {"max_body_bytes": 64 * 1024, "minilm_max_items": 8, "minilm_max_length": 32, "max_items": 16}
 ROOT = Path(__file__).resolve().parents[2]
+# SERVE_PYTHON=VENV/bin/python: ``server`` runs that interpreter's `serve`, e.g. a serving-only install's, which
+# must pass the same accuracy and bad-input checks as the full install (tests/serve/test_lean_install.py).
+SERVE_PYTHON = os.environ.get("SERVE_PYTHON") or None
 
 
 def packaged_entry(name: str, artifact: Path, **serve_opts: object) -> dict:
@@ -73,7 +78,7 @@ def server(packaged_artifact, tmp_path_factory):
         packaged_entry("minilm", packaged_artifact("minilm"), max_items=LIMITS["minilm_max_items"],
                        max_length=LIMITS["minilm_max_length"], truncate=True),
     ])
-    proc = start_server(config, tmp / "serve.log", api_key=API_KEY,
+    proc = start_server(config, tmp / "serve.log", api_key=API_KEY, python=SERVE_PYTHON,
                         extra=("--max-body-size", str(LIMITS["max_body_bytes"])))
     yield proc
     proc.stop()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.loadtest import mean_batch_size, run_load, scrape
 from compress.data import bbc_sentences
-from serve.loadtest import mean_batch_size, run_load, scrape
 from tests.serve.conftest import API_KEY
 
 pytestmark = pytest.mark.integration

@@ -14,12 +14,13 @@ import pytest
 from pydantic import ValidationError
 from starlette.requests import Request
 
-from compress.catalog import ModelEntry, ServeOptions
+from compress.catalog import ModelEntry
 from serve.apis.schemas import check_texts
 from serve.config import ConfigError, Settings, parse_size, read_api_key
 from serve.engine.batch import pad_batch
 from serve.engine.tasks import top_k
 from serve.errors import ServeError, _serve_error, _server_error, _validation_message
+from serve.options import ServeOptions
 
 
 def _request(rid: str = "abc123", path: str = "/v1/embed") -> Request:
@@ -175,19 +176,23 @@ def test_cli_missing_artifact_without_compression(tmp_path):
     assert out.returncode == 2 and "compress run m" in out.stderr
 
 
-def test_first_start_compresses_with_the_whole_recipe(monkeypatch, tmp_path):
-    """serve builds a missing artifact as `compress run NAME` would: the prune: block too."""
+def test_first_start_compresses_with_the_plain_recipe_unless_asked(monkeypatch, tmp_path):
+    """serve builds a missing artifact with the plain recipe (no prune: block, no distillation by surprise);
+    serve --compress, or the entry's serve.first_start: full, with the whole one, as `compress run NAME`."""
     import compress.pipeline
     import compress.sources
     from serve.models import compress_entry
 
-    entry = ModelEntry.model_validate({
-        "name": "m", "source": "some/dir", "task": "embedding",
-        "recipe": {"method": "int8", "optimize": "O2", "prune": {"fraction": 0.3, "recover_steps": 7}}})
-    seen = {}
+    raw = {"name": "m", "source": "some/dir", "task": "embedding",
+           "recipe": {"method": "int8", "optimize": "O2", "prune": {"fraction": 0.3, "recover_steps": 7}}}
+    seen: list = []
     monkeypatch.setattr(compress.sources, "load_entry", lambda e: e.name)
-    monkeypatch.setattr(compress.pipeline, "compress_model", lambda loaded, out, **kw: seen.update(kw))
-    compress_entry(entry, tmp_path / "m-int8")
-    recipe = seen["recipe"]
-    assert (recipe.method, recipe.optimize) == ("int8", "O2")
-    assert recipe.prune is not None and (recipe.prune.fraction, recipe.prune.recover_steps) == (0.3, 7)
+    monkeypatch.setattr(compress.pipeline, "compress_model", lambda loaded, out, **kw: seen.append(kw["recipe"]))
+    compress_entry(ModelEntry.model_validate(raw), tmp_path / "m-int8")
+    compress_entry(ModelEntry.model_validate(raw), tmp_path / "m-int8", full_recipe=True)
+    compress_entry(ModelEntry.model_validate({**raw, "serve": {"first_start": "full"}}), tmp_path / "m-int8")
+    plain, *whole = seen
+    assert (plain.method, plain.optimize, plain.prune) == ("int8", "O2", None)
+    for recipe in whole:
+        assert (recipe.method, recipe.optimize) == ("int8", "O2")
+        assert recipe.prune is not None and (recipe.prune.fraction, recipe.prune.recover_steps) == (0.3, 7)

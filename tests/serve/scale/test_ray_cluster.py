@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from benchmarks.process import start_server, write_models
 from serve.hosts.ray_metrics import STALE_SECONDS, MetricsBoard, merge
-from serve.process import start_server, write_models
 
 TEXT = """# HELP serve_items_total inputs answered
 # TYPE serve_items_total counter
@@ -45,7 +45,7 @@ def test_board_forgets_a_replica_that_stopped_sending(monkeypatch):
 def test_joined_cluster_serves_and_gathers_metrics(local_ray, tiny_embedder, tmp_path):
     from ray import serve
 
-    from serve.loadtest import scrape
+    from benchmarks.loadtest import scrape
 
     entry, art = tiny_embedder
     config = write_models(tmp_path / "models.yaml", [{

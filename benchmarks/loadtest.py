@@ -1,6 +1,6 @@
 """A bounded load client for the server, and the in-process figure to compare it with.
 
-    python -m serve.loadtest --url http://127.0.0.1:8000 --model minilm --concurrency 16 --requests 2000 \\
+    python -m benchmarks.loadtest --url http://127.0.0.1:8000 --model minilm --concurrency 16 --requests 2000 \\
         --compare-artifact artifacts/minilm-int8
 
 Each client thread keeps one HTTP/1.1 connection open and sends its next request when the last one
@@ -249,8 +249,7 @@ def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 
 
     from compress.artifact import load_artifact
     from compress.data import encode
-    from compress.runtime import default_threads
-    from serve.backends.onnx import make_session
+    from compress.session import default_threads, make_session
 
     art = load_artifact(artifact)
     tok, max_len = art.tokenizer(), art.manifest.tokenizer.max_length
@@ -288,7 +287,7 @@ def _sentences(n: int) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m serve.loadtest", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="python -m benchmarks.loadtest", description=__doc__.split("\n")[0])
     p.add_argument("--url", default="http://127.0.0.1:8000")
     p.add_argument("--model", default="minilm")
     p.add_argument("--path", default="/v1/embed")

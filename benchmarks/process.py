@@ -7,8 +7,8 @@
         server.stop()
 
 The server runs in its own process group, so Ctrl-C in the terminal does not reach it: whoever starts
-it stops it (``stop`` terminates, then kills the whole group). Standard library only (Linux ``/proc``
-for the memory figures).
+it stops it (``stop`` terminates, then kills the whole group). Process trees, memory and CPU time
+through psutil (``mlm-compress[bench]``).
 """
 
 from __future__ import annotations
@@ -21,10 +21,11 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
-from serve.loadtest import HttpClient
+from benchmarks.loadtest import HttpClient
 from serve.ports import free_ports
 
 
@@ -38,65 +39,54 @@ def free_port() -> int:
 
 
 def descendants(pid: int) -> list[int]:
-    """Every live process below ``pid`` (children, grandchildren, ...), from /proc's parent links."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        try:
-            stat = (entry / "stat").read_text()
-        except OSError:  # it exited while we looked
-            continue
-        ppid = int(stat.rpartition(")")[2].split()[1])  # the name in parentheses may hold spaces
-        children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            found.append(child)
-            todo.append(child)
-    return found
+    """Every live process below ``pid`` (children, grandchildren, ...); empty when ``pid`` is gone."""
+    import psutil
+
+    try:
+        return [p.pid for p in psutil.Process(pid).children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return []
 
 
-def _read_kb(path: str, names: tuple[str, ...]) -> dict[str, int]:
-    """``Name:  123 kB`` lines of a /proc file, in bytes; empty when it cannot be read."""
-    out: dict[str, int] = {}
-    with contextlib.suppress(OSError), open(path) as f:
-        for line in f:
-            key, _, rest = line.partition(":")
-            if key in names:
-                out[key] = int(rest.split()[0]) * 1024
-    return out
+def _tree(pid: int) -> list[Any]:
+    import psutil
+
+    procs = []
+    for p in [pid, *descendants(pid)]:
+        with contextlib.suppress(psutil.NoSuchProcess):
+            procs.append(psutil.Process(p))
+    return procs
 
 
 def tree_memory(pid: int) -> dict[str, int]:
     """Memory of ``pid`` and all its descendants, in bytes, summed over the processes.
 
-    Returns ``rss`` (sum of VmRSS now), ``peak_rss`` (sum of each process's own VmHWM: an upper bound
-    of the tree's peak, as the peaks need not coincide), ``pss`` (sum of proportional set sizes now:
-    pages shared between processes, e.g. after a fork, split among them; 0 where smaps_rollup cannot
-    be read) and ``processes``. Summed RSS counts shared pages once per process, so it overstates.
+    Returns ``rss`` (sum of resident sets now), ``pss`` (sum of proportional set sizes now: pages
+    shared between processes, e.g. after a fork, split among them; 0 where it cannot be read) and
+    ``processes``. Summed RSS counts shared pages once per process, so it overstates.
     """
-    pids = [pid, *descendants(pid)]
-    total = {"rss": 0, "peak_rss": 0, "pss": 0}
-    for p in pids:
-        status = _read_kb(f"/proc/{p}/status", ("VmRSS", "VmHWM"))
-        total["rss"] += status.get("VmRSS", 0)
-        total["peak_rss"] += status.get("VmHWM", 0)
-        total["pss"] += _read_kb(f"/proc/{p}/smaps_rollup", ("Pss",)).get("Pss", 0)
-    return {**total, "processes": len(pids)}
+    import psutil
+
+    total = {"rss": 0, "pss": 0, "processes": 0}
+    for p in _tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):  # it exited while we looked
+            total["rss"] += p.memory_info().rss
+            total["processes"] += 1
+            with contextlib.suppress(psutil.AccessDenied):
+                total["pss"] += getattr(p.memory_full_info(), "pss", 0)
+    return total
 
 
 def tree_cpu_seconds(pid: int) -> float:
     """CPU time (user + system) used so far by ``pid`` and all its live descendants, in seconds."""
-    ticks = os.sysconf("SC_CLK_TCK")
-    total = 0
-    for p in [pid, *descendants(pid)]:
-        try:
-            fields = Path(f"/proc/{p}/stat").read_text().rpartition(")")[2].split()
-        except OSError:
-            continue
-        total += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of stat)
-    return total / ticks
+    import psutil
+
+    total = 0.0
+    for p in _tree(pid):
+        with contextlib.suppress(psutil.NoSuchProcess):
+            t = p.cpu_times()
+            total += t.user + t.system
+    return total
 
 
 @dataclass
@@ -129,7 +119,7 @@ class ServeProcess:
 
 
 def start_server(config: Path, log: Path, *, api_key: str | None = None, extra: tuple[str, ...] = (),
-                 wait_s: float = 300, port: int | None = None) -> ServeProcess:
+                 wait_s: float = 300, port: int | None = None, python: str | None = None) -> ServeProcess:
     """Start `python -m serve` on 127.0.0.1 and wait until /health says every model is loaded and warmed up.
 
     Args:
@@ -139,6 +129,8 @@ def start_server(config: Path, log: Path, *, api_key: str | None = None, extra: 
         extra: more `serve` flags.
         wait_s: how long to wait for /health to answer 200.
         port: default: a free port.
+        python: the interpreter to run `serve` with, e.g. another virtual environment's (default: this
+            one's); another interpreter does not inherit ``PYTHONPATH``.
 
     Raises:
         ServeStartError: the server exited, or was not healthy in time (it is stopped first).
@@ -146,9 +138,11 @@ def start_server(config: Path, log: Path, *, api_key: str | None = None, extra: 
     port = port or free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"}
     env.pop("SERVE_API_KEY", None)
+    if python is not None:
+        env.pop("PYTHONPATH", None)
     if api_key:
         env["SERVE_API_KEY"] = api_key
-    cmd = [sys.executable, "-m", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
+    cmd = [python or sys.executable, "-m", "serve", "--config", str(config), "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "info", *extra]
     with open(log, "wb") as out:
         proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=config.parent,

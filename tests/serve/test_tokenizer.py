@@ -1,0 +1,46 @@
+"""serve's tokenizer (tokenizer.json through the `tokenizers` library) answers as the transformers fast
+tokenizer that `compress` saved: ids, special tokens, truncation, decoding."""
+
+from __future__ import annotations
+
+import pytest
+
+from serve.config import ConfigError
+from serve.tokenizer import TextTokenizer
+from tests.conftest import SENTENCES, build_tiny
+
+TEXTS = [*SENTENCES[:6], "", "  The   FILM  was  [MASK] .", "unknownword xyz, isn't it?", "é ü 中文 🙂"]
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_encodes_and_decodes_as_transformers(tmp_path, family):
+    _, hf = build_tiny(tmp_path, family, "fill-mask")
+    tok = TextTokenizer.from_directory(tmp_path)
+    assert tok.encode(TEXTS) == hf(TEXTS)["input_ids"]
+    for n in (4, 7):  # truncation counts the special tokens, as transformers' does
+        assert tok.encode(TEXTS, max_length=n) == hf(TEXTS, truncation=True, max_length=n)["input_ids"]
+    assert tok.encode(TEXTS[:2]) == hf(TEXTS[:2])["input_ids"]  # a truncating call leaves the plain one alone
+    assert tok.token_to_id(hf.mask_token) == hf.mask_token_id and tok.pad_token_id == hf.pad_token_id
+    for i in range(tok.vocab_size()):
+        assert tok.decode([i]) == hf.decode([i])
+    ids = hf(TEXTS[7])["input_ids"]
+    assert tok.decode(ids, skip_special_tokens=True) == hf.decode(ids, skip_special_tokens=True)
+
+
+def test_an_artifact_without_tokenizer_json_says_to_rebuild(tmp_path):
+    with pytest.raises(ConfigError, match=r"no tokenizer\.json.*compress run NAME --force"):
+        TextTokenizer.from_directory(tmp_path)
+
+
+def test_compress_writes_tokenizer_json_for_a_slow_tokenizer(tmp_path):
+    """serve reads only tokenizer.json: compress converts a slow (Python) tokenizer, special tokens included."""
+    from transformers import BertTokenizer
+
+    from compress.pipeline import save_tokenizer
+
+    build_tiny(tmp_path / "src", "bert", "fill-mask")
+    slow = BertTokenizer(vocab_file=str(tmp_path / "src" / "vocab.txt"), do_lower_case=True)
+    save_tokenizer(slow, tmp_path / "art")
+    tok = TextTokenizer.from_directory(tmp_path / "art")
+    assert tok.encode(TEXTS) == slow(TEXTS)["input_ids"]
+    assert [tok.decode([i]) for i in range(tok.vocab_size())] == [slow.decode([i]) for i in range(len(slow))]
