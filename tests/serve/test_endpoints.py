@@ -79,7 +79,7 @@ def test_fill_mask_spaced_and_raw_inputs_agree(server):
 
 
 def test_classify_matches_fp32(server, packaged_artifact, packaged_model):
-    abs_ = _antibodies(96, seed=99, species_only=True)
+    abs_ = _antibodies(256, seed=99, species_only=True)  # one label is 0.4 points: the bar is not a coin toss
     texts = [a.sequence for a in abs_]
     step = LIMITS["max_items"]
     bodies = [{"model": "antiberty-species", "inputs": texts[i: i + step]} for i in range(0, len(texts), step)]
