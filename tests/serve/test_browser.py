@@ -15,9 +15,9 @@ import pytest
 from serve.process import start_server, write_models
 from tests.serve.conftest import packaged_entry
 
-pytestmark = [pytest.mark.slow, pytest.mark.integration]
-
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
+pytestmark = [pytest.mark.slow, pytest.mark.integration,
+              pytest.mark.skipif(CHROMIUM is None, reason="Chromium is not installed: apt-get install -y chromium")]
 # What this machine (no display, no network, root) needs; Playwright adds --headless and the profile directory.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking",
          "--disable-component-update", "--disable-sync"]
@@ -42,12 +42,10 @@ def page_server(packaged_artifact, tmp_path_factory):
 @pytest.fixture
 def browser(page_server, tmp_path):
     """A Chromium page that records every URL it requests."""
-    if CHROMIUM is None:
-        pytest.skip("Chromium is not installed: apt-get install -y chromium")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
-        context = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=CHROMIUM,
+        context = pw.chromium.launch_persistent_context(str(tmp_path / "profile"), executable_path=str(CHROMIUM),
                                                         headless=True, args=FLAGS, viewport={"width": 1200,
                                                                                              "height": 900})
         page = context.new_page()
