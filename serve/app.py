@@ -25,6 +25,7 @@ from serve.apis import task_routes
 from serve.dispatch import TaskDispatch
 from serve.errors import STATUS, ServeError, error_body, install_error_handlers, responses_for
 from serve.middleware import EdgeMiddleware
+from serve.page import add_pages
 
 if TYPE_CHECKING:
     from serve.config import Settings
@@ -126,7 +127,8 @@ def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = 
     """
     app = FastAPI(title="mlm-compress serve", version="2", description=(
         "Fill-mask, classification and embeddings over compressed artifacts. Errors: "
-        '`{"error": {"message", "type", "param"}}`.'))
+        '`{"error": {"message", "type", "param"}}`.'), docs_url=None, redoc_url=None)
+    add_pages(app)  # /, /docs and /redoc with their assets served here, not from a CDN
     install_error_handlers(app)
     security = [Security(HTTPBearer(auto_error=False))] if settings.api_key else []
     routes = task_routes(engine)

@@ -27,7 +27,8 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
-OPEN_PATHS = frozenset({"/health", "/ready", "/live", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PATHS = frozenset({"/", "/health", "/ready", "/live", "/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
+OPEN_PREFIX = "/docs/assets/"  # Swagger UI's and ReDoc's scripts (serve/page.py)
 
 
 async def send_error(send: Send, kind: str, message: str, extra_headers: tuple[tuple[bytes, bytes], ...] = ()) -> None:
@@ -94,7 +95,7 @@ class EdgeMiddleware:
 
         path = scope["path"]
         try:
-            if self.api_key and path not in OPEN_PATHS and not self._authorized(scope):
+            if self.api_key and not _open(path) and not self._authorized(scope):
                 await send_error(send_with_id, "unauthorized", "missing or wrong API key; send the header "
                                  "Authorization: Bearer YOUR_KEY", ((b"www-authenticate", b"Bearer"),))
                 return
@@ -140,6 +141,11 @@ class EdgeMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         return b"".join(chunks)
+
+
+def _open(path: str) -> bool:
+    """Whether ``path`` is answered without the API key: probes, the schema and the pages (none holds model output)."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIX)
 
 
 def _replay(body: bytes, receive: Receive) -> Receive:

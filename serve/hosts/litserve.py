@@ -27,6 +27,7 @@ from serve.engine import Engine, artifact_version
 from serve.engine.watch import watch_artifacts
 from serve.errors import STATUS, ServeError, error_body, install_error_handlers, responses_for
 from serve.middleware import EdgeMiddleware
+from serve.page import add_pages
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -175,6 +176,7 @@ def serve(models: list[ServedModel], settings: Settings) -> None:
                              "endpoints": paths, "retry_after_hold": settings.retry_after_hold})
     server = Server(apis, accelerator="cpu", timeout=settings.timeout + 5, middlewares=[edge])
     install_error_handlers(server.app)
+    add_pages(server.app)  # LitServe's /docs loads Swagger UI from a CDN
     _probes(server.app, server, server.healthcheck_path)
     _models_routes(server.app, models)
     try:

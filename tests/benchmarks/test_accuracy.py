@@ -51,6 +51,7 @@ def test_embedding_suites_on_random_vectors_fail():
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_lee50_minilm_fp32_and_int8(packaged_model, packaged_artifact):
     loaded = packaged_model("minilm")
     fp32 = evaluate("lee50", Subject(torch_baseline(loaded, threads=2), loaded.tokenizer))
@@ -66,6 +67,7 @@ def topic_model(bench_cache):
 
 
 @pytest.mark.integration
+@pytest.mark.slow
 def test_topic_classifier_trains_to_high_held_out_accuracy(topic_model, bench_cache):
     from compress.sources import load_model
 

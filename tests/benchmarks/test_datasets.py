@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from benchmarks import datasets
 from compress.data import default_texts
@@ -37,6 +38,7 @@ def test_lee50_has_50_documents_and_1225_pairs():
     assert human.min() >= 0 and human.max() <= 1
 
 
+@pytest.mark.slow  # loads the real MiniLM
 def test_english_recovery_texts_are_passages_of_consecutive_sentences_no_suite_scores(packaged_model):
     texts = datasets.recovery_texts(packaged_model("minilm").tokenizer)
     assert len(texts) == len(set(texts)) > 50_000

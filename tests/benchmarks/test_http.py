@@ -35,6 +35,7 @@ def tiny_catalog(tmp_path):
     ])
 
 
+@pytest.mark.slow  # compresses a model and runs a real server under load
 def test_http_benchmark_end_to_end(tiny_catalog, tmp_path, capsys):
     out = tmp_path / "reports"
     before = set(serve_processes())  # other tests' servers (a session's shared one) are not the benchmark's
@@ -122,6 +123,7 @@ def test_the_16_client_line_is_judged_against_a_plain_session_and_shows_the_best
     assert "0.89 (target ≥ 0.9) ✗" in line
 
 
+@pytest.mark.slow  # compresses the tiny model
 def test_a_head_of_a_model_is_measured_with_its_own_task(tiny_catalog):
     from benchmarks.http import model_target, resolve_artifact
     from benchmarks.serving import serving_texts

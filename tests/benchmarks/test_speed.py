@@ -54,6 +54,7 @@ def test_settings_refuse_empty_measurements():
         SpeedSettings(2, batch_sizes=())
 
 
+@pytest.mark.slow  # a process per variant, timed for several rounds
 def test_side_by_side_times_each_variant_every_round_and_keeps_failures_apart():
     settings = SpeedSettings(1, batch_sizes=(1, 4), buckets=("short",), rounds=3, seconds=0.03, latency_runs=4,
                              setup="tests.benchmarks.test_speed:fake_setup")

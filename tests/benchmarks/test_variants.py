@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
+
 from benchmarks import datasets, variants
 from compress.recipe import Recipe
 
@@ -24,6 +26,7 @@ def test_pruned_recipes_distil_classifiers_shorter_on_texts_their_suite_never_sc
     assert not texts & scored and species["recover_data"] != fill_mask["recover_data"]
 
 
+@pytest.mark.slow  # loads the real MiniLM
 def test_minilm_distils_on_passages_batched_by_length(packaged_model, tmp_path):
     tokenizer = packaged_model("minilm").tokenizer
     step = variants._prune_step("minilm", SimpleNamespace(tokenizer=tokenizer), tmp_path)

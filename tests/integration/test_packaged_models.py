@@ -14,7 +14,7 @@ from compress.data import antibody_germlines, bbc_sentences, encode, mask_tokens
 from compress.export import TaskGraph
 from compress.runtime import TorchRunner
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _held_out_antibodies(n: int = 300, species_only: bool = False) -> list:

@@ -16,7 +16,7 @@ from compress.pipeline import compress_model
 from compress.recipe import Recipe
 from compress.runtime import TorchRunner
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def test_antiberty_pruned_a_quarter_keeps_masked_residue_accuracy(packaged_model, tmp_path):

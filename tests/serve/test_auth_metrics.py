@@ -8,7 +8,7 @@ from benchmarks.loadtest import mean_batch_size, run_load, scrape
 from compress.data import bbc_sentences
 from tests.serve.conftest import API_KEY
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 @pytest.mark.parametrize(("key", "status"), [(None, 401), ("wrong", 401), (API_KEY, 200)])

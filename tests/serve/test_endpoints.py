@@ -14,7 +14,7 @@ from compress.export import TaskGraph
 from compress.runtime import TorchRunner
 from tests.serve.conftest import API_KEY, LIMITS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 
 def _antibodies(n: int, seed: int, species_only: bool = False) -> list:

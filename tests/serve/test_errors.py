@@ -8,7 +8,7 @@ import pytest
 
 from tests.serve.conftest import LIMITS
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 SEQ = "EVQLVESGGGLVQPGGSLRLSCAAS"
 

@@ -16,7 +16,7 @@ from benchmarks.process import descendants, start_server, write_models
 from compress.data import bbc_sentences
 from tests.serve.conftest import packaged_entry, swap_under_load
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 TEXTS = [" ".join(s.split()[:14]) for s in bbc_sentences(64, seed=5)]
 
 

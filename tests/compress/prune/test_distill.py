@@ -22,6 +22,7 @@ def _kl(student, teacher, loaded, batches):
                                            LossWeights(hidden=0, mlm=0, temperature=1))[0] for b in batches]))
 
 
+@pytest.mark.slow  # trains
 def test_refit_and_distillation_bring_the_pruned_model_back(bert):
     teacher = bert.model.eval()
     with torch.no_grad():  # a random model predicts nearly uniformly; sharpen it so the KL means something

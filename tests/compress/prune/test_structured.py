@@ -17,6 +17,7 @@ from tests.compress.prune.conftest import SCORING
 from tests.conftest import SENTENCES
 
 
+@pytest.mark.slow  # prunes and measures several times
 def test_structured_meets_the_fraction_and_keeps_a_head_per_layer(bert):
     cfg = StructuredConfig(fraction=0.5, min_heads=1, min_neurons=16, neuron_multiple=8, rounds=2,
                            scoring=SCORING)
@@ -41,6 +42,7 @@ def test_structured_targets_are_a_fraction_or_a_speedup():
         StructuredConfig(speedup=0.8)
 
 
+@pytest.mark.slow  # prunes until the estimate meets each budget
 @pytest.mark.parametrize("target", [1.2, 1.45])  # the tiny model reaches 1.59x at most
 def test_speed_budget_removes_just_enough_estimated_time(bert, target):
     cfg = StructuredConfig(speedup=target, seq_len=32, min_neurons=16, neuron_multiple=8, rounds=2, scoring=SCORING)

@@ -57,6 +57,7 @@ def test_shards_cover_the_corpus_once(tmp_path):
     assert [t for _, ts in got for t in ts] == ["one", "two", "three", "four", "five"]
 
 
+@pytest.mark.slow  # a local Ray
 def test_bulk_equals_engine_and_resumes(local_ray, tiny_embedder, corpus, tmp_path):
     entry, _ = tiny_embedder
     path, texts = corpus
@@ -81,6 +82,7 @@ def test_bulk_equals_engine_and_resumes(local_ray, tiny_embedder, corpus, tmp_pa
     assert not list(out.glob(".*partial*"))
 
 
+@pytest.mark.slow  # a local Ray
 def test_bulk_cli_refuses_another_jobs_output(local_ray, tiny_embedder, corpus, tmp_path, capsys):
     _, art = tiny_embedder
     path, _ = corpus

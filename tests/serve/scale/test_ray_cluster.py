@@ -42,6 +42,7 @@ def test_board_forgets_a_replica_that_stopped_sending(monkeypatch):
     assert board.get() == {"m#b": "b"}
 
 
+@pytest.mark.slow  # a local Ray and a server
 def test_joined_cluster_serves_and_gathers_metrics(local_ray, tiny_embedder, tmp_path):
     from ray import serve
 

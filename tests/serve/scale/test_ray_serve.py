@@ -60,6 +60,7 @@ def ray_server(request, tiny_embedder, tmp_path_factory):
     assert "not only 127.0.0.1" not in proc.log.read_text()
 
 
+@pytest.mark.slow  # a local Ray
 def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
     from tests.serve.scale.test_bulk import _engine_vectors
 
@@ -89,6 +90,7 @@ def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
     assert status == 422 and is_error_shape(body) and "rolls out by itself" in body["error"]["message"]
 
 
+@pytest.mark.slow  # a local Ray
 def test_the_http_front_listens_where_the_server_does(ray_server):
     """HAProxy (the default) in front of replicas that answer HTTP themselves, its side listeners on the
     server's 127.0.0.1 as well; or Ray Serve's proxy when asked."""
@@ -119,6 +121,7 @@ def test_haproxy_config_binds_on_the_servers_host():
     assert bind_on(config, "0.0.0.0") == config  # every interface was asked for
 
 
+@pytest.mark.slow  # a local Ray
 def test_bad_input_is_4xx_in_the_error_shape(ray_server):
     client = ray_server.client()
     cases = [({"model": "tiny-embed", "input": ["a"] * 5}, 422, "input"),  # refused by the model's replica
@@ -133,6 +136,7 @@ def test_bad_input_is_4xx_in_the_error_shape(ray_server):
     assert status == 400 and is_error_shape(got)
 
 
+@pytest.mark.slow  # a local Ray
 def test_overflow_is_429_in_the_error_shape(ray_server):
     """Past the engine's queue (one model) or Ray's max_ongoing_requests and max_queued_requests (8 + 8, behind
     the ingress), requests are refused at once, not left waiting."""
@@ -158,12 +162,14 @@ def test_overflow_is_429_in_the_error_shape(ray_server):
     assert is_error_shape(got) and got["error"]["type"] == "overloaded" and int(headers.get("retry-after", 0)) >= 1
 
 
+@pytest.mark.slow  # a local Ray
 def test_no_key_is_401(ray_server):
     status, body = ray_server.client(api_key=None).post("/v1/embeddings", {"model": "tiny-embed", "input": "a"})
     assert status == 401 and is_error_shape(body) and body["error"]["type"] == "unauthorized"
     assert ray_server.client(api_key=None).get("/health")[0] == 200
 
 
+@pytest.mark.slow  # a local Ray
 def test_end_to_end_check_passes(ray_server):
     """The check `python -m benchmarks e2e --host-kind ray` runs on the default models.yaml, here on the tiny
     embedder: every served model against its fp32 original over HTTP, the bad requests, the key."""
@@ -176,6 +182,7 @@ def test_end_to_end_check_passes(ray_server):
     assert len(report.edges) == 10 and report.passed, markdown(report)
 
 
+@pytest.mark.slow  # a local Ray
 def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
     """What a RayService's serveConfigV2 imports: the same application, from a models.yaml path."""
     from serve.config import ConfigError
@@ -193,6 +200,7 @@ def test_app_builder_for_a_serve_config(tiny_embedder, tmp_path):
         app_builder({"config": str(write_models(tmp_path / "bad.yaml", [{"name": "x", "source": "y"}]))})
 
 
+@pytest.mark.slow  # a local Ray
 def test_changed_artifact_rolls_out_under_load_failing_nothing(ray_server):
     """The replica swaps live on a changed artifact (as `compress --force` renames one into place)."""
     from tests.serve.conftest import swap_under_load
@@ -207,6 +215,7 @@ def test_changed_artifact_rolls_out_under_load_failing_nothing(ray_server):
     assert report.requests > 20 and report.errors == 0, report.statuses
 
 
+@pytest.mark.slow  # a local Ray
 def test_ingress_is_ready_only_while_every_model_has_a_running_replica(tiny_embedder):
     from compress.catalog import ModelEntry
     from serve.hosts.ray import RayEngine
