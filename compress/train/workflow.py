@@ -143,6 +143,7 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
             f"{t.name} ({t.spec.kind}, {len(t.train)} examples, {len(t.held_out)} held out, {p:.0%} of steps)"
             for t, p in zip(tasks, shares, strict=True)))
     checkpoint = Path(opts.checkpoint) if opts.checkpoint else out.parent / f".{out.name}.train-checkpoint.pt"
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
     identity = {"model": source.sha256 or source.path, "data": [sorted(t.sources.items()) for t in tasks]}
     log = train(model, tasks, objectives, keeper, opts, steps, new_heads=new_heads, evaluate=evaluate,
                 checkpoint=checkpoint, identity=identity, progress=progress)

@@ -91,7 +91,7 @@ def test_several_tasks_share_one_encoder_in_one_directory(tiny, data, tmp_path):
 
     tasks = [f"topic:classification:{data['classification']}", f"verbs:token-classification:"
              f"{data['token-classification']}", f"sim:embedding:{data['embedding']}", f"mlm:mlm:{data['mlm']}"]
-    out = tmp_path / "out"
+    out = tmp_path / "models" / "out"  # a parent that does not exist yet
     record = train_model(str(tiny("bert", "fill-mask")), out, _opts(tasks, steps=20))
     heads = {h.name: h for h in read_heads(out)}
     assert {n: h.kind for n, h in heads.items()} == {"mlm": "fill-mask", "topic": "classification",
