@@ -7,6 +7,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from compress.plotting import pyplot
+
 # figure -> (target, how the target reads): "min" the figure itself, "drop" at most this below today's
 TARGETS: dict[str, tuple[float, str]] = {
     "region_antibody": (0.97, "min"), "region_tcr": (0.97, "min"), "fill_mask_top1": (0.01, "drop"),
@@ -47,12 +49,8 @@ def markdown(report: dict[str, Any]) -> str:
 
 def plot(path: Path, report: dict[str, Any]) -> bool:
     """Grouped bars: each figure as shipped, trained fp32 and trained int8; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
+    plt = pyplot()
+    if plt is None:
         return False
     rows = [(f"{n}\n{f}", c["today"].get(f), c["fp32"][f], c["int8"].get(f))
             for n, c in report["cases"].items() for f in c["fp32"]]

@@ -4,14 +4,14 @@ both held-out accuracies over the steps."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from compress.plotting import pyplot
 
 if TYPE_CHECKING:
     from compress.adapt.train import TrainLog
 
-log = logging.getLogger(__name__)
 
 ADAPTATION = "adaptation.json"  # the record of how the model was made, read by `compress run`
 REPORT_FILES = ("adapt_report.json", "adapt_report.md", "adapt_report.png")
@@ -46,13 +46,8 @@ def markdown(record: dict[str, Any]) -> str:
 
 def plot(path: Path, train_log: TrainLog) -> bool:
     """Loss (left axis) and both held-out top-1 accuracies (right axis) over the steps; False without matplotlib."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("no plot: pip install matplotlib")
+    plt = pyplot()
+    if plt is None:
         return False
     fig, ax = plt.subplots(figsize=(8, 4.5))
     ax.plot([x["step"] for x in train_log.losses], [x["loss"] for x in train_log.losses], color="#888888",

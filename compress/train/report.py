@@ -4,14 +4,14 @@ figure and training loss over the steps."""
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+
+from compress.plotting import pyplot
 
 if TYPE_CHECKING:
     from compress.train.loop import TrainLog
 
-log = logging.getLogger(__name__)
 
 TRAINING = "training.json"  # the record of how the model was made, carried into the artifact's manifest
 REPORT_FILES = ("train_report.json", "train_report.md", "train_report.png")
@@ -50,13 +50,8 @@ def markdown(record: dict[str, Any]) -> str:
 
 def plot(path: Path, train_log: TrainLog) -> bool:
     """One panel per task: its held-out figure (left axis) and training loss (right axis) over the steps."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        log.warning("no plot: pip install matplotlib")
+    plt = pyplot()
+    if plt is None:
         return False
     names = list(train_log.evals[0]["tasks"])
     fig, axes = plt.subplots(1, len(names), figsize=(5 * len(names), 4), squeeze=False)

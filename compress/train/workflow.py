@@ -39,9 +39,8 @@ def _add_head(model: MultiTaskModel, task: TaskData) -> bool:
             model.records = {(name if n == lm.name else n): r for n, r in model.records.items()}
             lm.name = name
         return False
-    head_kind = "classification" if kind == "classification" else kind
     if known is not None:
-        if known.kind != head_kind or (known.labels and known.labels != task.labels):
+        if known.kind != kind or (known.labels and known.labels != task.labels):
             raise CompressError(f"task {name}: the model's head {name} is {known.kind} with labels {known.labels}; "
                                 "name the new head differently")
         return False
