@@ -119,7 +119,8 @@ def _train_parser(sub: Any) -> None:
     tr.add_argument("--sampling", choices=("proportional", "uniform", "temperature"),
                     help="which task a step trains (default proportional to its examples)")
     tr.add_argument("--temperature", type=float, help="for --sampling temperature: size ** (1/T) (default 2)")
-    tr.add_argument("--steps", type=int, help="optimizer steps (default: one pass over the data, at least 100)")
+    tr.add_argument("--steps", type=int, help="optimizer steps (default: --epochs passes over the data, at least 100)")
+    tr.add_argument("--epochs", type=float, help="passes over every task's data when --steps is not given (default 3)")
     tr.add_argument("--batch-size", type=int, help="examples per step (default 16)")
     tr.add_argument("--lr", type=float, help="peak learning rate of the encoder (default 5e-5)")
     tr.add_argument("--head-lr", type=float, help="peak learning rate of new heads (default 1e-3)")
@@ -291,7 +292,7 @@ def _train_options(args: argparse.Namespace) -> Any:
              "max_length": args.max_length, "negatives": args.negatives, "eval_every": args.eval_every,
              "seed": args.seed, "checkpoint": args.checkpoint, "sampling": args.sampling,
              "temperature": args.temperature, "keep_weight": args.keep_weight, "keep_on": args.keep_on,
-             "crop": args.crop}
+             "crop": args.crop, "epochs": args.epochs}
     try:
         tasks = [t.model_copy(update={k: v[t.name] for k, v in extra.items() if t.name in v}) for t in tasks]
         return TrainOptions.model_validate({

@@ -75,7 +75,8 @@ class TrainOptions(BaseModel):
             the training texts stay near the original's: the original's outputs are soft targets.
         freeze_heads: heads whose weights are not trained (the encoder under them still is).
         freeze_encoder: train the new heads only.
-        steps: optimizer steps (None: one pass over the training examples, at least 100).
+        steps: optimizer steps (None: ``epochs`` passes over every task's training examples, at least 100).
+        epochs: passes over the data when ``steps`` is not given.
         batch_size: examples per step (embedding: anchors per step, in-batch negatives).
         lr: peak learning rate of the encoder; new heads learn at ``head_lr``.
         sampling: which task each step trains: proportional to its examples, uniform, or
@@ -100,6 +101,7 @@ class TrainOptions(BaseModel):
     freeze_heads: list[str] = []
     freeze_encoder: bool = False
     steps: int | None = Field(None, ge=1)
+    epochs: float = Field(3.0, gt=0)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(5e-5, gt=0)
     head_lr: float = Field(1e-3, gt=0)

@@ -127,7 +127,7 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
     objectives: list[Objective] = [OBJECTIVES[t.spec.kind](t, tok, opts) for t in tasks]
     keeper = Keeper(model, opts.keep_heads, _keep_texts(opts, tok, tasks), objectives[0].encode, opts.batch_size,
                     opts.seed)
-    steps = opts.steps or default_steps([len(t.train) for t in tasks], opts.batch_size)
+    steps = opts.steps or default_steps([len(t.train) for t in tasks], opts.batch_size, opts.epochs)
     held_texts = [x for t in tasks for x in _texts(t)][: opts.n_eval]
 
     def evaluate() -> dict[str, Any]:
