@@ -121,3 +121,12 @@ def test_pruned_variant_is_judged_against_int8_speed_and_fp32_size(pruned_tp, pr
     for r in report["results"]:
         r["model"] = "minilm"  # MiniLM's pruning has accuracy targets only
     assert not [m for m in misses(report["results"]) if m["variant"] == "pruned-int8" and m["kind"] != "accuracy"]
+
+
+def test_int8_has_a_point_on_lee50_and_half_a_point_elsewhere():
+    def found(task: str, delta: float) -> bool:
+        res = {"model": "m", "variant": "int8", "accuracy": {task: _acc(0.5, delta, cosine=0.995, agreement=0.995)}}
+        return bool(accuracy_misses(res))
+
+    assert not found("lee50", -0.9) and found("lee50", -1.1)
+    assert found("topic", -0.6)
