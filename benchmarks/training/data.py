@@ -47,12 +47,20 @@ def region_item(gene: GappedGene) -> dict[str, list[str]]:
     return {"tokens": [c for c, _ in pairs], "labels": [r for _, r in pairs]}
 
 
+def imgt_aligned(gene: GappedGene) -> bool:
+    """The gapped string puts the conserved cysteines at IMGT 23 and 104. anarci's rhesus H and K and rat H
+    germlines do not (their gaps are laid out otherwise), so their region labels would be off by a residue."""
+    gapped = gene.gapped.upper()
+    return len(gapped) >= 104 and gapped[22] == "C" and gapped[103] == "C"
+
+
 def _unique(genes: Iterable[GappedGene], exclude: set[str]) -> list[GappedGene]:
-    """Genes of whole, standard sequences, each sequence once and none of ``exclude``."""
+    """IMGT-aligned genes of whole, standard sequences, each sequence once and none of ``exclude``."""
     out: dict[str, GappedGene] = {}
     for g in genes:
         seq = g.sequence
-        if len(seq) >= MIN_RESIDUES and set(seq) <= AMINO_ACIDS and seq not in exclude and seq not in out:
+        if (len(seq) >= MIN_RESIDUES and set(seq) <= AMINO_ACIDS and imgt_aligned(g) and seq not in exclude
+                and seq not in out):
             out[seq] = g
     return list(out.values())
 

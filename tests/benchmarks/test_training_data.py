@@ -33,7 +33,8 @@ def test_case_files_sizes(case_files):
     assert rows["topic-test"] == rows["pairs-test"] == 445  # every fifth of the 2,225 articles
     assert rows["topic-train"] == rows["pairs-train"] == rows["rerank-train"] == 2225 - 445 - 50  # 50 repeats
     assert rows["mlm-train"] == rows["region-train"] > 700
-    assert rows["region-antibody-test"] > 600 and rows["region-tcr-test"] > 300
+    # 283 antibodies: anarci's rhesus H and K and rat H germlines are not IMGT-aligned, so they are left out
+    assert rows["region-antibody-test"] > 250 and rows["region-tcr-test"] > 300
 
 
 def test_no_held_out_item_is_in_a_training_file(case_files):
@@ -89,6 +90,8 @@ def test_region_species_split():
     assert {g.species for g in genes["train"]} == {"human", "mouse"}
     assert not {"human", "mouse"} & {g.species for g in genes["antibody_test"]}
     assert {g.chain for g in genes["tcr_test"]} == set("ABGD")
+    for part in genes.values():  # labels come from IMGT positions: the anchors must sit where IMGT puts them
+        assert all(g.gapped.upper()[22] == "C" and g.gapped.upper()[103] == "C" for g in part)
 
 
 def test_residue_tokens_fit_antiberty_vocabulary(case_files, antiberty_tokenizer):
@@ -202,9 +205,9 @@ def test_original_minilm_lee50_baseline():
 def test_original_antiberty_adapters_on_held_out_genes():
     from benchmarks.training import reference
 
-    genes = data.region_genes()["antibody_test"][::40]  # 17 genes of several species and all three chains
+    genes = data.region_genes()["antibody_test"][::20]  # 15 genes of several species and all three chains
     seqs = [list(g.sequence) for g in genes]
-    assert scores.fill_mask_top1(reference.antiberty_fill(), seqs) > 0.7  # 0.85 on all 651
+    assert scores.fill_mask_top1(reference.antiberty_fill(), seqs) > 0.6  # cow, pig, rabbit: harder than rhesus
     chain = reference.antiberty_classifier("chain")([g.sequence for g in genes])
     assert scores.agreement(chain, ["Heavy" if g.chain == "H" else "Light" for g in genes]) > 0.9
     states = reference.antiberty_states()(seqs[:2])
