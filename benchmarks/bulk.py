@@ -17,6 +17,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from benchmarks.common.embedder import embedder_entry
+
 SHARD_SIZE = 512
 
 
@@ -26,13 +28,6 @@ def bbc_paragraphs() -> list[tuple[str, str]]:
 
     return [(f"{a}-{k}", p.strip()) for a, (_, text) in enumerate(bbc_articles())
             for k, p in enumerate(text.split("\n")[1:]) if p.strip()]
-
-
-def embedder_entry(artifact: Path, threads: int) -> Any:
-    from compress.catalog import ModelEntry
-
-    return ModelEntry(name=artifact.name, source=str(artifact), artifact=str(artifact),
-                      serve={"threads": threads, "truncate": True})
 
 
 def in_process(artifact: Path, texts: list[str], threads: int) -> float:

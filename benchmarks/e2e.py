@@ -23,9 +23,11 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.common.endpoints import ENDPOINTS, request_body
+
 if TYPE_CHECKING:
-    from benchmarks.loadtest import HttpClient
-    from benchmarks.process import ServeProcess
+    from benchmarks.common.load import HttpClient
+    from benchmarks.common.process import ServeProcess
     from compress.sources import LoadedModel
 
 MIN_AGREEMENT = 0.99
@@ -101,7 +103,7 @@ def _texts(tokenizer: Any, task: str, n: int, rng: np.random.Generator, max_leng
 
 def _reference(loaded: LoadedModel, texts: list[str], per: int) -> np.ndarray:
     """The fp32 original's answer per text: top-1 token id (fill-mask), class id, or unit embedding."""
-    from benchmarks.variants import torch_baseline
+    from benchmarks.common.variants import torch_baseline
     from compress.data import is_residue_vocab, space_residues
     from compress.session import default_threads
 
@@ -123,7 +125,6 @@ def _reference(loaded: LoadedModel, texts: list[str], per: int) -> np.ndarray:
 
 def _served(client: HttpClient, task: str, address: str, texts: list[str], per: int,
             answer: Callable[[dict], list[Any]]) -> list[Any]:
-    from benchmarks.http import ENDPOINTS, request_body
 
     out: list[Any] = []
     for i in range(0, len(texts), per):
@@ -168,7 +169,6 @@ def is_error_shape(body: Any) -> bool:
 def check_edges(server: ServeProcess, address: str, task: str) -> list[Edge]:
     """Bad requests to ``task``'s endpoint (served by ``address``): each a 4xx in the one error shape; no
     key: 401."""
-    from benchmarks.http import ENDPOINTS, request_body
 
     route = ENDPOINTS[task]
     key = next(k for k in request_body(task, address, "a") if k != "model")
@@ -218,7 +218,7 @@ def check_server(server: ServeProcess, catalog: Path, n: int, host_kind: str) ->
 
 def run_e2e(catalog: Path, host_kind: str, n: int, log: Path, extra: tuple[str, ...] = ()) -> E2EReport:
     """Start `serve` on ``catalog`` (127.0.0.1, an API key), check it, stop it."""
-    from benchmarks.process import start_server
+    from benchmarks.common.process import start_server
 
     flags = ("--ray",) if host_kind == "ray" else ("--host-kind", host_kind)
     server = start_server(catalog.resolve(), log, api_key=KEY, extra=(*flags, *extra), wait_s=1800)

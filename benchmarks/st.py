@@ -10,6 +10,7 @@ the token budget, pooling). Agreement: cosine of each artifact's vectors to sent
 
 from __future__ import annotations
 
+import json
 import statistics
 import time
 from pathlib import Path
@@ -30,7 +31,7 @@ def _st_side(model_dir: str, threads: int) -> Any:
 
 
 def _artifact_side(artifact: Path, threads: int) -> Any:
-    from benchmarks.bulk import embedder_entry
+    from benchmarks.common.embedder import embedder_entry
     from serve.bulk.embedder import Embedder
 
     embedder = Embedder.load(embedder_entry(artifact, threads))
@@ -45,7 +46,7 @@ def _timed(embed: Any, texts: list[str]) -> tuple[float, np.ndarray]:
 
 def run(model_dir: str, artifacts: list[Path], n: int, rounds: int, threads: int) -> dict[str, Any]:
     """The report: texts/s per side (median round), ratio to sentence-transformers, cosine to it."""
-    from benchmarks.serving import serving_texts
+    from benchmarks.common.texts import serving_texts
 
     texts, stats = serving_texts(artifacts[0], n)
     sides = {"sentence-transformers fp32": _st_side(model_dir, threads),
@@ -80,3 +81,10 @@ def markdown(r: dict[str, Any]) -> str:
     lines += [f"| {x['side']} | {x['per_s']:.1f} | {x['vs_st']:.2f}x | {x['cosine_mean']:.4f} | {x['cosine_min']:.4f} |"
               for x in r["rows"]]
     return "\n".join(lines)
+
+
+def write_reports(r: dict[str, Any], out: Path) -> None:
+    """st.json and st.md into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "st.json").write_text(json.dumps(r, indent=2) + "\n")
+    (out / "st.md").write_text(markdown(r) + "\n")

@@ -6,6 +6,6 @@
 (:mod:`serve.backends`). Errors: :mod:`serve.errors`; metrics: :mod:`serve.metrics`. Tokenizing with the
 `tokenizers` library (:mod:`serve.tokenizer`) and sessions from :mod:`compress.session`: serving imports
 neither torch nor transformers (they come with the ``compress`` extra, for the torch backend and first-start
-compression). The load client and the server-process helpers of tests and benchmarks: :mod:`benchmarks.loadtest`,
-:mod:`benchmarks.process`.
+compression). The load client and the server-process helpers of tests and benchmarks:
+:mod:`benchmarks.common.load`, :mod:`benchmarks.common.process`.
 """

@@ -181,7 +181,7 @@ def packaged_artifact(tmp_path_factory):
             entry = entry_or_head(catalog, name)  # antiberty-species: that head of antiberty, alone
             recipe = entry.recipe.model_copy(update={"quantize": method_config({"method": method})})
             # share with the benchmark's int8 variant only what is made the same way
-            from benchmarks.variants import RECIPES
+            from benchmarks.common.variants import RECIPES
 
             shared = method == "int8" and recipe.optimize == RECIPES["int8"]["optimize"]
             out = (shared_cache(tmp_path_factory, "artifacts") if shared else base) / f"{name}-{method}"

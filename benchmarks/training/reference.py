@@ -84,7 +84,7 @@ def antiberty_states(threads: int = 2) -> Callable[[list[list[str]]], list[np.nd
 def region_probe(states: Callable[[list[list[str]]], list[np.ndarray]], train: list[dict[str, Any]],
                  batch: int = 32) -> Tag:
     """The issue's baseline tagger: logistic regression on frozen per-residue states, fitted on ``train`` rows."""
-    from benchmarks.accuracy import require
+    from benchmarks.common.optional import require
     from benchmarks.training.scores import in_batches
 
     x = np.concatenate(in_batches(states, [r["tokens"] for r in train], batch))

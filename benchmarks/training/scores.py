@@ -125,7 +125,7 @@ def mrr_at_10(embed: Embed, queries: Sequence[str], docs: Sequence[str], batch: 
 
 def bm25_scores(queries: Sequence[str], docs: Sequence[str]) -> np.ndarray:
     """(queries, docs) BM25 scores (bm25s defaults: Lucene BM25, English stopwords, no stemming)."""
-    from benchmarks.accuracy import require
+    from benchmarks.common.optional import require
 
     bm25s = require("bm25s", "bm25s>=0.2")
     retriever = bm25s.BM25()
@@ -160,8 +160,8 @@ def rerank_mrr_at_10(score: PairScore, queries: Sequence[str], docs: Sequence[st
 
 def lee50_spearman(embed: Embed) -> float:
     """Spearman of embedding cosines against gensim's Lee-50 human similarities (1,225 pairs)."""
-    from benchmarks import datasets
-    from benchmarks.accuracy import require
+    from benchmarks.common import datasets
+    from benchmarks.common.optional import require
 
     spearmanr = require("scipy.stats", "scipy>=1.10").spearmanr
     docs, human = datasets.lee50()

@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.accuracy import Subject, masked_residue
-from benchmarks.datasets import recovery_texts
+from benchmarks.common.datasets import recovery_texts
+from benchmarks.run.accuracy import Subject, masked_residue
 from compress.artifact import load_artifact
 from compress.export import TaskGraph
 from compress.pipeline import compress_model

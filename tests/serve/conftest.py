@@ -20,9 +20,9 @@ from typing import Any
 
 import pytest
 
-from benchmarks.loadtest import HttpClient, LoadReport, run_load
-from benchmarks.process import start_server, write_models
-from benchmarks.serving import replace_artifact
+from benchmarks.common.load import HttpClient, LoadReport, run_load
+from benchmarks.common.process import start_server, write_models
+from benchmarks.http.phases import replace_artifact
 
 API_KEY = "test-key-123"
 LIMITS = {"max_body_bytes": 64 * 1024, "minilm_max_items": 8, "minilm_max_length": 32, "max_items": 16}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from benchmarks.loadtest import mean_batch_size, run_load, scrape
+from benchmarks.common.load import mean_batch_size, run_load, scrape
 from compress.data import bbc_sentences
 from tests.serve.conftest import API_KEY
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.process import start_server, write_models
+from benchmarks.common.process import start_server, write_models
 from tests.serve.conftest import packaged_entry
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)

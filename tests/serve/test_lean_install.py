@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from benchmarks.process import start_server, write_models
+from benchmarks.common.process import start_server, write_models
 from tests.conftest import SENTENCES, build_tiny
 
 pytestmark = pytest.mark.slow

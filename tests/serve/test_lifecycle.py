@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.loadtest import HttpClient, closed_loop_until_refused, run_load, scrape
-from benchmarks.process import descendants, start_server, write_models
+from benchmarks.common.load import HttpClient, closed_loop_until_refused, run_load, scrape
+from benchmarks.common.process import descendants, start_server, write_models
 from compress.data import bbc_sentences
 from tests.serve.conftest import packaged_entry, swap_under_load
 
@@ -26,7 +26,7 @@ def _body(i: int) -> dict:
 
 def _closed_loop_clients(url: str, n: int, seconds: float) -> tuple[list[threading.Thread], list]:
     """``n`` clients (not started) that send embeddings until refused or ``seconds`` pass, and the list
-    their outcomes go to (benchmarks.loadtest.closed_loop_until_refused)."""
+    their outcomes go to (benchmarks.common.load.closed_loop_until_refused)."""
     outcomes: list = []
     lock = threading.Lock()
     until = time.monotonic() + seconds

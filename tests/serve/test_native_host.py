@@ -6,7 +6,7 @@ marked slow); this one starts in seconds and still goes through every layer: CLI
 
 from __future__ import annotations
 
-from benchmarks.process import start_server, write_models
+from benchmarks.common.process import start_server, write_models
 
 
 def test_a_real_server_answers_each_task_and_serves_its_pages(tiny_models, tmp_path):

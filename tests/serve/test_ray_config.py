@@ -11,7 +11,7 @@ from serve.options import ServeOptions
 
 
 def test_ray_missing_says_what_to_install(monkeypatch, tmp_path, capsys):
-    from benchmarks.process import write_models
+    from benchmarks.common.process import write_models
 
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     config = write_models(tmp_path / "models.yaml", [{"name": "m", "source": str(tmp_path), "artifact": "nowhere"}])
@@ -38,7 +38,7 @@ def test_serve_called_in_process_leaves_no_metrics_dir_behind(monkeypatch, tmp_p
     """A server started later in the same process (or by it) must not inherit a removed metrics dir."""
     import os
 
-    from benchmarks.process import write_models
+    from benchmarks.common.process import write_models
 
     monkeypatch.delenv("PROMETHEUS_MULTIPROC_DIR", raising=False)
     monkeypatch.setitem(sys.modules, "ray", None)

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from benchmarks.process import start_server, write_models
+from benchmarks.common.process import start_server, write_models
 from serve.hosts.ray_metrics import STALE_SECONDS, MetricsBoard, merge
 
 TEXT = """# HELP serve_items_total inputs answered
@@ -46,7 +46,7 @@ def test_board_forgets_a_replica_that_stopped_sending(monkeypatch):
 def test_joined_cluster_serves_and_gathers_metrics(local_ray, tiny_embedder, tmp_path):
     from ray import serve
 
-    from benchmarks.loadtest import scrape
+    from benchmarks.common.load import scrape
 
     entry, art = tiny_embedder
     config = write_models(tmp_path / "models.yaml", [{

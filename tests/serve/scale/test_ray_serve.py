@@ -15,8 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from benchmarks.common.process import start_server, write_models
 from benchmarks.e2e import is_error_shape
-from benchmarks.process import start_server, write_models
 
 KEY = "ray-key-1"
 
@@ -77,7 +77,7 @@ def test_embeddings_equal_the_engine(ray_server, tiny_embedder):
         assert cos.min() >= 0.9999
         assert len(headers.get("x-model-version", headers.get("X-Model-Version", ""))) == 12
 
-    from benchmarks.loadtest import scrape
+    from benchmarks.common.load import scrape
 
     served = scrape(ray_server.url, KEY)  # the replicas' engine figures, merged by the ingress
     assert served.get('serve_items_total{model="tiny-embed"}', 0) >= len(texts)

@@ -7,7 +7,7 @@ Every other variant is an artifact made by ``compress`` with that method, cached
 by importance) and recovers by distillation on texts no accuracy suite scores, then quantizes like int8.
 
 A model is a models.yaml name or ``minilm-topic``, the topic classifier the benchmarks train
-(benchmarks/topic.py), whose model directory is cached under ``--cache`` too.
+(benchmarks/common/topic.py), whose model directory is cached under ``--cache`` too.
 """
 
 from __future__ import annotations
@@ -75,7 +75,7 @@ def _family(model: str) -> str:
 
 def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", threads: int = 2) -> LoadedModel:
     """The fp32 original of a benchmark model: a models.yaml entry, or the trained topic classifier."""
-    from benchmarks import topic
+    from benchmarks.common import topic
     from compress.catalog import load_catalog
     from compress.heads import entry_or_head
     from compress.sources import load_entry, load_model
@@ -88,7 +88,7 @@ def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", thre
 def _stale(artifact: Path, model: str, variant: str, cache: Path) -> bool:
     """True when a cached artifact was made by another recipe than the variant's today, or (the
     topic classifier) from an older trained model."""
-    from benchmarks import topic
+    from benchmarks.common import topic
     from compress.sources import sha256_file
 
     manifest = read_manifest(artifact)
@@ -113,7 +113,7 @@ def _method_options_changed(stored: dict[str, Any], recipe: dict[str, object]) -
 def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models.yaml",
                    rebuild: bool = False) -> Path:
     """Make (or reuse) the artifact of ``variant`` for benchmark model ``model`` (see load_bench_model)."""
-    from benchmarks import topic
+    from benchmarks.common import topic
     from compress.pipeline import compress_model
 
     if variant not in RECIPES:
@@ -131,7 +131,7 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
 
 def variant_recipe(model: str, variant: str, loaded: LoadedModel, cache: Path) -> Recipe:
     """The recipe of ``variant`` for ``model``: RECIPES, plus the data it needs (written to the cache)."""
-    from benchmarks import topic
+    from benchmarks.common import topic
     from compress.recipe import Recipe
 
     data: dict[str, object] = dict(RECIPES[variant])
@@ -146,7 +146,7 @@ def variant_recipe(model: str, variant: str, loaded: LoadedModel, cache: Path) -
 
 def _recovery_file(model: str, loaded: LoadedModel, cache: Path, limit: int | None = None) -> Path:
     """Texts no accuracy suite of ``model`` scores (distillation, calibration), written to the cache."""
-    from benchmarks.datasets import draw, recovery_texts
+    from benchmarks.common.datasets import draw, recovery_texts
 
     suite = {"antiberty": "masked_residue", "antiberty-species": "species", "antiberty-chain": "chain"}.get(model)
     texts = recovery_texts(loaded.tokenizer, suite)

@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.loadtest import HttpClient
+from benchmarks.common.load import HttpClient
 from serve.ports import free_ports
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.speed import SpeedJob, SpeedSettings, measure_side_by_side, schedule
+from benchmarks.run.speed import SpeedJob, SpeedSettings, measure_side_by_side, schedule
 from tests.conftest import ROOT
 
 SLEEP_S = 0.005
@@ -57,7 +57,7 @@ def test_settings_refuse_empty_measurements():
 @pytest.mark.slow  # a process per variant, timed for several rounds
 def test_side_by_side_times_each_variant_every_round_and_keeps_failures_apart():
     settings = SpeedSettings(1, batch_sizes=(1, 4), buckets=("short",), rounds=3, seconds=0.03, latency_runs=4,
-                             setup="tests.benchmarks.test_speed:fake_setup")
+                             setup="tests.benchmarks.run.test_speed:fake_setup")
     jobs = [SpeedJob("antiberty", v, None) for v in ("a", "broken", "dies", "b")]
     said: list[str] = []
     got = measure_side_by_side(jobs, settings, said.append)

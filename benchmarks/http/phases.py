@@ -1,4 +1,5 @@
-"""The serving report's workloads: real texts of varied length, a variable-shape soak, a drain under load."""
+"""The serving report's phases besides the load levels: the 429 probe, a variable-shape soak, a live swap
+and a drain under load."""
 
 from __future__ import annotations
 
@@ -10,52 +11,18 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from benchmarks.common.endpoints import ENDPOINTS, request_body
+
 if TYPE_CHECKING:
-    from benchmarks.process import ServeProcess
+    from benchmarks.common.process import ServeProcess
 
-MAX_TOKENS = 256
 SEED = 14
-
-
-def serving_texts(artifact: Path, n: int, task: str | None = None) -> tuple[list[str], dict[str, Any]]:
-    """``n`` real texts for ``task`` (default: the artifact's), shuffled, and their token statistics.
-
-    English: BBC News body paragraphs of 8+ words and at most 256 tokens. Antibodies: anarci germline
-    V genes; for fill-mask one residue of each is masked at random.
-    """
-    from compress.artifact import load_artifact
-    from compress.data import antibody_germlines, bbc_articles
-
-    art = load_artifact(artifact)
-    m, tok = art.manifest, art.tokenizer()
-    task = task or m.task
-    rng = np.random.default_rng(SEED)
-    if m.tokenizer.split_chars:
-        pool = [g.sequence for g in antibody_germlines()]
-    else:
-        pool = [p.strip() for _, text in bbc_articles() for p in text.split("\n")[1:] if len(p.split()) >= 8]
-    pool = [pool[i] for i in rng.permutation(len(pool))]
-    if m.tokenizer.split_chars and task == "fill-mask":
-        mask = m.tokenizer.mask_token or "[MASK]"
-        pool = [" ".join(mask if i == k else c for i, c in enumerate(s)) for s, k in
-                ((s, int(rng.integers(len(s)))) for s in pool)]
-    elif m.tokenizer.split_chars:
-        pool = [" ".join(s) for s in pool]
-    elif task == "fill-mask":
-        mask = m.tokenizer.mask_token or "[MASK]"
-        pool = [" ".join(mask if i == len(w) // 2 else x for i, x in enumerate(w)) for w in (p.split() for p in pool)]
-    limit = min(MAX_TOKENS, m.tokenizer.max_length)
-    texts = [t for t, ids in zip(pool, tok(pool)["input_ids"], strict=True) if len(ids) <= limit]
-    texts = [texts[i % len(texts)] for i in range(n)]
-    lengths = sorted(len(ids) for ids in tok(texts)["input_ids"])
-    return texts, {"count": len(texts), "mean_tokens": float(np.mean(lengths)),
-                   "p95_tokens": lengths[int(0.95 * (len(lengths) - 1))]}
 
 
 def _probe(url: str, path: str, body: dict[str, Any], seconds: float, patient: bool) -> dict[str, list[float]]:
     """One client, alone in its process, timing its requests (ms) by status for ``seconds``; after a 429
     it waits the Retry-After when ``patient``, else 50 ms."""
-    from benchmarks.loadtest import HttpClient, retry_after_seconds
+    from benchmarks.common.load import HttpClient, retry_after_seconds
 
     client = HttpClient(url)
     out: dict[str, list[float]] = {}
@@ -84,8 +51,7 @@ def start_probe(url: str, path: str, body: dict[str, Any], seconds: float, patie
 
 def soak(server: ServeProcess, model: str, task: str, texts: list[str], seconds: float) -> dict[str, Any]:
     """16 clients for ``seconds``, each request 1 to 4 texts (shapes vary); the server's RSS before and after."""
-    from benchmarks.http import ENDPOINTS, request_body
-    from benchmarks.loadtest import run_load
+    from benchmarks.common.load import run_load
 
     rng = np.random.default_rng(SEED)
     sizes = rng.integers(1, 5, size=len(texts))
@@ -129,8 +95,7 @@ def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str,
                     seconds: float = 40.0) -> dict[str, Any]:
     """Replace the served ``artifact`` while 16 clients send for ``seconds``: failed requests, and how long
     until the new version answers (``X-Model-Version``)."""
-    from benchmarks.http import ENDPOINTS, request_body
-    from benchmarks.loadtest import HttpClient, run_load
+    from benchmarks.common.load import HttpClient, run_load
 
     probe, path = HttpClient(server.url, server.api_key), ENDPOINTS[task]
     before = probe.request("POST", path, request_body(task, model, texts[0]))[1]["x-model-version"]
@@ -155,8 +120,7 @@ def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str,
 
 def drain_under_load(server: ServeProcess, model: str, task: str, texts: list[str]) -> dict[str, Any]:
     """SIGTERM while 16 clients send: /ready's 503, the requests' outcomes, the exit. Stops the server."""
-    from benchmarks.http import ENDPOINTS, request_body
-    from benchmarks.loadtest import HttpClient, closed_loop_until_refused
+    from benchmarks.common.load import HttpClient, closed_loop_until_refused
 
     outcomes: list[tuple[Any, str]] = []
     lock = threading.Lock()

@@ -6,9 +6,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from benchmarks.criteria import budget
-from benchmarks.report import TASK_LABELS, headline, ordered_tasks, seq_per_s
-from benchmarks.variants import BASELINE
+from benchmarks.common.variants import BASELINE
+from benchmarks.run.criteria import budget
+from benchmarks.run.results import TASK_LABELS, ordered_tasks, ratio_point, seq_per_s
 
 MARKERS = "osD^vP*X"
 
@@ -80,7 +80,7 @@ def plot(report: dict[str, Any], path: Path) -> bool:
     fig, axes = plt.subplots(len(models), 3, figsize=(16, 4.2 * len(models)), squeeze=False)
     for i, model in enumerate(models):
         rows = [r for r in report["results"] if r["model"] == model]
-        head = headline(rows)
+        head = ratio_point(rows)
         if head:
             _throughput_bars(axes[i][0], rows, head, model)
             _latency_vs_batch(axes[i][2], rows, head[0])

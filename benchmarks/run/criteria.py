@@ -22,8 +22,9 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from benchmarks.accuracy import TASKS
-from benchmarks.variants import BASELINE
+from benchmarks.common.variants import BASELINE
+from benchmarks.run.accuracy import TASKS
+from benchmarks.run.results import seq_per_s
 
 SPEEDUP_VARIANT = "int8"
 MIN_SPEEDUP = 2.5
@@ -95,10 +96,7 @@ def accuracy_misses(res: dict[str, Any]) -> list[dict[str, Any]]:
 
 def speedup(res: dict[str, Any], base: dict[str, Any] | None, bucket: str, bs: int) -> float | None:
     """Throughput of ``res`` over the baseline's at (bucket, batch size), when both were measured."""
-    def tp(r: dict[str, Any]) -> float | None:
-        return next((x["seq_per_s"] for x in r.get("throughput", [])
-                     if x["bucket"] == bucket and x["batch_size"] == bs), None)
-    a, b = tp(res), (tp(base) if base else None)
+    a, b = seq_per_s(res, bucket, bs), (seq_per_s(base, bucket, bs) if base else None)
     return a / b if a and b else None
 
 

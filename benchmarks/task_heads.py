@@ -1,10 +1,10 @@
-"""One multi-head artifact against one artifact per head: size, agreement with fp32 PyTorch, and time.
+"""`python -m benchmarks task-heads`: one multi-head artifact against one artifact per task head.
 
-AntiBERTy's three heads (fill-mask, species, chain) are compressed as one multi-head artifact (the
-models.yaml entry) and as three single-head artifacts (the benchmark's int8 variant of ``antiberty``,
-``antiberty-species`` and ``antiberty-chain``; the same recipe). Reported:
+Task heads, not attention heads: AntiBERTy's three heads (fill-mask, species, chain) are compressed as
+one multi-head artifact (the models.yaml entry) and as three single-head artifacts (the benchmark's int8
+variant of ``antiberty``, ``antiberty-species`` and ``antiberty-chain``; the same recipe). Reported:
 
-- size: the multi-head graph against the sum of the three graphs;
+- size: the multi-head graph against the sum of the three graphs, and the nodes its gate kept in fp32;
 - agreement with fp32 PyTorch per head, as each artifact's accuracy gate measured it (same validation texts);
 - time to answer all three heads for a batch of sequences: one pass of the multi-head graph against
   one pass of each single-head graph (three encoder passes).
@@ -12,6 +12,7 @@ models.yaml entry) and as three single-head artifacts (the benchmark's int8 vari
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,7 @@ def build_multihead(cache: Path, catalog: str, rebuild: bool = False) -> Path:
     out = cache / f"{MODEL}-heads-int8"
     if rebuild or not (out / "manifest.json").is_file():
         compress_model(load_heads(entry.heads, entry=entry), out, name=MODEL, recipe=entry.recipe, bench=False,
-                       force=True, command="python -m benchmarks heads")
+                       force=True, command="python -m benchmarks task-heads")
     return out
 
 
@@ -68,7 +69,7 @@ def _seconds(sides: list[list[Any]], batch: dict[str, Any], repeats: int) -> lis
 def run(cache: Path, catalog: str = "models.yaml", threads: int = 2, batch_size: int = 32, repeats: int = 5,
         rebuild: bool = False) -> dict[str, Any]:
     """Measure the multi-head artifact against the three single-head ones (built in ``cache`` if missing)."""
-    from benchmarks.variants import build_artifact
+    from benchmarks.common.variants import build_artifact
     from compress.artifact import read_manifest
     from compress.runtime import OnnxRunner
     from compress.validate import PRIMARY
@@ -86,7 +87,8 @@ def run(cache: Path, catalog: str = "models.yaml", threads: int = 2, batch_size:
     one, three = _seconds([[OnnxRunner(multi / "model.onnx", threads=threads)],
                            [OnnxRunner(d / "model.onnx", threads=threads) for d in singles.values()]], batch, repeats)
     single_bytes = sum(r["single_bytes"] for r in heads)
-    return {"multi_bytes": m.sizes["model_bytes"], "single_bytes": single_bytes,
+    return {"multi_bytes": m.sizes["model_bytes"], "multi_fp32_nodes": len(m.excluded_nodes),
+            "single_bytes": single_bytes,
             "size_ratio": single_bytes / m.sizes["model_bytes"], "heads": heads,
             "batch": {"size": batch_size, "seq_len": int(batch["input_ids"].shape[1]), "threads": threads},
             "multi_seconds": one, "single_seconds": three, "time_ratio": three / one,
@@ -124,3 +126,11 @@ def plot(r: dict[str, Any], path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def write_reports(r: dict[str, Any], out: Path) -> None:
+    """task-heads.json, .md and .png into ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "task-heads.json").write_text(json.dumps(r, indent=2) + "\n")
+    (out / "task-heads.md").write_text(markdown(r) + "\n")
+    plot(r, out / "task-heads.png")

@@ -7,7 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from benchmarks import datasets, variants
+from benchmarks.common import datasets, variants
 from compress.recipe import Recipe
 
 

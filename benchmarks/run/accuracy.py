@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks import datasets
+from benchmarks.common import datasets
+from benchmarks.common.optional import require
 from compress.data import encode, mask_tokens, space_residues
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -172,17 +173,6 @@ def topic(s: Subject) -> TaskResult:
     test = _by_length(list(datasets.bbc_split()[1]), lambda x: x[1])
     pred, acc = _classify(s, [t for _, t in test], [y for y, _ in test], datasets.BBC_MAX_LENGTH)
     return TaskResult("topic", "accuracy", acc, len(test), labels=pred)
-
-
-def require(module: str, requirement: str) -> Any:
-    """Import an optional dependency of the suites, or say what to install."""
-    import importlib
-
-    try:
-        return importlib.import_module(module)
-    except ImportError:
-        raise ValueError(f"the accuracy suites need {requirement}: pip install '{requirement}' "
-                         "(or pip install -e '.[bench]')") from None
 
 
 def evaluate(task: str, subject: Subject) -> TaskResult:

@@ -30,35 +30,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.accuracy import TASKS
-from benchmarks.criteria import budget, pruning_summary, speedup
-from benchmarks.variants import BASELINE
-
-TASK_LABELS = {"masked_residue": "masked-residue top-1 %", "species": "species acc %", "chain": "chain acc %",
-               "lee50": "Lee-50 Spearman x100", "bbc_probe": "BBC probe acc %", "topic": "topic acc %"}
-
-
-def ordered_tasks(names: Any) -> list[str]:
-    """Task names in the suites' order (a JSON round trip sorts them), unknown ones last."""
-    known = list(TASKS)
-    return sorted(dict.fromkeys(names), key=lambda t: (known.index(t) if t in known else len(known), t))
-
-
-def seq_per_s(res: dict[str, Any], bucket: str, bs: int) -> float | None:
-    for row in res.get("throughput", []):
-        if row["bucket"] == bucket and row["batch_size"] == bs:
-            return float(row["seq_per_s"])
-    return None
-
-
-def headline(rows: list[dict[str, Any]]) -> tuple[str, int] | None:
-    """The bucket and batch size the headline ratio is taken at: medium / 32 when measured."""
-    measured = [x for r in rows for x in r.get("throughput", [])]
-    if not measured:
-        return None
-    buckets = {x["bucket"] for x in measured}
-    sizes = {x["batch_size"] for x in measured}
-    return ("medium" if "medium" in buckets else measured[0]["bucket"]), (32 if 32 in sizes else max(sizes))
+from benchmarks.common.variants import BASELINE
+from benchmarks.run.criteria import budget, pruning_summary, speedup
+from benchmarks.run.plot import plot
+from benchmarks.run.results import TASK_LABELS, ordered_tasks, ratio_point, seq_per_s
 
 
 def _accuracy_cell(res: dict[str, Any], task: str) -> str:
@@ -94,7 +69,7 @@ def _speed_cells(r: dict[str, Any], base: dict[str, Any] | None, head: tuple[str
 def _model_table(report: dict[str, Any], model: str) -> list[str]:
     rows = [r for r in report["results"] if r["model"] == model]
     base = next((r for r in rows if r["variant"] == BASELINE), None)
-    head = headline(rows)
+    head = ratio_point(rows)
     tasks = ordered_tasks(t for r in rows for t in r.get("accuracy", {}))
     where = f"throughput at batch {head[1]}, {head[0]} inputs" if head else "speed not measured"
     cols = ["variant", "size MB", "seq/s", f"x {BASELINE}", "tokens/s", "p50 ms (bs 1)", "p99 ms", "peak RSS MB",
@@ -137,8 +112,6 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 def write_reports(report: dict[str, Any], out: Path) -> None:
-    from benchmarks.plot import plot
-
     out.mkdir(parents=True, exist_ok=True)
     (out / "benchmark.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     (out / "benchmark.md").write_text(markdown(report) + "\n")

@@ -15,10 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from benchmarks import accuracy
-from benchmarks.accuracy import QUICK_TASKS
-from benchmarks.criteria import criteria, misses
-from benchmarks.variants import BASELINE, RECIPES, artifact_runner, build_artifact, load_bench_model, torch_baseline
+from benchmarks.common.variants import (
+    BASELINE,
+    RECIPES,
+    artifact_runner,
+    build_artifact,
+    load_bench_model,
+    torch_baseline,
+)
+from benchmarks.run import accuracy
+from benchmarks.run.accuracy import QUICK_TASKS
+from benchmarks.run.criteria import criteria, misses
 from compress import CompressError
 
 QUICK_SPEED = {"batch_sizes": (32,), "buckets": ("medium",), "rounds": 5, "latency_runs": 10}
@@ -108,7 +115,7 @@ def _variant_row(opts: BenchOptions, model: str, variant: str) -> dict[str, Any]
 
 def _measure_speed(opts: BenchOptions, model: str, rows: list[dict[str, Any]]) -> None:
     """Time every variant of ``model`` that exists, side by side in alternating rounds (speed.py); in place."""
-    from benchmarks.speed import SpeedJob, SpeedSettings, measure_side_by_side
+    from benchmarks.run.speed import SpeedJob, SpeedSettings, measure_side_by_side
 
     todo = [r for r in rows if not r.get("error")]
     if not opts.speed or not todo:

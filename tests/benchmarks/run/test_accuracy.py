@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from benchmarks import topic
-from benchmarks.accuracy import Subject, compare, evaluate
-from benchmarks.variants import artifact_runner, build_artifact, torch_baseline
+from benchmarks.common import topic
+from benchmarks.common.variants import artifact_runner, build_artifact, torch_baseline
+from benchmarks.run.accuracy import Subject, compare, evaluate
 from compress.artifact import load_artifact
 
 

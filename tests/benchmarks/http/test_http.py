@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.cli import main
-from benchmarks.http import LEVEL_KEYS, HttpOptions, run_http
-from benchmarks.process import descendants, write_models
+from benchmarks.common.process import descendants, write_models
+from benchmarks.http.measure import LEVEL_KEYS, HttpOptions, run_http
 from compress import CompressError
 from tests.conftest import build_tiny
 
@@ -96,7 +96,7 @@ def test_options_are_checked():
 
 
 def test_held_429s_are_shown_not_judged_when_the_clients_ignore_retry_after():
-    from benchmarks.http_report import checks
+    from benchmarks.http.report import checks
 
     def level(clients: int, throughput: float, ok_p99: float, refused_p99: float) -> dict:
         return {"clients": clients, "throughput": throughput, "vs_in_process": throughput / 250,
@@ -114,7 +114,7 @@ def test_held_429s_are_shown_not_judged_when_the_clients_ignore_retry_after():
 
 
 def test_the_16_client_line_is_judged_against_a_plain_session_and_shows_the_best_run_of_all():
-    from benchmarks.http_report import checks
+    from benchmarks.http.report import checks
 
     base = {"clients": 16, "throughput": 180.0, "vs_in_process": 0.86, "vs_plain": 0.95}
     [line] = checks({"levels": [base]})
@@ -125,8 +125,8 @@ def test_the_16_client_line_is_judged_against_a_plain_session_and_shows_the_best
 
 @pytest.mark.slow  # compresses the tiny model
 def test_a_head_of_a_model_is_measured_with_its_own_task(tiny_catalog):
-    from benchmarks.http import model_target, resolve_artifact
-    from benchmarks.serving import serving_texts
+    from benchmarks.common.texts import serving_texts
+    from benchmarks.http.measure import model_target, resolve_artifact
     from compress.artifact import read_manifest
     from compress.catalog import load_catalog
     from tests.conftest import ROOT

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from benchmarks import datasets
+from benchmarks.common import datasets
 from compress.data import default_texts
 
 

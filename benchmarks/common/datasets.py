@@ -118,7 +118,7 @@ def recovery_texts(tokenizer: PreTrainedTokenizerBase, scored_on: str | None = N
     BBC train-split articles, leaving out the sentences a test-split article (what the BBC suites
     score) also holds, and of gensim's ``lee_background.cor``: news from Lee-50's source, without its
     50. Passages of mixed length show the pruned model longer texts than single sentences do (Lee-50
-    scores documents of up to 256 tokens); see benchmarks/variants.py for what they gave.
+    scores documents of up to 256 tokens); see benchmarks/common/variants.py for what they gave.
     """
     if is_residue_vocab(tokenizer):
         draws = {"masked_residue": lambda: fill_mask_germlines(tokenizer),

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from benchmarks import cli
-from benchmarks.accuracy import TaskResult, compare
-from benchmarks.criteria import accuracy_misses, misses, speed_misses
-from benchmarks.report import markdown, write_reports
+from benchmarks.run.accuracy import TaskResult, compare
+from benchmarks.run.criteria import accuracy_misses, misses, speed_misses
+from benchmarks.run.report import markdown, write_reports
 
 
 def _speed(seq_per_s: float) -> dict:
@@ -87,7 +87,7 @@ def test_write_reports_json_md_png(tmp_path):
 
 @pytest.mark.parametrize(("int8_tp", "topic_delta", "code"), [(240.0, 0.0, 0), (300.0, -0.8, 1)])
 def test_check_fails_on_accuracy_never_on_speed(monkeypatch, tmp_path, int8_tp, topic_delta, code):
-    monkeypatch.setattr("benchmarks.bench.run_benchmark", lambda opts: _report(int8_tp, topic_delta))
+    monkeypatch.setattr("benchmarks.run.bench.run_benchmark", lambda opts: _report(int8_tp, topic_delta))
     assert cli.main(["run", "--quick", "--check", "--out", str(tmp_path)]) == code
     assert cli.main(["run", "--quick", "--out", str(tmp_path)]) == 0
 

@@ -45,11 +45,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from benchmarks.common.endpoints import ENDPOINTS, request_body
+
 if TYPE_CHECKING:
-    from benchmarks.process import ServeProcess
+    from benchmarks.common.process import ServeProcess
     from compress.catalog import Catalog, ModelEntry
 
-ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "classification": "/v1/classify"}
 IN_PROCESS_BATCHES = (1, 8, 32)
 # vs_in_process: throughput / the best in-process run of all; vs_plain: / the best plain session's
 # server_cpu_ms_per_request: server CPU time over the run / requests answered 200 (429s included in the cost)
@@ -143,11 +144,6 @@ def model_target(catalog: Catalog, name: str) -> tuple[ModelEntry, str | None]:
     return entry, spec.task
 
 
-def request_body(task: str, model: str, text: str | list[str]) -> dict[str, Any]:
-    """One request of ``task`` (serve/apis)."""
-    return {"model": model, "input": text} if task == "embedding" else {"model": model, "inputs": text}
-
-
 def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, options: dict[str, Any]) -> dict[str, Any]:
     """The models.yaml entry the server gets: the catalog's, on ``artifact``, with the thread count set
     (``options`` over both, e.g. Ray's replicas and CPUs per replica)."""
@@ -165,9 +161,9 @@ def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[s
     its many threads' wait for the GIL)."""
     from dataclasses import asdict
 
-    from benchmarks.loadtest import mean_batch_size, run_load, scrape
-    from benchmarks.process import tree_cpu_seconds
-    from benchmarks.serving import start_probe
+    from benchmarks.common.load import mean_batch_size, run_load, scrape
+    from benchmarks.common.process import tree_cpu_seconds
+    from benchmarks.http.phases import start_probe
 
     before, rss_before, cpu_before = scrape(server.url), server.memory()["rss"], tree_cpu_seconds(server.proc.pid)
     seconds = max(deadline - time.monotonic(), 1.0)
@@ -192,7 +188,7 @@ def _in_process(artifact: Path, texts: list[str], threads: int, seconds: float, 
     as many at once as the server runs (``streams``; default 2 on 2+ threads), with the server's session
     settings, and one pass at a time in a plain session (onnxruntime's defaults: ``B plain``); the best
     is the figure."""
-    from benchmarks.loadtest import in_process_throughput
+    from benchmarks.common.load import in_process_throughput
 
     ordered = sorted(texts, key=len)
     runs: dict[str, dict[str, Any]] = {}
@@ -222,9 +218,10 @@ def _median_levels(rounds: list[dict[int, dict[str, Any]]], inproc: list[dict[st
 
 def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -> dict[str, Any]:
     """Serve one model and measure it (module docstring); the server is always stopped."""
-    from benchmarks.loadtest import run_load
-    from benchmarks.process import start_server, write_models
-    from benchmarks.serving import drain_under_load, serving_texts, soak, swap_under_load
+    from benchmarks.common.load import run_load
+    from benchmarks.common.process import start_server, write_models
+    from benchmarks.common.texts import serving_texts
+    from benchmarks.http.phases import drain_under_load, soak, swap_under_load
     from compress.artifact import read_manifest
     from compress.catalog import load_catalog
 
@@ -291,7 +288,7 @@ def run_http(opts: HttpOptions) -> dict[str, Any]:
         compress.CompressError: unknown model name (the message lists the known ones), or the artifact
             could not be made.
         ValueError: bad options or ``--artifact``.
-        benchmarks.process.ServeStartError: a server did not start; its log is in the message.
+        benchmarks.common.process.ServeStartError: a server did not start; its log is in the message.
 
     Example:
         >>> report = run_http(HttpOptions(["minilm"], concurrency=[16, 256], requests=500))  # doctest: +SKIP
