@@ -2,5 +2,5 @@
 
 ``python -m benchmarks SUBCOMMAND`` (:mod:`benchmarks.cli`). Each subcommand is one module or package
 of the same name: ``run/``, ``http/``, ``training/`` (``train``), ``adapt``, ``bulk``, ``e2e``, ``st``,
-``mask_head``, ``task_heads``, ``loadtest``; what several of them use is in ``common/``.
+``mask_head``, ``task_heads``, ``loadtest``, ``headline``; what several of them use is in ``common/``.
 """

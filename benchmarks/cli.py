@@ -10,6 +10,7 @@
     python -m benchmarks e2e --host-kind ray    # a served models.yaml against the fp32 originals, over HTTP
     python -m benchmarks st --artifacts artifacts/minilm-int8    # in-process against sentence-transformers
     python -m benchmarks loadtest --url http://127.0.0.1:8000 --model minilm    # a server you started
+    python -m benchmarks headline               # README's headline figures from the reports
 """
 
 from __future__ import annotations
@@ -164,11 +165,23 @@ def _add_loadtest(sub: Any) -> None:
     lt.set_defaults(handler=_loadtest)
 
 
+def _add_headline(sub: Any) -> None:
+    hl = sub.add_parser("headline", help="rewrite README's headline figures from the reports (and "
+                        "docs/results/headline.md); --check: exit 1 when README's table differs")
+    hl.add_argument("--reports", type=Path, default=Path("reports"), help="where the reports are (default reports)")
+    hl.add_argument("--readme", type=Path, default=Path("README.md"))
+    hl.add_argument("--out", type=Path, default=Path("docs/results/headline.md"), help="the generated page")
+    hl.add_argument("--check", action="store_true", help="write nothing; exit 1 when README's table differs from "
+                    "the reports'")
+    hl.set_defaults(handler=_headline)
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = p.add_subparsers(dest="command", required=True)
-    for add in (_add_run, _add_http, _add_bulk, _add_adapt_train, _add_heads, _add_e2e_st, _add_loadtest):
+    for add in (_add_run, _add_http, _add_bulk, _add_adapt_train, _add_heads, _add_e2e_st, _add_loadtest,
+                _add_headline):
         add(sub)
     return p
 
@@ -323,6 +336,12 @@ def _loadtest(args: argparse.Namespace) -> int:
                                     threads=args.threads, rounds=args.rounds)
     print(json.dumps(loadtest.run(opts), indent=2))
     return 0
+
+
+def _headline(args: argparse.Namespace) -> int:
+    from benchmarks import headline
+
+    return headline.update(args.reports, args.readme, args.out, check=args.check)
 
 
 def main(argv: list[str] | None = None) -> int:
