@@ -1,4 +1,4 @@
-"""Accuracy suites: what one variant of a model gets right on real held-out data (see datasets.py).
+"""Accuracy suites: what one variant of a model gets right on real held-out data (see benchmarks/common/datasets.py).
 
 Each task runs on one model's variant (a runner from numpy encodings to the artifact outputs, its
 tokenizer and its labels) and returns a :class:`TaskResult`: the score as a plain float and the
