@@ -114,13 +114,17 @@ def _train_parser(sub: Any) -> None:
     tr.add_argument("--keep-on", metavar="FILE|auto", help="hold the kept heads on these texts (a batch a step) "
                     "instead of each step's inputs; then a trained head can be kept too (e.g. --keep-heads embedding "
                     "while training it contrastively)")
+    tr.add_argument("--blend", type=float, metavar="SHARE",
+                    help="after training, average the encoder's weights with the original's, the trained ones "
+                    "weighing SHARE (WiSE-FT: less forgetting for a little less gain; default 1, no averaging)")
     tr.add_argument("--freeze-heads", default="", metavar="A,B", help="heads whose weights are not trained")
     tr.add_argument("--freeze-encoder", action="store_true", help="train the new heads only")
     tr.add_argument("--sampling", choices=("proportional", "uniform", "temperature"),
                     help="which task a step trains (default proportional to its examples)")
     tr.add_argument("--temperature", type=float, help="for --sampling temperature: size ** (1/T) (default 2)")
     tr.add_argument("--steps", type=int, help="optimizer steps (default: --epochs passes over the data, at least 100)")
-    tr.add_argument("--epochs", type=float, help="passes over every task's data when --steps is not given (default 3)")
+    tr.add_argument("--epochs", type=float, help="passes over every task's data without --steps (default: 3, or 1 for "
+                    "embedding and rerank tasks)")
     tr.add_argument("--batch-size", type=int, help="examples per step (default 16)")
     tr.add_argument("--lr", type=float, help="peak learning rate of the encoder (default 5e-5)")
     tr.add_argument("--head-lr", type=float, help="peak learning rate of new heads (default 1e-3)")
@@ -292,7 +296,7 @@ def _train_options(args: argparse.Namespace) -> Any:
              "max_length": args.max_length, "negatives": args.negatives, "eval_every": args.eval_every,
              "seed": args.seed, "checkpoint": args.checkpoint, "sampling": args.sampling,
              "temperature": args.temperature, "keep_weight": args.keep_weight, "keep_on": args.keep_on,
-             "crop": args.crop, "epochs": args.epochs}
+             "crop": args.crop, "epochs": args.epochs, "blend": args.blend}
     try:
         tasks = [t.model_copy(update={k: v[t.name] for k, v in extra.items() if t.name in v}) for t in tasks]
         return TrainOptions.model_validate({

@@ -113,7 +113,7 @@ def train(model: MultiTaskModel, tasks: list[TaskData], objectives: list[Objecti
         if done % opts.eval_every == 0 or done == steps:
             log.evals.append({"step": done, **evaluate()})
             if progress:
-                progress(f"held out at step {done}: {_figures(log.evals[-1], objectives)}")
+                progress(f"held out at step {done}: {figures(log.evals[-1], objectives)}")
         if checkpoint and (done % opts.checkpoint_every == 0 or done == steps):
             save_checkpoint(checkpoint, {"step": done, **{k: p.state_dict() for k, p in parts.items()},
                                          "losses": log.losses, "evals": log.evals, "counts": log.counts,
@@ -135,7 +135,7 @@ def _log_losses(log: TrainLog, window: dict[str, list[float]], done: int, lr: fl
         progress(f"train step {done}/{log.steps} loss {shown} {per:.2f}s/step ETA {eta}")
 
 
-def _figures(scores: dict[str, Any], objectives: list[Objective]) -> str:
+def figures(scores: dict[str, Any], objectives: list[Objective]) -> str:
     parts = [f"{o.name} {o.primary} {scores['tasks'][o.name][o.primary]:.4f}" for o in objectives]
     parts += [f"{name} kept {v:.4f}" for name, v in scores.get("kept", {}).items()]
     return ", ".join(parts)

@@ -12,6 +12,8 @@ from compress import CompressError
 from compress.train.examples import KINDS, Kind
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_-]*$"
+DEFAULT_EPOCHS: dict[str, float] = {"classification": 3, "token-classification": 3, "mlm": 3, "embedding": 1,
+                                     "rerank": 1}
 AUTO = "auto"  # mlm: the packaged in-domain texts that fit the vocabulary (as `compress adapt`'s replay)
 
 
@@ -76,7 +78,9 @@ class TrainOptions(BaseModel):
         freeze_heads: heads whose weights are not trained (the encoder under them still is).
         freeze_encoder: train the new heads only.
         steps: optimizer steps (None: ``epochs`` passes over every task's training examples, at least 100).
-        epochs: passes over the data when ``steps`` is not given.
+        epochs: passes over the data when ``steps`` is not given (None: three for classification,
+            token-classification and mlm, one for embedding and rerank, whose steps cost several texts
+            each and which learn most in the first pass, as sentence-transformers' own training recipes).
         batch_size: examples per step (embedding: anchors per step, in-batch negatives).
         lr: peak learning rate of the encoder; new heads learn at ``head_lr``.
         sampling: which task each step trains: proportional to its examples, uniform, or
@@ -85,6 +89,9 @@ class TrainOptions(BaseModel):
         keep_on: texts the kept heads are held on (a text file, or ``auto``: the packaged in-domain texts
             that fit the vocabulary), a batch a step, instead of each step's own inputs; with it a head that
             is trained can be kept too (a contrastive embedder kept near the original on general text).
+        blend: the trained weights' share when the encoder is averaged with the original afterwards
+            (WiSE-FT; 1: the trained weights alone). Below 1 it trades some of the tasks' gain for much
+            less drift elsewhere (:mod:`compress.train.blend` shows the figures); new heads are not blended.
         label_all_tokens: token-classification labels every sub-token of a word, not only its first.
         crop: token-classification: each training example loses up to this fraction of its words at
             either end, drawn afresh each time, so the head learns a word's label from its context rather
@@ -101,7 +108,7 @@ class TrainOptions(BaseModel):
     freeze_heads: list[str] = []
     freeze_encoder: bool = False
     steps: int | None = Field(None, ge=1)
-    epochs: float = Field(3.0, gt=0)
+    epochs: float | None = Field(None, gt=0)
     batch_size: int = Field(16, ge=2)
     lr: float = Field(5e-5, gt=0)
     head_lr: float = Field(1e-3, gt=0)
@@ -113,6 +120,7 @@ class TrainOptions(BaseModel):
     temperature: float = Field(2.0, gt=0)
     keep_weight: float = Field(1.0, gt=0)
     keep_on: str | None = None
+    blend: float = Field(1.0, gt=0, le=1)
     label_all_tokens: bool = False
     crop: float = Field(0.1, ge=0, lt=0.5)
     negatives: int = Field(3, ge=1)
@@ -144,6 +152,10 @@ class TrainOptions(BaseModel):
                              "texts as well, give --keep-on FILE (or auto)")
         return self
 
+    def task_epochs(self) -> list[float]:
+        """Each task's passes over its data when ``steps`` is not given."""
+        return [self.epochs or DEFAULT_EPOCHS[t.kind] for t in self.tasks]
+
     def resume_key(self) -> dict[str, object]:
         """The settings a resumed run must share with the interrupted one."""
-        return self.model_dump(exclude={"checkpoint", "checkpoint_every", "log_every", "eval_every"})
+        return self.model_dump(exclude={"checkpoint", "checkpoint_every", "log_every", "eval_every", "blend"})

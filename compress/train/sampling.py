@@ -35,6 +35,6 @@ def draw(n_examples: int, per_batch: int, k: int, seed: list[int]) -> list[int]:
     return [int(i) for i in order[j * per_batch:(j + 1) * per_batch]]
 
 
-def default_steps(sizes: list[int], batch_size: int, epochs: float) -> int:
-    """``epochs`` passes over every task's training examples, at least 100 steps."""
-    return max(100, round(epochs * sum(-(-n // batch_size) for n in sizes)))
+def default_steps(sizes: list[int], batch_size: int, epochs: list[float]) -> int:
+    """``epochs[i]`` passes over task i's training examples, at least 100 steps in all."""
+    return max(100, round(sum(e * -(-n // batch_size) for n, e in zip(sizes, epochs, strict=True))))

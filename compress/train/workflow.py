@@ -14,9 +14,10 @@ import torch
 
 from compress import CompressError
 from compress.staging import check_writable, staged_directory
+from compress.train.blend import blend, snapshot
 from compress.train.data import TaskData, key, load_task
 from compress.train.keep import Keeper
-from compress.train.loop import TrainLog, train
+from compress.train.loop import TrainLog, figures, train
 from compress.train.model import EMBEDDING, HeadRecord, MultiTaskModel, Pooling
 from compress.train.objectives import OBJECTIVES, Objective
 from compress.train.options import AUTO, TrainOptions
@@ -122,12 +123,13 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
         entry = catalog.get(spec) if spec in catalog.names() else None
     model, tok, source = load_source(spec, entry=entry, trust_pickle=trust_pickle)
     tasks = [load_task(t, opts, tok) for t in opts.tasks]
+    original = snapshot(model) if opts.blend < 1 else {}  # before the new heads: they are not blended
     torch.manual_seed(opts.seed)  # the new heads' first weights: the same run after run
     new_heads = {t.name for t in tasks if _add_head(model, t)}
     objectives: list[Objective] = [OBJECTIVES[t.spec.kind](t, tok, opts) for t in tasks]
     keeper = Keeper(model, opts.keep_heads, _keep_texts(opts, tok, tasks), objectives[0].encode, opts.batch_size,
                     opts.seed)
-    steps = opts.steps or default_steps([len(t.train) for t in tasks], opts.batch_size, opts.epochs)
+    steps = opts.steps or default_steps([len(t.train) for t in tasks], opts.batch_size, opts.task_epochs())
     held_texts = [x for t in tasks for x in _texts(t)][: opts.n_eval]
 
     def evaluate() -> dict[str, Any]:
@@ -146,6 +148,11 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
     identity = {"model": source.sha256 or source.path, "data": [sorted(t.sources.items()) for t in tasks]}
     log = train(model, tasks, objectives, keeper, opts, steps, new_heads=new_heads, evaluate=evaluate,
                 checkpoint=checkpoint, identity=identity, progress=progress)
+    if blend(model, original, opts.blend):
+        log.evals.append({"step": steps, "blend": opts.blend, **evaluate()})
+        if progress:
+            progress(f"held out after blending {opts.blend:g} of the trained weights with the original: "
+                     f"{figures(log.evals[-1], objectives)}")
     record = _record(source, opts, tasks, log, command)
     with staged_directory(out, force) as tmp:
         save_trained(model, tok, tmp)

@@ -203,3 +203,23 @@ def _sentences() -> list[str]:
     from tests.conftest import SENTENCES
 
     return SENTENCES
+
+
+def test_blend_averages_the_encoder_with_the_original_and_leaves_new_heads_as_trained(tiny, data, tmp_path):
+    source = tiny("bert", "fill-mask")
+    task = [f"topic:classification:{data['classification']}"]
+    opts = _opts(task, steps=20, lr=5e-3)
+    train_model(str(source), tmp_path / "full", opts)
+    record = train_model(str(source), tmp_path / "half", opts.model_copy(update={"blend": 0.5}))
+    from transformers import AutoModelForMaskedLM
+
+    first = AutoModelForMaskedLM.from_pretrained(str(source)).state_dict()
+    full, half = load_trained(tmp_path / "full")[0].state_dict(), load_trained(tmp_path / "half")[0].state_dict()
+    moved = [k for k in half if k.startswith("model.") and k[len("model."):] in first
+             and half[k].is_floating_point() and not torch.equal(full[k], first[k[len("model."):]])]
+    assert moved
+    for k in moved:
+        assert torch.allclose(half[k], (full[k] + first[k[len("model."):]]) / 2, atol=1e-5), k
+    heads = [k for k in half if k.startswith("linears.topic")]
+    assert heads and all(torch.equal(half[k], full[k]) for k in heads)
+    assert record["after"]["blend"] == 0.5  # the figures after blending are the ones reported
