@@ -199,7 +199,8 @@ class Rerank(Objective):
     """A cross-encoder: (query, passage) -> relevance; one relevant against ``negatives`` irrelevant ones."""
 
     primary = "mrr@10"
-    CANDIDATES = 20  # held-out: each query's passage among this many (its own negatives, else BM25's)
+    CANDIDATES = 10  # held-out: each query's passage among this many (its own negatives, else BM25's)
+    QUERY_COST = 5  # held-out: n_eval // QUERY_COST queries, each scored against CANDIDATES passages
 
     def __init__(self, task: TaskData, tokenizer: PreTrainedTokenizerBase, opts: TrainOptions) -> None:
         from compress.train.mining import NegativeMiner
@@ -234,9 +235,10 @@ class Rerank(Objective):
         return Pass(loss, batch, hidden)
 
     def evaluate(self, model: MultiTaskModel, examples: list[Judged]) -> dict[str, float]:
-        """Each held-out query's passage among ``CANDIDATES``: MRR@10, and the listwise loss."""
+        """Each held-out query's passage among ``CANDIDATES`` (the first ``n_eval // QUERY_COST`` queries:
+        a query costs ``CANDIDATES`` passes): MRR@10, and the listwise loss."""
         reciprocal, losses = [], []
-        for e in examples:
+        for e in examples[: max(1, self.opts.n_eval // self.QUERY_COST)]:
             candidates = self._candidates(e, self.CANDIDATES - 1, self.held_miner, None)
             scores = torch.cat([self._scores(model, [e.query] * len(candidates[b:b + EVAL_BATCH]),
                                              candidates[b:b + EVAL_BATCH])[0]
