@@ -16,26 +16,14 @@ version in ``X-Model-Version``.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
+
+from serve.apis.route import Route
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-    from starlette.requests import Request
-    from starlette.responses import Response
-
     from serve.engine import Engine
 
-
-class Route(NamedTuple):
-    """One task endpoint: ``POST path`` with a ``request`` body, answered by ``endpoint(body, request)``."""
-
-    path: str
-    endpoint: Callable[[Any, Request], Awaitable[Response]]
-    request: type[BaseModel]
-    response: type[BaseModel]
-    summary: str
-    task: str
+__all__ = ["Route", "task_routes"]
 
 
 def task_routes(engine: Engine) -> list[Route]:

@@ -8,7 +8,7 @@ from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
-from serve.apis import Route
+from serve.apis.route import Route
 from serve.apis.schemas import Inputs, ModelName, Usage, as_list, client_of, json_response, usage
 
 if TYPE_CHECKING:

@@ -13,7 +13,7 @@ from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
-from serve.apis import Route
+from serve.apis.route import Route
 from serve.apis.schemas import Inputs, ModelName, Text, Usage, as_list, check_texts, client_of, json_response, usage
 from serve.errors import ServeError
 
