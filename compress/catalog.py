@@ -15,8 +15,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from compress import CompressError
-from compress.heads import HeadList
 from compress.recipe import Recipe
+from compress.task_heads import HeadList
 from serve.options import ServeOptions
 
 Task = Literal["fill-mask", "classification", "embedding"]
@@ -30,7 +30,7 @@ class ModelEntry(BaseModel):
     task: Task | None = None
     head: str | None = None
     labels: list[str] | None = None
-    heads: HeadList | None = None  # a multi-head artifact (compress/heads.py)
+    heads: HeadList | None = None  # a multi-head artifact (compress/task_heads.py)
     tokenizer: str | None = None
     requires: str | None = Field(None, description="pip requirement that provides a pkg: source")
     recipe: Recipe = Recipe()

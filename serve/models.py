@@ -19,7 +19,7 @@ from serve.tokenizer import TextTokenizer
 if TYPE_CHECKING:
     from compress.artifact import HeadInfo, Manifest
     from compress.catalog import ModelEntry, Task
-    from compress.heads import HeadTask
+    from compress.task_heads import HeadTask
     from serve.options import ServeOptions
 
 log = logging.getLogger("serve")

@@ -167,10 +167,10 @@ def packaged_artifact(tmp_path_factory):
     tens of seconds each).
     """
     from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
     from compress.pipeline import compress_model
     from compress.quantize import method_config
     from compress.sources import load_entry
+    from compress.task_heads import entry_or_head
 
     catalog = load_catalog(ROOT / "models.yaml")
     base = tmp_path_factory.mktemp("artifacts")
@@ -197,8 +197,8 @@ def packaged_artifact(tmp_path_factory):
 def packaged_model():
     """Factory: packaged_model(name) -> LoadedModel (the fp32 original), loaded once per session."""
     from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
     from compress.sources import load_entry
+    from compress.task_heads import entry_or_head
 
     catalog = load_catalog(ROOT / "models.yaml")
     cache: dict = {}

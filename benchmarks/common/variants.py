@@ -77,8 +77,8 @@ def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", thre
     """The fp32 original of a benchmark model: a models.yaml entry, or the trained topic classifier."""
     from benchmarks.common import topic
     from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
     from compress.sources import load_entry, load_model
+    from compress.task_heads import entry_or_head
 
     if model == topic.NAME:
         return load_model(str(topic.build_topic_model(cache / f"{topic.NAME}-model", threads=threads)))

@@ -53,8 +53,8 @@ def _antiberty(name: str = "antiberty", threads: int = 2) -> LoadedModel:
     import torch
 
     from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
     from compress.sources import load_entry
+    from compress.task_heads import entry_or_head
 
     torch.set_num_threads(threads)
     return load_entry(entry_or_head(load_catalog(ROOT / "models.yaml"), name))

@@ -198,4 +198,4 @@ def prune_model(loaded: LoadedModel, config: Any, texts: list[str], progress: Pr
 
 
 # Importing the method modules registers them.
-from compress.prune import heads, layers, magnitude, neurons, structured  # noqa: E402, F401
+from compress.prune import attention_heads, layers, magnitude, neurons, structured  # noqa: E402, F401

@@ -9,6 +9,7 @@ admission           bounded queues in requests and tokens: 429 at once beyond th
 plan                cutting a batch into passes of similar length under budgets
 tokenize            batched tokenization off the event loop
 tasks               per task: checks before, numeric and text results after
+task_heads          a multi-head model's pass split into each task head's rows
 batch               token ids to padded graph inputs
 ==================  ===========================================================
 """
