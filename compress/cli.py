@@ -168,11 +168,10 @@ def _prune_target(value: str) -> tuple[float | None, float | None]:
 
 
 def _run_one(args: argparse.Namespace, spec: str) -> None:
-    from compress.catalog import DEFAULT_CATALOG, load_catalog
+    from compress.catalog import DEFAULT_CATALOG, load_catalog, requested_heads
     from compress.head_graph import load_heads
     from compress.pipeline import compress_model
     from compress.sources import load_entry, load_model
-    from compress.task_heads import requested_heads
 
     entry = None
     models_file = Path(args.models)

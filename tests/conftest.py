@@ -166,11 +166,10 @@ def packaged_artifact(tmp_path_factory):
     Each (name, method) is compressed once per test session (the packaged models are real and take
     tens of seconds each).
     """
-    from compress.catalog import load_catalog
+    from compress.catalog import entry_or_head, load_catalog
     from compress.pipeline import compress_model
     from compress.quantize import method_config
     from compress.sources import load_entry
-    from compress.task_heads import entry_or_head
 
     catalog = load_catalog(ROOT / "models.yaml")
     base = tmp_path_factory.mktemp("artifacts")
@@ -196,9 +195,8 @@ def packaged_artifact(tmp_path_factory):
 @pytest.fixture(scope="session")
 def packaged_model():
     """Factory: packaged_model(name) -> LoadedModel (the fp32 original), loaded once per session."""
-    from compress.catalog import load_catalog
+    from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry
-    from compress.task_heads import entry_or_head
 
     catalog = load_catalog(ROOT / "models.yaml")
     cache: dict = {}

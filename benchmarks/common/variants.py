@@ -76,9 +76,8 @@ def _family(model: str) -> str:
 def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", threads: int = 2) -> LoadedModel:
     """The fp32 original of a benchmark model: a models.yaml entry, or the trained topic classifier."""
     from benchmarks.common import topic
-    from compress.catalog import load_catalog
+    from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry, load_model
-    from compress.task_heads import entry_or_head
 
     if model == topic.NAME:
         return load_model(str(topic.build_topic_model(cache / f"{topic.NAME}-model", threads=threads)))

@@ -52,9 +52,8 @@ def _antiberty(name: str = "antiberty", threads: int = 2) -> LoadedModel:
     """The packaged AntiBERTy (``antiberty``) or one of its classifier heads (``antiberty-species``, ...)."""
     import torch
 
-    from compress.catalog import load_catalog
+    from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry
-    from compress.task_heads import entry_or_head
 
     torch.set_num_threads(threads)
     return load_entry(entry_or_head(load_catalog(ROOT / "models.yaml"), name))

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Literal
 from pydantic import Field
 
 from compress import CompressError
-from compress.quantize import MethodConfig, register
+from compress.quantize.registry import MethodConfig, register
 
 if TYPE_CHECKING:
     from torch import nn

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from compress.quantize import MethodConfig, QuantContext, register
+from compress.quantize.registry import MethodConfig, QuantContext, register
 
 
 class Fp16Config(MethodConfig):

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, Literal
 
-from compress.quantize import MethodConfig, QuantContext, register
+from compress.quantize.registry import MethodConfig, QuantContext, register
 
 
 class Fp32Config(MethodConfig):

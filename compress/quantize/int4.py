@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from compress.quantize import MethodConfig, QuantContext, register
+from compress.quantize.registry import MethodConfig, QuantContext, register
 
 
 class Int4Config(MethodConfig):

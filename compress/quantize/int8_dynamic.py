@@ -9,7 +9,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from compress.quantize import MethodConfig, QuantContext, register
+from compress.quantize.registry import MethodConfig, QuantContext, register
 
 log = logging.getLogger(__name__)
 

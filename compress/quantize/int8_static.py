@@ -9,8 +9,8 @@ from typing import Any, Literal
 import numpy as np
 from pydantic import Field
 
-from compress.quantize import MethodConfig, QuantContext, register
 from compress.quantize.int8_dynamic import REDUCE_RANGE
+from compress.quantize.registry import MethodConfig, QuantContext, register
 
 
 class Int8StaticConfig(MethodConfig):

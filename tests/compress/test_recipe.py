@@ -12,7 +12,7 @@ import onnx
 import pytest
 from pydantic import ValidationError
 
-import compress.quantize as registry
+import compress.quantize.registry as registry
 from compress import CompressError
 from compress.artifact import read_manifest
 from compress.cli import _parser, main

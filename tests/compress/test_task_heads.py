@@ -111,8 +111,7 @@ def test_heads_conflict_with_single_head_flags(checkpoint, tmp_path, capsys):
 
 
 def test_one_head_of_a_multihead_entry_is_a_single_head_entry():
-    from compress.catalog import Catalog
-    from compress.task_heads import entry_or_head, requested_heads
+    from compress.catalog import Catalog, entry_or_head, requested_heads
 
     catalog = Catalog(models=[ModelEntry(name="ab", source="x", heads=[
         {"name": "mlm"}, {"name": "species", "labels": SPECIES}])])
