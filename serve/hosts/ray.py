@@ -382,12 +382,11 @@ def app_builder(args: dict[str, str]) -> Any:
     Raises:
         ConfigError: a bad models.yaml, or an artifact missing (nothing is compressed here).
     """
-    from serve.config import Settings, load_entries, read_api_key
+    from serve.config import Settings, entries_to_serve, read_api_key
     from serve.models import prepare_models
-    from serve.server import apply_overrides
 
     settings = Settings(config=Path(args.get("config", "models.yaml")), host_kind="ray",
                         watch_interval=float(args.get("watch", 2.0)), api_key=read_api_key(args.get("api_key_file")),
                         timeout=float(args.get("timeout", 30.0)))
-    entries = apply_overrides(load_entries(settings.config), settings)
+    entries = entries_to_serve(settings)
     return application(prepare_models(entries, settings.config.resolve().parent, compress_missing=False), settings)
