@@ -8,37 +8,25 @@ classification  /v1/classify                classify
 embedding       /v1/embed, /v1/embeddings   embed
 ==============  ==========================  =================
 
-Each module's ``routes(engine)`` gives a :class:`Route` per path; the app (serve/app.py) mounts them.
-An endpoint takes its request model, validated, and the request; it calls
-:meth:`serve.engine.Engine.infer` and answers JSON made by pydantic's serializer, with the artifact
+Each module's ``routes(engine)`` gives a :class:`Route` (serve/apis/route.py) per path; the app
+(serve/app.py) mounts them. An endpoint takes its request model, validated, and the request; it calls
+:meth:`serve.engine.AppEngine.infer` and answers JSON made by pydantic's serializer, with the artifact
 version in ``X-Model-Version``.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING
+
+from serve.apis.route import Route
 
 if TYPE_CHECKING:
-    from pydantic import BaseModel
-    from starlette.requests import Request
-    from starlette.responses import Response
+    from serve.engine import AppEngine
 
-    from serve.engine import Engine
+__all__ = ["Route", "task_routes"]
 
 
-class Route(NamedTuple):
-    """One task endpoint: ``POST path`` with a ``request`` body, answered by ``endpoint(body, request)``."""
-
-    path: str
-    endpoint: Callable[[Any, Request], Awaitable[Response]]
-    request: type[BaseModel]
-    response: type[BaseModel]
-    summary: str
-    task: str
-
-
-def task_routes(engine: Engine) -> list[Route]:
+def task_routes(engine: AppEngine) -> list[Route]:
     """Every task's routes (a task with no model answers 404 listing the served ones)."""
     from serve.apis import classify, embed, fill_mask
 
