@@ -196,8 +196,7 @@ def check_edges(server: ServeProcess, address: str, task: str) -> list[Edge]:
 
 def check_server(server: ServeProcess, catalog: Path, n: int, host_kind: str) -> E2EReport:
     """Every address ``server`` lists in /v1/models against the fp32 original of its models.yaml entry."""
-    from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
+    from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry
 
     cat, client = load_catalog(catalog), server.client()

@@ -24,7 +24,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from compress import CompressError
 from compress.catalog import Task
-from compress.heads import HeadTask
+from compress.task_heads import HeadTask
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase
@@ -93,7 +93,7 @@ class Manifest(BaseModel):
     # Set when the model was pruned before export: method, config, per-layer heads and neurons kept,
     # the plan in original indices, recovery losses, and validation figures against the unpruned model.
     pruning: dict[str, Any] | None = None
-    # Set for a multi-head artifact (compress/heads.py): one encoder, these heads as separate outputs;
+    # Set for a multi-head artifact (compress/task_heads.py): one encoder, these heads as separate outputs;
     # ``task`` and ``labels`` above then describe the first head, and validation has per-head figures.
     heads: list[HeadInfo] | None = None
 

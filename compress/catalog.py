@@ -2,7 +2,9 @@
 
 A source is a path, a hub id, or ``pkg:DIST/inner/path`` for weights that ship inside an installed
 Python package (how the packaged default models are found offline). An entry's ``serve:`` block is
-`serve`'s (:class:`serve.options.ServeOptions`), validated here with the rest of the file.
+`serve`'s (:class:`serve.options.ServeOptions`), validated here with the rest of the file. An entry's
+``heads:`` are task heads (compress/task_heads.py); :func:`requested_heads` and :func:`entry_or_head`
+read them off an entry.
 """
 
 from __future__ import annotations
@@ -15,8 +17,8 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from compress import CompressError
-from compress.heads import HeadList
 from compress.recipe import Recipe
+from compress.task_heads import HeadList, HeadSpec, parse_heads
 from serve.options import ServeOptions
 
 Task = Literal["fill-mask", "classification", "embedding"]
@@ -30,7 +32,7 @@ class ModelEntry(BaseModel):
     task: Task | None = None
     head: str | None = None
     labels: list[str] | None = None
-    heads: HeadList | None = None  # a multi-head artifact (compress/heads.py)
+    heads: HeadList | None = None  # a multi-head artifact (compress/task_heads.py)
     tokenizer: str | None = None
     requires: str | None = Field(None, description="pip requirement that provides a pkg: source")
     recipe: Recipe = Recipe()
@@ -101,3 +103,48 @@ def resolve_location(location: str, requires: str | None = None) -> str:
         hint = requires or package
         raise CompressError(f"package {package!r} is not installed; install it with: pip install {hint!r}")
     return str(Path(next(iter(spec.submodule_search_locations))) / inner)
+
+
+def requested_heads(cli_heads: str | None, entry: ModelEntry | None) -> list[HeadSpec] | None:
+    """The heads to export: ``--heads`` (labels from the entry's heads of the same name), else the entry's.
+
+    Raises:
+        CompressError: a malformed ``--heads``, or an entry with ``heads:`` that also sets task, head or labels.
+    """
+    known = entry.heads if entry is not None and entry.heads else []
+    if entry is not None and known and (entry.task or entry.head or entry.labels):
+        raise CompressError(f"{entry.name}: an entry with heads: gives each head's task and labels there; "
+                            "drop its task/head/labels fields")
+    if cli_heads:
+        return parse_heads(cli_heads, {h.name: h.labels for h in known if h.labels})
+    return known or None
+
+
+def single_head_entry(entry: ModelEntry, head: str) -> ModelEntry:
+    """One head of a multi-head entry as a single-head entry named ``NAME-HEAD``, for the benchmarks and
+    tests that compare a multi-head artifact with one artifact per head.
+
+    Raises:
+        CompressError: the entry has no head of that name.
+    """
+    spec = next((h for h in entry.heads or [] if h.name == head), None)
+    if spec is None:
+        raise CompressError(f"{entry.name} has no head {head!r}; its heads: "
+                            f"{', '.join(h.name for h in entry.heads or []) or 'none'}")
+    task = spec.task
+    return entry.model_copy(update={"name": f"{entry.name}-{head}", "heads": None, "task": task,
+                                    "head": None if task == "fill-mask" else head, "labels": spec.labels})
+
+
+def entry_or_head(catalog: Catalog, name: str) -> ModelEntry:
+    """``name`` in models.yaml, or ``NAME-HEAD`` for one head of a multi-head entry (benchmarks, tests).
+
+    Raises:
+        CompressError: neither.
+    """
+    if name in catalog.names():
+        return catalog.get(name)
+    base, _, head = name.rpartition("-")
+    if base in catalog.names() and catalog.get(base).heads:
+        return single_head_entry(catalog.get(base), head)
+    return catalog.get(name)  # raises, listing the known names

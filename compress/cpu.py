@@ -1,37 +1,30 @@
-"""What the CPU can do, for choosing quantization presets and for reports."""
+"""What the CPU can do, for choosing quantization presets and for reports (read by py-cpuinfo)."""
 
 from __future__ import annotations
 
 import functools
 import platform
-from typing import Literal
+from typing import Any, Literal
+
+import cpuinfo
 
 Isa = Literal["avx512_vnni", "avx512", "avx2", "arm64", "generic"]
 
 
 @functools.cache
+def _cpu_info() -> dict[str, Any]:
+    """py-cpuinfo's description of this machine's CPU (it takes about a second: asked once per process)."""
+    return cpuinfo.get_cpu_info()
+
+
 def cpu_flags() -> frozenset[str]:
-    """The feature flags of the first CPU listed in /proc/cpuinfo (empty where there is none)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith(("flags", "Features")):
-                    return frozenset(line.split(":", 1)[1].split())
-    except OSError:
-        pass
-    return frozenset()
+    """The CPU's feature flags, lower case as Linux names them (empty where none are known)."""
+    return frozenset(_cpu_info().get("flags", ()))
 
 
-@functools.cache
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
+    """The CPU's brand string (e.g. ``Intel(R) Xeon(R) ...``), else the processor or machine type."""
+    return _cpu_info().get("brand_raw") or platform.processor() or platform.machine()
 
 
 def detect_isa() -> Isa:

@@ -7,7 +7,7 @@ import importlib.util
 from compress import CompressError
 
 # The modules `compress` (and serve's torch backend and first-start compression) cannot run without.
-COMPRESS_MODULES = ("torch", "transformers", "optimum", "onnx")
+COMPRESS_MODULES = ("torch", "transformers", "optimum", "onnx", "cpuinfo")
 INSTALL = 'pip install "mlm-compress[compress]"'
 
 

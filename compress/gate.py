@@ -19,8 +19,8 @@ if TYPE_CHECKING:
     import numpy as np
 
     from compress.catalog import Task
-    from compress.heads import HeadTask
     from compress.runtime import Runner
+    from compress.task_heads import HeadTask
 
 Outputs = dict[str, list[dict[str, "np.ndarray"]]]  # task -> one output dict per validation batch
 Figures = dict[str, dict[str, float]]  # head name -> its figures

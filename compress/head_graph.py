@@ -1,6 +1,6 @@
 """The multi-head graph: the encoder once, then the fill-mask head at mask positions, each linear head on
 the pooled output (or on every token), and each embedding, every head its own output (names in
-compress/heads.py)."""
+compress/task_heads.py)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 from compress import CompressError
-from compress.heads import HeadSpec, HeadTask
+from compress.task_heads import HeadSpec, HeadTask
 
 if TYPE_CHECKING:
     from transformers import PretrainedConfig, PreTrainedModel

@@ -26,7 +26,6 @@ from compress.data import default_texts, is_residue_vocab, read_texts
 from compress.export import TaskGraph, export_onnx, optimize_graph
 from compress.gate import Attempt, Head, Judge, gated_search
 from compress.head_graph import MultiHeadGraph, MultiHeadModel
-from compress.heads import HeadTask
 from compress.prune.magnitude import store_sparse
 from compress.prune.options import checkpoint_path, prune_for_run
 from compress.quantize import Method, MethodConfig, QuantContext, get_method, quantize
@@ -37,6 +36,7 @@ from compress.runtime import OnnxRunner, Runner, TorchRunner
 from compress.session import session_settings
 from compress.sources import LoadedModel
 from compress.staging import check_writable, staged_directory
+from compress.task_heads import HeadTask
 from compress.timing import throughput
 from compress.validate import ValidationSet, build_validation_set, collect, compare
 

@@ -17,7 +17,7 @@ from tqdm.auto import tqdm
 
 from compress.catalog import Task
 from compress.data import encode, mask_tokens
-from compress.heads import HeadTask
+from compress.task_heads import HeadTask
 
 if TYPE_CHECKING:
     from transformers import PreTrainedTokenizerBase

@@ -1,8 +1,10 @@
 """The HTTP app over an engine: task routes, model listing and reload, probes, metrics, one error shape.
 
 Any host that runs an ASGI app mounts this one (serve/hosts/): it holds no serving logic of its own,
-only the mapping from HTTP to :class:`serve.engine.Engine` calls. The task routes' JSON POSTs take a
-shorter path than FastAPI's own (serve/dispatch.py); FastAPI answers the rest and makes the schema.
+only the mapping from HTTP to the calls of :class:`serve.engine.AppEngine` (which
+:class:`serve.engine.Engine` answers, or the Ray host's ingress by forwarding). The task routes' JSON
+POSTs take a shorter path than FastAPI's own (serve/dispatch.py); FastAPI answers the rest and makes
+the schema.
 
 Probes: ``/live`` is 200 while the engine can answer (its loops run and no forward pass is stuck);
 ``/ready`` (and ``/health``, the same) is 200 once every model is loaded and warmed up, and 503 again
@@ -29,7 +31,7 @@ from serve.page import add_pages
 
 if TYPE_CHECKING:
     from serve.config import Settings
-    from serve.engine import Engine
+    from serve.engine import AppEngine
 
 ENDPOINT_ERRORS = ("invalid_json", "unauthorized", "model_not_found", "input_too_long", "payload_too_large",
                    "invalid_request", "overloaded", "server_error", "not_ready", "timeout")
@@ -58,7 +60,7 @@ class Reloaded(BaseModel):
     changed: bool
 
 
-def model_card(engine: Engine, name: str) -> ModelCard:
+def model_card(engine: AppEngine, name: str) -> ModelCard:
     m = engine.served()[name]  # a model, or one head of a multi-head model
     try:
         created = int(dt.datetime.fromisoformat(m.manifest.created).timestamp())
@@ -79,7 +81,7 @@ def _probe(check: Callable[[], tuple[bool, str]], kind: str) -> Callable[[], Any
     return probe
 
 
-def add_model_routes(app: FastAPI, engine: Engine, security: list) -> None:
+def add_model_routes(app: FastAPI, engine: AppEngine, security: list) -> None:
     """/v1/models, /v1/models/{id}, POST /v1/models/{id}/reload."""
     def card(model_id: str) -> ModelCard:
         if model_id not in engine.served():
@@ -114,7 +116,7 @@ def add_model_routes(app: FastAPI, engine: Engine, security: list) -> None:
                       responses=responses_for("unauthorized", "model_not_found", "invalid_request"), **common)
 
 
-def build_app(engine: Engine, settings: Settings, closing: Callable[[], bool] = lambda: False,
+def build_app(engine: AppEngine, settings: Settings, closing: Callable[[], bool] = lambda: False,
               render: Callable[[], Awaitable[tuple[bytes, str]]] | None = None, clients: bool = True) -> FastAPI:
     """The FastAPI app serving ``engine``.
 

@@ -118,3 +118,21 @@ def artifact_dir(entry: ModelEntry, base: Path) -> Path:
     """Where an entry's artifact lives; a relative path is read from models.yaml's directory."""
     path = entry.default_artifact()
     return path if path.is_absolute() else base / path
+
+
+def apply_overrides(entries: list[ModelEntry], settings: Settings) -> list[ModelEntry]:
+    """The entries with the command line's limits (``--max-batch-tokens`` ...) over models.yaml's."""
+    update = {k: v for k, v in settings.limits.items() if v is not None}
+    if not update:
+        return entries
+    return [e.model_copy(update={"serve": e.serve.model_validate({**e.serve.model_dump(), **update})})
+            for e in entries]
+
+
+def entries_to_serve(settings: Settings) -> list[ModelEntry]:
+    """The models of ``settings.config`` with the command line's limits over their ``serve:`` blocks.
+
+    Raises:
+        ConfigError: as :func:`load_entries`.
+    """
+    return apply_overrides(load_entries(settings.config), settings)

@@ -26,7 +26,7 @@ from serve.errors import error_response, validation_response
 if TYPE_CHECKING:
     from starlette.responses import Response
 
-    from serve.apis import Route
+    from serve.apis.route import Route
     from serve.middleware import ASGIApp, Receive, Scope, Send
 
 

@@ -1,63 +1,28 @@
 """The served models: made ready at start (compressed on first start if need be), tokenized per request.
 
-:class:`ModelSpec` is what a backend needs to load and run a model (small, picklable);
-:class:`ServedModel` adds the tokenizer, the labels and the request-side checks.
+:class:`~serve.spec.ModelSpec` (serve/spec.py) is what a backend needs to load and run a model (small,
+picklable); :class:`ServedModel` adds the tokenizer, the labels and the request-side checks.
 """
 
 from __future__ import annotations
 
 import copy
 import logging
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serve.config import ConfigError, artifact_dir
 from serve.errors import ServeError
+from serve.spec import ModelSpec
 from serve.tokenizer import TextTokenizer
 
 if TYPE_CHECKING:
     from compress.artifact import HeadInfo, Manifest
-    from compress.catalog import ModelEntry, Task
-    from compress.heads import HeadTask
-    from serve.options import ServeOptions
+    from compress.catalog import ModelEntry
 
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
                              "embedding": "/v1/embed"}
-
-
-@dataclass
-class ModelSpec:
-    """What an inference worker needs to load and run one model."""
-
-    name: str
-    task: Task | HeadTask
-    artifact: str
-    graph_file: str
-    entry: ModelEntry
-    options: ServeOptions
-    input_names: list[str]
-    pad_id: int
-    backend: str = "onnxruntime"
-    from_source: bool = False  # torch on the entry's source weights rather than on the artifact
-    mask_id: int | None = None
-    pooling: str | None = None
-    warmup: list[list[int]] = field(default_factory=list)
-
-    def threads(self) -> int:
-        """Intra-op threads in all: as set, else every core."""
-        from compress.session import default_threads
-
-        return self.options.threads or default_threads()
-
-    def streams(self) -> int:
-        """Forward passes at once: as set; else 2 for ONNX Runtime on 2+ CPU threads (one pass runs while the
-        next one forms, and each pass runs on half the threads with less synchronisation), else 1."""
-        o = self.options
-        if o.streams:
-            return o.streams
-        return 2 if self.backend == "onnxruntime" and o.device == "cpu" and self.threads() >= 2 else 1
 
 
 class ServedModel:

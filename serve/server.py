@@ -10,19 +10,9 @@ from typing import TYPE_CHECKING
 from serve.config import ConfigError
 
 if TYPE_CHECKING:
-    from compress.catalog import ModelEntry
     from serve.config import Settings
 
 log = logging.getLogger("serve")
-
-
-def apply_overrides(entries: list[ModelEntry], settings: Settings) -> list[ModelEntry]:
-    """The entries with the command line's limits (``--max-batch-tokens`` ...) over models.yaml's."""
-    update = {k: v for k, v in settings.limits.items() if v is not None}
-    if not update:
-        return entries
-    return [e.model_copy(update={"serve": e.serve.model_validate({**e.serve.model_dump(), **update})})
-            for e in entries]
 
 
 def run(settings: Settings) -> None:
@@ -31,7 +21,7 @@ def run(settings: Settings) -> None:
     Raises:
         ConfigError: bad configuration, or the server failed (the message says why).
     """
-    from serve.config import load_entries
+    from serve.config import entries_to_serve
     from serve.models import prepare_models
 
     if settings.host_kind == "litserve":
@@ -43,7 +33,7 @@ def run(settings: Settings) -> None:
         from serve.raycluster import import_ray
 
         import_ray(local=settings.ray_address is None)  # without Ray, say what to install before anything else
-    entries = apply_overrides(load_entries(settings.config), settings)
+    entries = entries_to_serve(settings)
     models = prepare_models(entries, Path(settings.config).resolve().parent, settings.compress_missing,
                             settings.full_recipe)
     for m in models:

@@ -166,8 +166,7 @@ def packaged_artifact(tmp_path_factory):
     Each (name, method) is compressed once per test session (the packaged models are real and take
     tens of seconds each).
     """
-    from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
+    from compress.catalog import entry_or_head, load_catalog
     from compress.pipeline import compress_model
     from compress.quantize import method_config
     from compress.sources import load_entry
@@ -196,8 +195,7 @@ def packaged_artifact(tmp_path_factory):
 @pytest.fixture(scope="session")
 def packaged_model():
     """Factory: packaged_model(name) -> LoadedModel (the fp32 original), loaded once per session."""
-    from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
+    from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry
 
     catalog = load_catalog(ROOT / "models.yaml")

@@ -76,8 +76,7 @@ def _family(model: str) -> str:
 def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", threads: int = 2) -> LoadedModel:
     """The fp32 original of a benchmark model: a models.yaml entry, or the trained topic classifier."""
     from benchmarks.common import topic
-    from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
+    from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry, load_model
 
     if model == topic.NAME:

@@ -52,8 +52,7 @@ def _antiberty(name: str = "antiberty", threads: int = 2) -> LoadedModel:
     """The packaged AntiBERTy (``antiberty``) or one of its classifier heads (``antiberty-species``, ...)."""
     import torch
 
-    from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
+    from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry
 
     torch.set_num_threads(threads)

@@ -7,7 +7,8 @@ neurons, layers, and ``structured`` = heads and neurons ranked together) remove 
 exported graph is smaller and faster; they return the :class:`~compress.prune.plan.PrunePlan` they
 applied. ``magnitude`` zeroes single weights: smaller once compressed, not faster on dense runtimes.
 Recover accuracy afterwards with :func:`compress.prune.distill.distill` (or do both with
-:func:`compress.prune.workflow.prune_and_recover`).
+:func:`compress.prune.workflow.prune_and_recover`). A method module registers itself with
+:func:`~compress.prune.registry.register` and is imported here.
 """
 
 from __future__ import annotations
@@ -17,87 +18,28 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields, is_dataclass
 from typing import TYPE_CHECKING, Any
 
-from compress.catalog import Task
+# Importing the method modules registers them.
+from compress.prune import attention_heads, layers, magnitude, neurons, structured  # noqa: F401
+from compress.prune.registry import (
+    Method,
+    MethodOutput,
+    Progress,
+    PruneContext,
+    PruneFn,
+    get_method,
+    method_for,
+    methods,
+    register,
+)
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel
 
-    from compress.prune.batches import BatchStream
     from compress.prune.plan import PrunePlan
     from compress.sources import LoadedModel
 
-Progress = Callable[[str], None]
-
-
-@dataclass
-class PruneContext:
-    """What a method may need besides its config: the task, sample batches, the original model."""
-
-    task: Task
-    stream: BatchStream
-    teacher: PreTrainedModel  # the original, unmodified
-    pooling: str = "mean"
-    progress: Progress | None = None
-
-    def say(self, msg: str) -> None:
-        if self.progress:
-            self.progress(msg)
-
-
-@dataclass
-class MethodOutput:
-    """What a method returns: the structural plan it applied (None for unstructured methods), details
-    for the manifest, and a hook the recovery calls after each optimizer step (gradual pruning)."""
-
-    plan: PrunePlan | None = None
-    details: dict[str, Any] = field(default_factory=dict)
-    on_step: Callable[[int, int], None] | None = None  # (step, total steps)
-
-
-PruneFn = Callable[[Any, Any, PruneContext], "PrunePlan | MethodOutput"]
-
-
-@dataclass(frozen=True)
-class Method:
-    name: str
-    config_cls: type
-    fn: PruneFn
-
-
-_METHODS: dict[str, Method] = {}
-
-
-def register(name: str, config_cls: type) -> Callable[[PruneFn], PruneFn]:
-    """Register ``fn`` as pruning method ``name`` configured by ``config_cls``."""
-    def deco(fn: PruneFn) -> PruneFn:
-        _METHODS[name] = Method(name, config_cls, fn)
-        return fn
-    return deco
-
-
-def get_method(name: str) -> Method:
-    """The registered method ``name``.
-
-    Raises:
-        ValueError: no such method; the message lists the registered ones.
-    """
-    try:
-        return _METHODS[name]
-    except KeyError:
-        raise ValueError(f"unknown pruning method {name!r}; registered: {', '.join(sorted(_METHODS))}") from None
-
-
-def methods() -> list[str]:
-    return sorted(_METHODS)
-
-
-def method_for(config: Any) -> Method:
-    """The registered method configured by ``config``'s class."""
-    for m in _METHODS.values():
-        if isinstance(config, m.config_cls):
-            return m
-    raise ValueError(f"{type(config).__name__} configures no registered pruning method; "
-                     f"registered: {', '.join(f'{m.name} ({m.config_cls.__name__})' for m in _METHODS.values())}")
+__all__ = ["Method", "MethodOutput", "Progress", "PruneContext", "PruneFn", "PruneResult", "get_method", "make_config",
+           "method_for", "methods", "prune_model", "register"]
 
 
 def make_config(method: str, fraction: float | None = None, *, speedup: float | None = None, **overrides: Any) -> Any:
@@ -196,6 +138,3 @@ def prune_model(loaded: LoadedModel, config: Any, texts: list[str], progress: Pr
     return PruneResult(model.eval(), method.name, config, out.plan, before, int(after), rows, out.details,
                        out.on_step)
 
-
-# Importing the method modules registers them.
-from compress.prune import heads, layers, magnitude, neurons, structured  # noqa: E402, F401

@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from compress.prune import PruneContext, register
 from compress.prune.importance import ScoreConfig, layer_importance
 from compress.prune.model_parts import layer_list
 from compress.prune.plan import PrunePlan, apply_plan
 from compress.prune.reconstruct import ReconstructConfig, reconstruct
+from compress.prune.registry import PruneContext, register
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from compress.prune import MethodOutput, PruneContext, register
 from compress.prune.model_parts import layer_list, nonzero_encoder_params
+from compress.prune.registry import MethodOutput, PruneContext, register
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

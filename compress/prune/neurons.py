@@ -6,11 +6,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from compress.prune import PruneContext, register
 from compress.prune.importance import ScoreConfig
 from compress.prune.model_parts import all_parts, neuron_cost
 from compress.prune.plan import PrunePlan
 from compress.prune.reconstruct import ReconstructConfig
+from compress.prune.registry import PruneContext, register
 from compress.prune.structured import StructuredConfig, prune_ranked
 
 if TYPE_CHECKING:

@@ -24,12 +24,12 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from compress.prune import MethodOutput, PruneContext, register
 from compress.prune.cost import ParamCost, TimeCost, UnitCost, removable
 from compress.prune.importance import Importance, ScoreConfig, unit_importance
 from compress.prune.model_parts import LayerParts, all_parts, encoder_params
 from compress.prune.plan import PrunePlan, apply_plan, compose, plan_shape
 from compress.prune.reconstruct import ReconstructConfig, reconstruct
+from compress.prune.registry import MethodOutput, PruneContext, register
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel

@@ -5,7 +5,8 @@
 An ONNX method takes an fp32 ONNX file and writes a quantized one; ``exclude`` names nodes to keep in
 higher precision (the accuracy gate fills it). A torch method (bitsandbytes) quantizes a module at load.
 The registry is the one list of methods: the recipe's ``method`` field, the CLI's method flags and
-their options are all read from it, so a new method is one module that calls :func:`register`.
+their options are all read from it (compress/quantize/registry.py), so a new method is one module
+that calls :func:`register` and is imported here.
 Presets are data, chosen by CPU instruction set (:meth:`MethodConfig.for_cpu`).
 """
 
@@ -30,8 +31,8 @@ from compress.quantize.registry import (
     register,
 )
 
-__all__ = ["Backend", "Method", "MethodConfig", "QuantContext", "QuantFn", "get_method", "method_config",
-           "methods", "quantize", "register"]
+__all__ = ["Backend", "Method", "MethodConfig", "QuantContext", "QuantFn", "get_method", "method_config", "methods",
+           "quantize", "register"]
 
 
 def quantize(name: str, src: Path, dst: Path, config: Any, ctx: QuantContext,

@@ -1,7 +1,8 @@
-"""The registry of quantization methods: each method module calls :func:`register`; everything else
-reads the table through :func:`get_method`, :func:`methods` and :func:`method_config`.
+"""The registry of quantization methods: a method's config base, its record, and :func:`register`.
 
-It is a module of its own so that the method modules import it, not the package that imports them.
+A method module (``compress/quantize/int8_dynamic.py`` ...) imports :func:`register` from here and
+decorates its function; ``compress/quantize/__init__.py`` imports every method module, so the
+registry is complete once ``compress.quantize`` is imported.
 """
 
 from __future__ import annotations

@@ -8,9 +8,9 @@ classification  /v1/classify                classify
 embedding       /v1/embed, /v1/embeddings   embed
 ==============  ==========================  =================
 
-Each module's ``routes(engine)`` gives a :class:`Route` per path; the app (serve/app.py) mounts them.
-An endpoint takes its request model, validated, and the request; it calls
-:meth:`serve.engine.Engine.infer` and answers JSON made by pydantic's serializer, with the artifact
+Each module's ``routes(engine)`` gives a :class:`Route` (serve/apis/route.py) per path; the app
+(serve/app.py) mounts them. An endpoint takes its request model, validated, and the request; it calls
+:meth:`serve.engine.AppEngine.infer` and answers JSON made by pydantic's serializer, with the artifact
 version in ``X-Model-Version``.
 """
 
@@ -21,12 +21,12 @@ from typing import TYPE_CHECKING
 from serve.apis.route import Route
 
 if TYPE_CHECKING:
-    from serve.engine import Engine
+    from serve.engine import AppEngine
 
 __all__ = ["Route", "task_routes"]
 
 
-def task_routes(engine: Engine) -> list[Route]:
+def task_routes(engine: AppEngine) -> list[Route]:
     """Every task's routes (a task with no model answers 404 listing the served ones)."""
     from serve.apis import classify, embed, fill_mask
 

@@ -18,7 +18,7 @@ from serve.apis.schemas import Inputs, ModelName, Text, Usage, as_list, check_te
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
-    from serve.engine import Engine
+    from serve.engine import AppEngine
 
 
 class EmbedRequest(BaseModel):
@@ -69,11 +69,11 @@ class OpenAIEmbeddingResponse(BaseModel):
     usage: Usage
 
 
-def routes(engine: Engine) -> list[Route]:
+def routes(engine: AppEngine) -> list[Route]:
     async def embed(body: EmbedRequest, request: Request) -> Response:
         answer = await engine.infer("embedding", body.model, as_list(body.inputs), {"normalize": body.normalize},
                                     path=request.scope["path"], client=client_of(request))
-        normalized = engine.models[answer.model].manifest.normalize if body.normalize is None else body.normalize
+        normalized = engine.served()[answer.model].manifest.normalize if body.normalize is None else body.normalize
         response = EmbedResponse(model=answer.model, embeddings=[v.tolist() for v in answer.results],
                                  dimensions=len(answer.results[0]), normalized=normalized, usage=usage(answer.ids))
         return json_response(response, answer.version)

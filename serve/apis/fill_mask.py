@@ -12,7 +12,7 @@ from serve.apis.route import Route
 from serve.apis.schemas import Inputs, ModelName, Usage, as_list, client_of, json_response, usage
 
 if TYPE_CHECKING:
-    from serve.engine import Engine
+    from serve.engine import AppEngine
 
 
 class FillMaskRequest(BaseModel):
@@ -41,7 +41,7 @@ class FillMaskResponse(BaseModel):
     usage: Usage
 
 
-def routes(engine: Engine) -> list[Route]:
+def routes(engine: AppEngine) -> list[Route]:
     async def fill_mask(body: FillMaskRequest, request: Request) -> Response:
         answer = await engine.infer("fill-mask", body.model, as_list(body.inputs), {"top_k": body.top_k},
                                     path=request.scope["path"], client=client_of(request))

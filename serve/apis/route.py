@@ -1,7 +1,4 @@
-"""The route of one task endpoint, as each task module gives it and the app mounts it.
-
-A module of its own so that the task modules import it, not the package that imports them.
-"""
+"""One task endpoint as the app (serve/app.py) mounts it and the short path (serve/dispatch.py) runs it."""
 
 from __future__ import annotations
 

@@ -19,8 +19,8 @@ from serve.config import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from serve.models import ModelSpec
     from serve.options import ServeOptions
+    from serve.spec import ModelSpec
 
 
 class Backend(Protocol):

@@ -12,7 +12,7 @@ from serve.config import ConfigError
 if TYPE_CHECKING:
     import numpy as np
 
-    from serve.models import ModelSpec
+    from serve.spec import ModelSpec
 
 
 class OnnxBackend:

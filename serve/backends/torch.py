@@ -9,7 +9,7 @@ if TYPE_CHECKING:
     import numpy as np
 
     from compress.runtime import Runner
-    from serve.models import ModelSpec
+    from serve.spec import ModelSpec
 
 
 class TorchBackend:

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from serve import metrics
+from serve.engine.addresses import choose_address, served_addresses
 from serve.engine.batch import pad_batch
 from serve.engine.lane import Lane, Version
 from serve.engine.tokenize import TokenizeQueue
@@ -137,7 +138,7 @@ class Engine:
 
     def served(self) -> dict[str, ServedModel]:
         """Every addressable name (a model, or each head of a multi-head model) and the view that answers it."""
-        return {a: v for m in self.models.values() for a, v in m.addresses().items()}
+        return served_addresses(self.models.values())
 
     def pick(self, task: str, name: str | None, path: str = "") -> tuple[Lane, ServedModel]:
         """The lane a request names (or the only one of its task), and the model or head view it asks.
@@ -158,18 +159,7 @@ class Engine:
         if self.state in ("loading", "failed"):
             why = "models are still loading" if self.state == "loading" else f"the engine failed ({self.failure})"
             raise ServeError("not_ready", f"not ready: {why}; retry shortly", headers={"Retry-After": "1"})
-        served = self.served()
-        mine = [a for a, v in served.items() if v.task == task]
-        here = ", ".join(mine) or "none"
-        if name is None and len(mine) == 1:
-            return mine[0]
-        if name is None and mine:
-            raise ServeError("invalid_request", f"model is required: this endpoint serves {here}", "model")
-        if name in mine:
-            return name
-        what = f"model {name!r} is not served at {path or 'this endpoint'}" if name else f"no {task} model is served"
-        raise ServeError("model_not_found", f"{what}; models for this endpoint: {here}; all served models: "
-                         f"{', '.join(served)} (GET /v1/models)", "model")
+        return choose_address(self.served(), task, name, path)
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:

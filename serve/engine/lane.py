@@ -302,7 +302,7 @@ class Lane:
         """Pad, run once, split into rows, each by its head's task: (rows, seconds), in the inference thread
         (timed from when a stream took the pass up, not from when it was queued)."""
         from serve.engine.batch import pad_batch
-        from serve.engine.heads import head_rows
+        from serve.engine.task_heads import head_rows
 
         t0 = time.monotonic()
         self._started.append(t0)

@@ -2,7 +2,7 @@
 
 ::
 
-    several models: HTTP -> HAProxy -> ingress (the FastAPI app of serve/app.py over a RayEngine)
+    several models: HTTP -> HAProxy -> ingress (the FastAPI app of serve/app.py over an IngressForwarder)
                                           -> model deployment "minilm" (replicas, each an Engine)
                                           -> model deployment "antiberty" ...
     one model:      HTTP -> HAProxy -> model deployment "minilm" (each replica the app over its Engine)
@@ -12,12 +12,14 @@ on its own port; with ``--ray-ingress proxy``, Ray Serve's Python proxy reads ea
 hands it to a replica over Ray.
 
 The ingress answers every route, schema, error, the API key, ``/v1/models`` and the probes with the
-code the native host runs; its engine (:class:`RayEngine`) picks the model as the engine does and
-sends the tokens' work to that model's deployment. Each model replica runs the framework-free
-engine (admission, continuous batching, the backend) on the model's artifact. When one model is
-served (a multi-head model is one), the ingress is folded into its replicas (:class:`AnsweringReplica`):
-each replica runs the app over its own engine, so a request crosses no Ray hop at all,
-and admission is the engine's own, as on the native host.
+code the native host runs; in place of an engine, its :class:`IngressForwarder` answers the app's calls
+(:class:`serve.engine.AppEngine`): it picks the model as the engine does and sends the tokens' work to
+that model's deployment. Each model replica runs the framework-free engine (admission, continuous
+batching, the backend) on the model's artifact. When one model is served (a multi-head model is one),
+the ingress is folded into its replicas (:class:`AnsweringReplica`): each replica runs the app over its
+own engine (through :class:`ReplicaView`, which describes it as a deployment), so a request crosses no
+Ray hop at all, and admission is the engine's own, as on the native host. Both objects use the
+engine's public calls only; neither subclasses it.
 
 Per-model settings of models.yaml's ``serve:`` block map to Ray's own knobs: ``replicas`` or
 ``autoscaling`` (``min_replicas``, ``max_replicas``, ``target_ongoing_requests``), ``cpus`` per
@@ -41,7 +43,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from serve.engine import Answer, Engine, artifact_version
+from serve.engine import Answer, AppEngine, Engine, artifact_version, choose_address, served_addresses
 from serve.errors import ServeError
 from serve.metrics import ENV_DIR
 
@@ -85,21 +87,39 @@ def scale_details(model: ServedModel) -> dict[str, Any]:
     return {"host": "ray", "cpus_per_replica": o.cpus or 1, **scale}
 
 
-class ReplicaEngine(Engine):
-    """The engine of an answering replica: the native engine, described as a Ray deployment, reloaded by
-    its watch only (a reload request would reach one replica of several)."""
+class ReplicaView:
+    """What the app of an answering replica asks of its engine (:class:`serve.engine.AppEngine`): the
+    engine's answers, its model described as a Ray deployment, and reloads left to the watch (a reload
+    request would reach one replica of several)."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def served(self) -> dict[str, ServedModel]:
+        return self.engine.served()
+
+    async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
+                    param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:
+        return await self.engine.infer(task, name, texts, params, param=param, path=path, client=client)
+
+    def refusal(self, task: str, client: Hashable | None = None) -> ServeError | None:
+        return self.engine.refusal(task, client)
 
     def describe(self, name: str) -> dict[str, Any]:
-        return {**super().describe(name), **scale_details(self.models[name])}
+        return {**self.engine.describe(name), **scale_details(self.engine.models[name])}
 
     async def reload_requested(self, name: str) -> str:
         raise ServeError("invalid_request", ROLLS_OUT, "model_id")
 
+    def live(self) -> tuple[bool, str]:
+        return self.engine.live()
+
+    def ready(self) -> tuple[bool, str]:
+        return self.engine.ready()
+
 
 class ModelReplica:
     """One replica of a model's deployment: the serving engine on the model's artifact, watched for changes."""
-
-    engine_class: type[Engine] = Engine
 
     async def __init__(self, entry: dict[str, Any], timeout: float, watch: float) -> None:  # type: ignore[misc]
         # Ray runs an async constructor on the replica's own event loop: the engine's loops start there
@@ -107,7 +127,7 @@ class ModelReplica:
 
         model = _load(entry)
         self.name = model.name
-        self.engine = self.engine_class([model], timeout=timeout)
+        self.engine = Engine([model], timeout=timeout)
         await self.engine.start()  # loaded and warmed up before Ray counts the replica as healthy
         self._watch = asyncio.create_task(watch_artifacts(self.engine, watch)) if watch > 0 else None
         self._push = _push_metrics()
@@ -131,29 +151,26 @@ class AnsweringReplica(ModelReplica):
     """A replica of the only model served, answering HTTP itself: the app of serve/app.py over its engine
     (Ray Serve builds it through ``__serve_build_asgi_app__`` once the constructor has run)."""
 
-    engine_class = ReplicaEngine
-
     async def __init__(self, entry: dict[str, Any], settings: Settings, watch: float) -> None:  # type: ignore[misc]
         await ModelReplica.__init__(self, entry, settings.timeout, watch)  # type: ignore[misc]
         self.settings = settings
 
     def __serve_build_asgi_app__(self) -> FastAPI:
-        return _app(self.engine, self.settings)
+        return _app(ReplicaView(self.engine), self.settings)
 
 
-class RayEngine(Engine):
-    """The ingress's engine: picks the model as :class:`Engine` does, runs the request on its deployment.
+class IngressForwarder:
+    """The ingress's answer to the app's calls (:class:`serve.engine.AppEngine`): picks the model as the
+    engine does and forwards the request to that model's deployment (``handles``: one per model).
 
     Ready while every model's deployment has a running replica (Serve's status, polled by
     :meth:`watch_replicas`), so ``/ready`` tells a load balancer the truth about the models, not only the ingress.
     """
 
-    def __init__(self, models: list[ServedModel], handles: dict[str, Any], *, timeout: float,
-                 app_name: str = APP) -> None:
-        super().__init__(models, timeout=timeout)
+    def __init__(self, models: list[ServedModel], handles: dict[str, Any], *, app_name: str = APP) -> None:
+        self.models = {m.name: m for m in models}
         self.handles = handles
         self.app_name = app_name
-        self.state = "ready"
         self.running: dict[str, int] | None = None  # running replicas per model deployment; None: not known yet
         self.messages: dict[str, str] = {}  # what Serve says of a deployment (e.g. why it cannot be scheduled)
         self._versions: dict[str, tuple[Any, str]] = {}
@@ -173,10 +190,13 @@ class RayEngine(Engine):
                 log.warning("could not read Serve's status (%s); /ready keeps its last answer", e)
             await asyncio.sleep(every)
 
+    def served(self) -> dict[str, ServedModel]:
+        return served_addresses(self.models.values())
+
+    def live(self) -> tuple[bool, str]:
+        return True, ""  # the ingress only forwards: it can answer while its process runs
+
     def ready(self) -> tuple[bool, str]:
-        ok, why = super().ready()
-        if not ok:
-            return ok, why
         if self.running is None:
             return False, "the model deployments' state is not known yet"
         idle = [n for n in self.models if not self.running.get(n)]
@@ -190,8 +210,9 @@ class RayEngine(Engine):
         """The answer of the model's deployment; ``client`` is not used: each replica admits what Ray hands it."""
         from ray.serve.exceptions import BackPressureError
 
-        address = self.choose(task, name, path)
-        chosen = self.served()[address].spec.name
+        served = self.served()
+        address = choose_address(served, task, name, path)
+        chosen = served[address].spec.name
         try:
             answer = await self.handles[chosen].infer.remote(task, address, texts, params, param)
         except BackPressureError:
@@ -226,15 +247,15 @@ class RayEngine(Engine):
 
 
 class IngressReplica:
-    """The ingress of several models: the app of serve/app.py over a :class:`RayEngine` that sends each
-    request to its model's deployment (``handles``: Ray passes the bound model deployments as handles)."""
+    """The ingress of several models: the app of serve/app.py over an :class:`IngressForwarder` that sends
+    each request to its model's deployment (``handles``: Ray passes the bound model deployments as handles)."""
 
     async def __init__(self, entries: list[dict[str, Any]], settings: Settings, *handles: Any) -> None:  # type: ignore[misc]
         from ray import serve
 
         models = [_load(e) for e in entries]
-        self.engine = RayEngine(models, {m.name: h for m, h in zip(models, handles, strict=True)},
-                                timeout=settings.timeout, app_name=serve.get_replica_context().app_name)
+        self.engine = IngressForwarder(models, {m.name: h for m, h in zip(models, handles, strict=True)},
+                                       app_name=serve.get_replica_context().app_name)
         self.settings = settings
         self._watch = asyncio.create_task(self.engine.watch_replicas())
         self._push = _push_metrics()
@@ -254,7 +275,7 @@ def _push_metrics() -> asyncio.Task | None:
     return asyncio.create_task(push_forever(context.app_name, replica)) if on_cluster() else None
 
 
-def _app(engine: Engine, settings: Settings) -> FastAPI:
+def _app(engine: AppEngine, settings: Settings) -> FastAPI:
     """The app a replica answers HTTP with; its /metrics is the board's on a cluster. Requests reach it
     over the ingress's connections, each shared by many clients: a connection is no one client, so no
     429 is held (serve/backoff.py) and no client gets a full queue's kept share (serve/engine/admission.py)."""
@@ -382,12 +403,11 @@ def app_builder(args: dict[str, str]) -> Any:
     Raises:
         ConfigError: a bad models.yaml, or an artifact missing (nothing is compressed here).
     """
-    from serve.config import Settings, load_entries, read_api_key
+    from serve.config import Settings, entries_to_serve, read_api_key
     from serve.models import prepare_models
-    from serve.server import apply_overrides
 
     settings = Settings(config=Path(args.get("config", "models.yaml")), host_kind="ray",
                         watch_interval=float(args.get("watch", 2.0)), api_key=read_api_key(args.get("api_key_file")),
                         timeout=float(args.get("timeout", 30.0)))
-    entries = apply_overrides(load_entries(settings.config), settings)
+    entries = entries_to_serve(settings)
     return application(prepare_models(entries, settings.config.resolve().parent, compress_missing=False), settings)

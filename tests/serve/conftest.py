@@ -33,8 +33,7 @@ SERVE_PYTHON = os.environ.get("SERVE_PYTHON") or None
 
 
 def packaged_entry(name: str, artifact: Path, **serve_opts: object) -> dict:
-    from compress.catalog import load_catalog
-    from compress.heads import entry_or_head
+    from compress.catalog import entry_or_head, load_catalog
 
     # antiberty-species: that head of antiberty, alone; heads dropped, the artifact has one task
     entry = entry_or_head(load_catalog(ROOT / "models.yaml"), name).model_dump(

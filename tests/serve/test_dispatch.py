@@ -20,7 +20,10 @@ class StubEngine:
     """What the app asks of an engine: one embedding model that answers at once (or fails on demand)."""
 
     def __init__(self) -> None:
-        self.models = {"minilm": SimpleNamespace(manifest=SimpleNamespace(normalize=True))}
+        view = SimpleNamespace(manifest=SimpleNamespace(normalize=True, created="2025-01-01T00:00:00"),
+                               task="embedding", spec=SimpleNamespace(name="minilm"),
+                               describe=lambda: {"endpoint": "/v1/embed"})
+        self.views = {"minilm": view}
         self.calls = 0
 
     async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
@@ -37,6 +40,9 @@ class StubEngine:
         return None
 
     def served(self) -> dict[str, Any]:
+        return self.views
+
+    def describe(self, name: str) -> dict[str, Any]:
         return {}
 
     def live(self) -> tuple[bool, str]:

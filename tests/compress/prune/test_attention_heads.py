@@ -5,8 +5,8 @@ from __future__ import annotations
 import torch
 
 from compress.prune import prune_model
+from compress.prune.attention_heads import HeadsConfig
 from compress.prune.batches import BatchStream
-from compress.prune.heads import HeadsConfig
 from compress.prune.importance import unit_importance
 from compress.prune.model_parts import all_parts, head_cost
 from tests.compress.prune.conftest import SCORING

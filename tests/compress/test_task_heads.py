@@ -15,9 +15,9 @@ from compress.cli import main
 from compress.data import encode, mask_tokens
 from compress.export import TaskGraph, export_onnx
 from compress.head_graph import load_heads
-from compress.heads import HeadSpec, parse_heads
 from compress.runtime import OnnxRunner
 from compress.sources import load_model
+from compress.task_heads import HeadSpec, parse_heads
 from tests.conftest import SENTENCES, add_linear_heads
 
 SPECIES = ["a", "b", "c", "d", "e", "f"]
@@ -111,8 +111,7 @@ def test_heads_conflict_with_single_head_flags(checkpoint, tmp_path, capsys):
 
 
 def test_one_head_of_a_multihead_entry_is_a_single_head_entry():
-    from compress.catalog import Catalog
-    from compress.heads import entry_or_head, requested_heads
+    from compress.catalog import Catalog, entry_or_head, requested_heads
 
     catalog = Catalog(models=[ModelEntry(name="ab", source="x", heads=[
         {"name": "mlm"}, {"name": "species", "labels": SPECIES}])])

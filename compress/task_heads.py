@@ -16,14 +16,11 @@ Heads other than fill-mask and classification come from a model directory `compr
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, model_validator
 
 from compress import CompressError
-
-if TYPE_CHECKING:
-    from compress.catalog import Catalog, ModelEntry
 
 HeadTask = Literal["fill-mask", "classification", "token-classification", "embedding", "rerank"]
 Pooling = Literal["pooler", "cls", "mean"]
@@ -87,48 +84,3 @@ def parse_heads(text: str, labels: dict[str, list[str]] | None = None) -> list[H
     except (ValidationError, ValueError) as e:
         first = str(e).strip().splitlines()[-1] if isinstance(e, ValidationError) else str(e)
         raise CompressError(f"--heads {text!r}: {first}") from None
-
-
-def requested_heads(cli_heads: str | None, entry: ModelEntry | None) -> list[HeadSpec] | None:
-    """The heads to export: ``--heads`` (labels from the entry's heads of the same name), else the entry's.
-
-    Raises:
-        CompressError: a malformed ``--heads``, or an entry with ``heads:`` that also sets task, head or labels.
-    """
-    known = entry.heads if entry is not None and entry.heads else []
-    if entry is not None and known and (entry.task or entry.head or entry.labels):
-        raise CompressError(f"{entry.name}: an entry with heads: gives each head's task and labels there; "
-                            "drop its task/head/labels fields")
-    if cli_heads:
-        return parse_heads(cli_heads, {h.name: h.labels for h in known if h.labels})
-    return known or None
-
-
-def single_head_entry(entry: ModelEntry, head: str) -> ModelEntry:
-    """One head of a multi-head entry as a single-head entry named ``NAME-HEAD``, for the benchmarks and
-    tests that compare a multi-head artifact with one artifact per head.
-
-    Raises:
-        CompressError: the entry has no head of that name.
-    """
-    spec = next((h for h in entry.heads or [] if h.name == head), None)
-    if spec is None:
-        raise CompressError(f"{entry.name} has no head {head!r}; its heads: "
-                            f"{', '.join(h.name for h in entry.heads or []) or 'none'}")
-    task = spec.task
-    return entry.model_copy(update={"name": f"{entry.name}-{head}", "heads": None, "task": task,
-                                    "head": None if task == "fill-mask" else head, "labels": spec.labels})
-
-
-def entry_or_head(catalog: Catalog, name: str) -> ModelEntry:
-    """``name`` in models.yaml, or ``NAME-HEAD`` for one head of a multi-head entry (benchmarks, tests).
-
-    Raises:
-        CompressError: neither.
-    """
-    if name in catalog.names():
-        return catalog.get(name)
-    base, _, head = name.rpartition("-")
-    if base in catalog.names() and catalog.get(base).heads:
-        return single_head_entry(catalog.get(base), head)
-    return catalog.get(name)  # raises, listing the known names
