@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serve.config import ConfigError, artifact_dir
 from serve.errors import ServeError
 from serve.spec import ModelSpec
-from serve.tokenizer import TextTokenizer
+from serve.tokenizer import Spans, Text, TextTokenizer
 
 if TYPE_CHECKING:
     from compress.artifact import HeadInfo, Manifest
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
-                             "embedding": "/v1/embed"}
+                             "embedding": "/v1/embed", "token-classification": "/v1/token-classify",
+                             "rerank": "/v1/rerank"}
 
 
 class ServedModel:
@@ -42,6 +44,7 @@ class ServedModel:
         self.split_chars = manifest.tokenizer.split_chars if opts.split_chars is None else opts.split_chars
         self.mask_token = manifest.tokenizer.mask_token
         self.labels = manifest.labels or []
+        self.pair_boundary = tokenizer.pair_boundary()  # where a pair's second segment starts (rerank)
         self._token_text: dict[int, str] = {}
         self.head: HeadInfo | None = None
         self.address = spec.name
@@ -72,7 +75,7 @@ class ServedModel:
             return {self.name: self}
         return {v.address: v for v in self._views.values()}
 
-    def tokenize(self, texts: list[str], param: str = "inputs") -> list[list[int]]:
+    def tokenize(self, texts: Sequence[Text], param: str = "inputs") -> list[list[int]]:
         """Token ids of each text, special tokens included; truncated or refused past ``max_length``.
 
         Raises:
@@ -80,7 +83,7 @@ class ServedModel:
         """
         return self.fit(self.encode(texts, param), texts, param)
 
-    def encode(self, texts: list[str], param: str = "inputs") -> list[list[int]]:
+    def encode(self, texts: Sequence[Text], param: str = "inputs") -> list[list[int]]:
         """Token ids of each text in one tokenizer call, whatever their length.
 
         Raises:
@@ -88,7 +91,7 @@ class ServedModel:
         """
         return self._encode(self._prepared(texts), param, truncate=False)
 
-    def fit(self, ids: list[list[int]], texts: list[str], param: str = "inputs") -> list[list[int]]:
+    def fit(self, ids: list[list[int]], texts: Sequence[Text], param: str = "inputs") -> list[list[int]]:
         """``ids`` of ``texts`` within ``max_length``: a longer one is truncated, or refused (413).
 
         Raises:
@@ -104,14 +107,29 @@ class ServedModel:
             ids[i] = self._encode(self._prepared([texts[i]]), param, truncate=True)[0]
         return ids
 
-    def _prepared(self, texts: list[str]) -> list[str]:
+    def _prepared(self, texts: Sequence[Text]) -> Sequence[Text]:
         if not self.split_chars:
             return texts
         from compress.data import space_residues
 
-        return [space_residues(t, self.mask_token or "[MASK]") for t in texts]
+        def spaced(t: str) -> str:
+            return space_residues(t, self.mask_token or "[MASK]")
 
-    def _encode(self, texts: list[str], param: str, truncate: bool) -> list[list[int]]:
+        return [spaced(t) if isinstance(t, str) else (spaced(t[0]), spaced(t[1])) for t in texts]
+
+    def spans(self, text: str) -> tuple[str, Spans, list[tuple[int, int]]]:
+        """(the text as tokenized, its tokens' :class:`Spans` in it, their offsets in the client's ``text``):
+        a per-residue model tokenizes the residues spaced out, and its offsets are mapped back."""
+        prepared = self._prepared([text])[0]
+        assert isinstance(prepared, str)
+        spans = self.tokenizer.spans(prepared, self.max_length if self.spec.options.truncate else None)
+        if prepared == text:
+            return prepared, spans, spans.offsets
+        at = [i for i, c in enumerate(text) if not c.isspace()]  # the k-th non-space character's index
+        k_of = {i: k for k, i in enumerate(i for i, c in enumerate(prepared) if not c.isspace())}
+        return prepared, spans, [(at[k_of[a]], at[k_of[b - 1]] + 1) if b > a else (0, 0) for a, b in spans.offsets]
+
+    def _encode(self, texts: Sequence[Text], param: str, truncate: bool) -> list[list[int]]:
         try:
             return self.tokenizer.encode(texts, self.max_length if truncate else None)
         except Exception as e:  # the Rust tokenizer rejects e.g. unpaired surrogates, with varied types

@@ -9,8 +9,9 @@ and single-token decoding with transformers' clean-up of spaces when the tokeniz
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from serve.config import ConfigError
 
@@ -25,6 +26,17 @@ def _token(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("content")
     return value if isinstance(value, str) else None
+
+
+Text = str | tuple[str, str]  # one text, or a pair (query, passage) read as two segments
+
+
+class Spans(NamedTuple):
+    """Where each token of one text came from: character offsets, special-token flags, token strings."""
+
+    offsets: list[tuple[int, int]]
+    special: list[bool]
+    tokens: list[str]
 
 
 class TextTokenizer:
@@ -81,14 +93,39 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return self._plain.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
-        """Token ids of each text, special tokens added; truncated to ``max_length`` tokens in all if given.
+    def encode(self, texts: Sequence[Text], max_length: int | None = None) -> list[list[int]]:
+        """Token ids of each text (or text pair), special tokens added; truncated to ``max_length`` tokens in
+        all if given (a pair: the longer text first).
 
         Raises:
             Exception: whatever the Rust tokenizer raises for text it cannot take (e.g. lone surrogates).
         """
         tok = self._plain if max_length is None else self._truncated(max_length)
-        return [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
+        return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=True)]
+
+    def spans(self, text: str, max_length: int | None = None) -> Spans:
+        """The offsets in ``text`` of each of its tokens (as :meth:`encode` makes them), which are special,
+        and the vocabulary entries."""
+        tok = self._plain if max_length is None else self._truncated(max_length)
+        e = tok.encode(text, add_special_tokens=True)
+        return Spans([tuple(o) for o in e.offsets], [bool(m) for m in e.special_tokens_mask], list(e.tokens))
+
+    @property
+    def subword_prefix(self) -> str | None:
+        """The mark of a word's continuing pieces (WordPiece's ``##``); None for vocabularies without one."""
+        return getattr(self._plain.model, "continuing_subword_prefix", None) or None
+
+    @property
+    def unk_token(self) -> str | None:
+        return getattr(self._plain.model, "unk_token", None)
+
+    def pair_boundary(self) -> int | None:
+        """The token that ends a pair's first segment when the second segment has its own type ids (BERT's
+        [SEP]); None when the template gives every token type 0 (RoBERTa)."""
+        e = self._plain.encode("a", "b", add_special_tokens=True)
+        if 1 not in e.type_ids:
+            return None
+        return int(e.ids[e.type_ids.index(1) - 1])
 
     def _truncated(self, max_length: int) -> Any:
         tok = self._truncating.get(max_length)
