@@ -144,14 +144,26 @@ class ServedModel:
             self._token_text[token_id] = text
         return text
 
+    def example(self) -> str | None:
+        """A text the model reads well, for the try page (None: any English text will do): an antibody
+        sequence for a per-residue vocabulary, with a residue masked for fill-mask."""
+        if not self.split_chars:
+            return None
+        if self.task == "fill-mask":
+            return f"{RESIDUE_EXAMPLE[:25]}{self.mask_token or '[MASK]'}{RESIDUE_EXAMPLE[26:]}"
+        return RESIDUE_EXAMPLE
+
     def describe(self) -> dict[str, object]:
         m = self.manifest
         return {"task": self.task, "endpoint": ENDPOINTS[self.task], "max_length": self.max_length,
                 "truncate": self.spec.options.truncate, "mask_token": self.mask_token if self.task == "fill-mask"
                 else None, "labels": self.labels or None, "pooling": m.pooling, "normalize": m.normalize,
                 "method": m.method, "backend": self.spec.backend,
-                "device": self.spec.options.device,
+                "device": self.spec.options.device, "example": self.example(),
                 **({"model": self.spec.name, "head": self.head.name} if self.head is not None else {})}
+
+
+RESIDUE_EXAMPLE = "EVQLVESGGGLVQPGGSLRLSCAASGFTFSSYAMSWVRQAPGKGLEWVS"  # a human heavy chain's FR1 to FR2
 
 
 def _warmup_ids(tokenizer: TextTokenizer, task: str, split_chars: bool, mask_id: int | None) -> list[int]:
