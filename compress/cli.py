@@ -133,7 +133,7 @@ def _train_parser(sub: Any) -> None:
                     "sub-token of a word, not only the first")
     tr.add_argument("--crop", type=float, help="token-classification: up to this fraction of a training example's "
                     "words dropped at either end, afresh each time, so labels come from context, not position "
-                    "(default 0.1; 0: off)")
+                    "(default 0: off)")
     tr.add_argument("--negatives", type=int, help="rerank: irrelevant passages per query a step (default 3; mined "
                     "with BM25 when the file gives none)")
     tr.add_argument("--eval-every", type=int, help="steps between held-out scores (default 50)")
