@@ -48,7 +48,7 @@ class TextTokenizer:
         # tokenizer.json may carry the padding and truncation its last user set; a call sets its own.
         self._plain.no_padding()
         self._plain.no_truncation()
-        self._truncating: dict[int, Tokenizer] = {}
+        self.front, self.back = self._special_ends()
         config = self._config(directory)
         self.pad_token = _token(config.get("pad_token"))
         self.cleanup = bool(config.get("clean_up_tokenization_spaces", False))
@@ -81,25 +81,41 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return self._plain.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, texts: list[str], max_length: int | None = None) -> list[list[int]]:
-        """Token ids of each text, special tokens added; truncated to ``max_length`` tokens in all if given.
+    def _special_ends(self) -> tuple[int, int]:
+        """(tokens before, tokens after) the text that the post-processor adds to a single sequence."""
+        plain = self._plain.encode("a", add_special_tokens=False).ids
+        full = self._plain.encode("a", add_special_tokens=True).ids
+        front = next((i for i in range(len(full) - len(plain) + 1) if full[i: i + len(plain)] == plain), 0)
+        return front, len(full) - front - len(plain)
+
+    def encode(self, texts: list[str], max_length: int | None = None, side: str = "right",
+               keep: int = 0) -> list[list[int]]:
+        """Token ids of each text, special tokens added; cut to ``max_length`` tokens in all if given.
+
+        Args:
+            side: the end cut off a too-long text, ``right`` or ``left`` (special tokens always stay).
+            keep: tokens at the start of the text never cut when ``side`` is left (a prompt).
 
         Raises:
             Exception: whatever the Rust tokenizer raises for text it cannot take (e.g. lone surrogates).
         """
-        tok = self._plain if max_length is None else self._truncated(max_length)
-        return [e.ids for e in tok.encode_batch(texts, add_special_tokens=True)]
+        ids = [e.ids for e in self._plain.encode_batch(texts, add_special_tokens=True)]
+        return ids if max_length is None else [self.cut(s, max_length, side, keep) for s in ids]
 
-    def _truncated(self, max_length: int) -> Any:
-        tok = self._truncating.get(max_length)
-        if tok is None:  # a copy per length: the library's truncation is a setting of the tokenizer
-            from tokenizers import Tokenizer
+    def encodings(self, texts: list[str], add_special_tokens: bool = True) -> list[Any]:
+        """The library's encodings of ``texts`` (ids, tokens, character offsets), never cut."""
+        return self._plain.encode_batch(texts, add_special_tokens=add_special_tokens)
 
-            tok = Tokenizer.from_str(self._json)
-            tok.no_padding()
-            tok.enable_truncation(max_length, stride=0, strategy="longest_first", direction="right")
-            self._truncating[max_length] = tok
-        return tok
+    def cut(self, ids: list[int], max_length: int, side: str = "right", keep: int = 0) -> list[int]:
+        """``ids`` (special tokens included) within ``max_length``: text tokens dropped from ``side``,
+        as the library's own truncation drops them (the ``keep`` first text tokens stay on the left side)."""
+        if len(ids) <= max_length:
+            return ids
+        front, back = self.front, self.back
+        head, body, tail = ids[:front], ids[front: len(ids) - back], ids[len(ids) - back:]
+        room = max(max_length - front - back, 0)
+        left = side == "left" and room > keep
+        return head + (body[:keep] + body[len(body) - (room - keep):] if left else body[:room]) + tail
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``, as transformers' ``decode`` gives it."""

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import Response
 
 if TYPE_CHECKING:
@@ -44,6 +44,18 @@ Inputs = Annotated[
 ]
 ModelName = Annotated[str | None, Field(None, max_length=256, description="a served model's name; may be left out "
                                         "when the endpoint serves one model")]
+
+
+PromptName = Annotated[str | None, Field(None, max_length=256, description="a prompt of the model's models.yaml "
+                                         "serve.prompts, put before each input (e.g. query); 400 if it has none "
+                                         "of that name")]
+
+
+class RequestModel(BaseModel):
+    """A request body: unknown fields refused, and no coercion (``"5"`` is not an integer, ``0`` not a boolean),
+    so the body is valid exactly when the schema says it is."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
 
 
 class Usage(BaseModel):

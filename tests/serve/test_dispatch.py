@@ -21,7 +21,7 @@ class StubEngine:
 
     def __init__(self) -> None:
         view = SimpleNamespace(manifest=SimpleNamespace(normalize=True, created="2025-01-01T00:00:00"),
-                               task="embedding", spec=SimpleNamespace(name="minilm"),
+                               task="embedding", spec=SimpleNamespace(name="minilm"), dimensions=4,
                                describe=lambda: {"endpoint": "/v1/embed"})
         self.views = {"minilm": view}
         self.calls = 0

@@ -44,3 +44,33 @@ def test_compress_writes_tokenizer_json_for_a_slow_tokenizer(tmp_path):
     tok = TextTokenizer.from_directory(tmp_path / "art")
     assert tok.encode(TEXTS) == slow(TEXTS)["input_ids"]
     assert [tok.decode([i]) for i in range(tok.vocab_size())] == [slow.decode([i]) for i in range(len(slow))]
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_cuts_either_side_as_the_library_does_and_keeps_a_prompt(tmp_path, family):
+    from tokenizers import Tokenizer
+
+    build_tiny(tmp_path, family, "fill-mask")
+    tok = TextTokenizer.from_directory(tmp_path)
+    lib = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for side in ("right", "left"):
+        for n in (4, 7):
+            lib.enable_truncation(n, direction=side)
+            assert tok.encode(TEXTS, max_length=n, side=side) == [e.ids for e in lib.encode_batch(TEXTS)]
+    full = tok.encode([TEXTS[3]])[0]
+    kept = tok.encode([TEXTS[3]], max_length=7, side="left", keep=2)[0]
+    front, back = tok.front, tok.back
+    assert kept == full[: front + 2] + full[len(full) - back - (7 - front - back - 2):]
+
+
+def test_matryoshka_dimensions_are_distinct_and_positive():
+    from pydantic import ValidationError
+
+    from serve.options import ServeOptions
+
+    assert ServeOptions(matryoshka_dimensions=[256, 64], truncation_side="left").truncation_side == "left"
+    for bad in ([64, 64], [0], []):
+        with pytest.raises(ValidationError):
+            ServeOptions(matryoshka_dimensions=bad)
+    with pytest.raises(ValidationError):
+        ServeOptions(truncation_side="middle")
