@@ -6,6 +6,7 @@ task            routes                      module
 fill-mask       /v1/fill-mask               fill_mask
 classification  /v1/classify                classify
 embedding       /v1/embed, /v1/embeddings   embed
+tokenizer       /v1/(de)tokenize            tokenize
 ==============  ==========================  =================
 
 Each module's ``routes(engine)`` gives a :class:`Route` (serve/apis/route.py) per path; the app
@@ -28,6 +29,6 @@ __all__ = ["Route", "task_routes"]
 
 def task_routes(engine: AppEngine) -> list[Route]:
     """Every task's routes (a task with no model answers 404 listing the served ones)."""
-    from serve.apis import classify, embed, fill_mask
+    from serve.apis import classify, embed, fill_mask, tokenize
 
-    return [*fill_mask.routes(engine), *classify.routes(engine), *embed.routes(engine)]
+    return [*fill_mask.routes(engine), *classify.routes(engine), *embed.routes(engine), *tokenize.routes(engine)]

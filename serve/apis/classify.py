@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, Usage, as_list, client_of, json_response, usage
+from serve.apis.schemas import Inputs, ModelName, PromptName, Usage, as_list, client_of, json_response, usage
 
 if TYPE_CHECKING:
     from serve.engine import AppEngine
@@ -22,6 +22,7 @@ class ClassifyRequest(BaseModel):
     model: ModelName = None
     top_k: int | None = Field(None, ge=1, le=10_000, description="labels per input (default: all), most likely "
                               "first")
+    prompt_name: PromptName = None
 
 
 class ClassifyResult(BaseModel):
@@ -37,7 +38,8 @@ class ClassifyResponse(BaseModel):
 
 def routes(engine: AppEngine) -> list[Route]:
     async def classify(body: ClassifyRequest, request: Request) -> Response:
-        answer = await engine.infer("classification", body.model, as_list(body.inputs), {"top_k": body.top_k},
+        params = {"top_k": body.top_k, "prompt_name": body.prompt_name}
+        answer = await engine.infer("classification", body.model, as_list(body.inputs), params,
                                     path=request.scope["path"], client=client_of(request))
         response = ClassifyResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
         return json_response(response, answer.version)

@@ -80,6 +80,7 @@ def client_of(request: Request) -> Hashable | None:
 VERSION_HEADER = "X-Model-Version"
 
 
-def json_response(body: BaseModel, version: str) -> Response:
-    """``body`` serialized by pydantic (no second validation pass), with the artifact version header."""
-    return Response(body.model_dump_json(), media_type="application/json", headers={VERSION_HEADER: version})
+def json_response(body: BaseModel, version: str | None) -> Response:
+    """``body`` serialized by pydantic (no second validation pass), with the artifact version header if given."""
+    headers = {VERSION_HEADER: version} if version is not None else None
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)
