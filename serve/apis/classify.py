@@ -2,26 +2,38 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, PromptName, Usage, as_list, client_of, json_response, usage
+from serve.apis.schemas import (
+    JSON_INTEGER,
+    Inputs,
+    ModelName,
+    PromptName,
+    RequestModel,
+    Usage,
+    as_list,
+    client_of,
+    json_response,
+    usage,
+)
 
 if TYPE_CHECKING:
     from serve.engine import AppEngine
 
 
-class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class ClassifyRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"model": "antiberty:species", "inputs": "EVQLVESGGGLVQPGGSLRLSCAAS", "top_k": 3}]})
     inputs: Inputs
     model: ModelName = None
-    top_k: int | None = Field(None, ge=1, le=10_000, description="labels per input (default: all), most likely "
-                              "first")
+    top_k: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER] | None = Field(None, description="labels per "
+                                                                                "input (default: all), most likely "
+                                                                                "first")
     prompt_name: PromptName = None
 
 

@@ -17,6 +17,7 @@ from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
 from serve.apis.schemas import (
+    JSON_INTEGER,
     Inputs,
     ModelName,
     PromptName,
@@ -35,7 +36,8 @@ if TYPE_CHECKING:
     from serve.engine import AppEngine
     from serve.engine.engine import Answer
 
-Dimensions = Annotated[int | None, Field(None, ge=1, description="the vector size: the model's full size, or a "
+Size = Annotated[int, Field(ge=1), JSON_INTEGER]
+Dimensions = Annotated[Size | None, Field(None, description="the vector size: the model's full size, or a "
                                          "smaller one it was trained for (Matryoshka, models.yaml "
                                          "serve.matryoshka_dimensions; the cut vector is normalised again); 400 "
                                          "for any other")]

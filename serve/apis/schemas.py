@@ -46,6 +46,20 @@ ModelName = Annotated[str | None, Field(None, max_length=256, description="a ser
                                         "when the endpoint serves one model")]
 
 
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema reads one: a number without a fraction (``5.0`` too), never a string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be an integer, not {type(value).__name__}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"must be a whole number, not {value}")
+        return int(value)
+    return value
+
+
+# After a field's limits, which then stay limits of the integer in the JSON schema:
+# ``Annotated[int, Field(ge=1), JSON_INTEGER]``.
+JSON_INTEGER = BeforeValidator(_json_integer)
 PromptName = Annotated[str | None, Field(None, max_length=256, description="a prompt of the model's models.yaml "
                                          "serve.prompts, put before each input (e.g. query); 400 if it has none "
                                          "of that name")]

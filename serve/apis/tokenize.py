@@ -15,7 +15,17 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, PromptName, RequestModel, Usage, as_list, json_response, usage
+from serve.apis.schemas import (
+    JSON_INTEGER,
+    Inputs,
+    ModelName,
+    PromptName,
+    RequestModel,
+    Usage,
+    as_list,
+    json_response,
+    usage,
+)
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
@@ -49,7 +59,7 @@ class TokenizeResponse(BaseModel):
     usage: Usage
 
 
-TokenId = Annotated[int, Field(ge=0, le=(1 << 31) - 1)]
+TokenId = Annotated[int, Field(ge=0, le=(1 << 31) - 1), JSON_INTEGER]
 
 
 class DetokenizeRequest(RequestModel):
