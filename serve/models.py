@@ -8,13 +8,14 @@ from __future__ import annotations
 
 import copy
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from serve.config import ConfigError, artifact_dir
 from serve.errors import ServeError
 from serve.spec import ModelSpec
-from serve.tokenizer import TextTokenizer
+from serve.tokenizer import Spans, Text, TextTokenizer
 
 if TYPE_CHECKING:
     from compress.artifact import HeadInfo, Manifest
@@ -22,7 +23,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
-                             "embedding": "/v1/embed"}
+                             "embedding": "/v1/embed", "token-classification": "/v1/token-classify",
+                             "rerank": "/v1/rerank"}
 
 
 class ServedModel:
@@ -42,6 +44,7 @@ class ServedModel:
         self.split_chars = manifest.tokenizer.split_chars if opts.split_chars is None else opts.split_chars
         self.mask_token = manifest.tokenizer.mask_token
         self.labels = manifest.labels or []
+        self.pair_boundary = tokenizer.pair_boundary()  # where a pair's second segment starts (rerank)
         self._token_text: dict[int, str] = {}
         self._prompt_tokens: dict[str, int] = {}
         self.output_sizes: dict[str, int] = {}  # each 2-D graph output's width, learned at warm-up (serve.engine)
@@ -102,30 +105,28 @@ class ServedModel:
                              "(models.yaml serve.prompts)", "prompt_name")
         return prompts[name]
 
-    def tokenize(self, texts: list[str], param: str = "inputs", prompt: str | None = None) -> list[list[int]]:
-        """Token ids of each text (after ``prompt``), special tokens included; cut or refused past ``max_length``.
+    def tokenize(self, texts: Sequence[Text], param: str = "inputs", prompt: str | None = None) -> list[list[int]]:
+        """Token ids of each text or text pair (after ``prompt``), special tokens included; cut or refused past
+        ``max_length``.
 
         Raises:
             ServeError: a text cannot be tokenized, or is too long and the model does not truncate.
         """
         return self.fit(self.encode(texts, param, prompt), texts, param, prompt)
 
-    def encode(self, texts: list[str], param: str = "inputs", prompt: str | None = None) -> list[list[int]]:
-        """Token ids of each text (after ``prompt``) in one tokenizer call, whatever their length.
+    def encode(self, texts: Sequence[Text], param: str = "inputs", prompt: str | None = None) -> list[list[int]]:
+        """Token ids of each text or text pair (after ``prompt``) in one tokenizer call, whatever their length.
 
         Raises:
             ServeError: a text cannot be tokenized.
         """
-        try:
-            return self.tokenizer.encode(self.prepared(texts, prompt))
-        except Exception as e:  # the Rust tokenizer rejects e.g. unpaired surrogates, with varied types
-            raise ServeError("invalid_request", f"{param} could not be tokenized ({type(e).__name__}); send "
-                             "plain UTF-8 text", param) from None
+        return self._encode(self.prepared(texts, prompt), param)
 
-    def fit(self, ids: list[list[int]], texts: list[str], param: str = "inputs",
+    def fit(self, ids: list[list[int]], texts: Sequence[Text], param: str = "inputs",
             prompt: str | None = None) -> list[list[int]]:
-        """``ids`` of ``texts`` within ``max_length``: a longer one is cut (at ``serve.truncation_side``,
-        the prompt kept), or refused (413).
+        """``ids`` of ``texts`` within ``max_length``: a longer one is cut, or refused (413). A single text is
+        cut at ``serve.truncation_side`` (the prompt kept); a pair at the end of its second text (the
+        document), then of its first, so both segments keep their special tokens.
 
         Raises:
             ServeError: a text is too long and the model does not truncate.
@@ -138,16 +139,25 @@ class ServedModel:
                 raise ServeError("input_too_long", f"{param}[{i}] is {len(seq)} tokens long; model {self.name!r} "
                                  f"takes at most {self.max_length} (special tokens included): shorten or split it",
                                  param)
-            ids[i] = self.tokenizer.cut(seq, self.max_length, opts.truncation_side, self._prompt_length(prompt))
+            if isinstance(texts[i], tuple):  # where the segments meet is the tokenizer's to say: encode it again
+                ids[i] = self._encode(self.prepared([texts[i]], prompt), param, self.max_length)[0]
+            else:
+                ids[i] = self.tokenizer.cut(seq, self.max_length, opts.truncation_side, self._prompt_length(prompt))
         return ids
 
-    def prepared(self, texts: list[str], prompt: str | None = None) -> list[str]:
-        """The texts as the tokenizer takes them: residues spaced out (``split_chars``), after the prompt."""
+    def prepared(self, texts: Sequence[Text], prompt: str | None = None) -> list[Text]:
+        """The texts as the tokenizer takes them (:meth:`prepared_text`); a pair's prompt goes before its first
+        text (the query) alone."""
+        return [self.prepared_text(t, prompt) if isinstance(t, str)
+                else (self.prepared_text(t[0], prompt), self.prepared_text(t[1])) for t in texts]
+
+    def prepared_text(self, text: str, prompt: str | None = None) -> str:
+        """One text as the tokenizer takes it: residues spaced out (``split_chars``), after the prompt."""
         if self.split_chars:
             from compress.data import space_residues
 
-            texts = [space_residues(t, self.mask_token or "[MASK]") for t in texts]
-        return [prompt + t for t in texts] if prompt else texts
+            text = space_residues(text, self.mask_token or "[MASK]")
+        return prompt + text if prompt else text
 
     def _prompt_length(self, prompt: str | None) -> int:
         """Tokens the prompt takes at the start of a text (its trailing space belongs to the next word)."""
@@ -157,6 +167,26 @@ class ServedModel:
             self._prompt_tokens[prompt] = len(self.tokenizer.encodings([prompt.rstrip()], False)[0].ids)
         return self._prompt_tokens[prompt]
 
+    def spans(self, text: str) -> tuple[str, Spans, list[tuple[int, int]]]:
+        """(the text as tokenized, its tokens' :class:`Spans` in it, their offsets in the client's ``text``):
+        a per-residue model tokenizes the residues spaced out, and its offsets are mapped back. The tokens
+        are those :meth:`tokenize` keeps (no prompt)."""
+        prepared = self.prepared_text(text)
+        opts = self.spec.options
+        spans = self.tokenizer.spans(prepared, self.max_length if opts.truncate else None, opts.truncation_side)
+        if prepared == text:
+            return prepared, spans, spans.offsets
+        at = [i for i, c in enumerate(text) if not c.isspace()]  # the k-th non-space character's index
+        k_of = {i: k for k, i in enumerate(i for i, c in enumerate(prepared) if not c.isspace())}
+        return prepared, spans, [(at[k_of[a]], at[k_of[b - 1]] + 1) if b > a else (0, 0) for a, b in spans.offsets]
+
+    def _encode(self, texts: Sequence[Text], param: str, max_length: int | None = None) -> list[list[int]]:
+        try:
+            return self.tokenizer.encode(texts, max_length)
+        except Exception as e:  # the Rust tokenizer rejects e.g. unpaired surrogates, with varied types
+            raise ServeError("invalid_request", f"{param} could not be tokenized ({type(e).__name__}); send "
+                             "plain UTF-8 text", param) from None
+
     def token_text(self, token_id: int) -> str:
         """A vocabulary entry as text (``##`` continuation marks and byte-level spaces resolved)."""
         text = self._token_text.get(token_id)
@@ -164,6 +194,15 @@ class ServedModel:
             text = self.tokenizer.decode([token_id]).strip()
             self._token_text[token_id] = text
         return text
+
+    def example(self) -> str | None:
+        """A text the model reads well, for the try page (None: any English text will do): an antibody
+        sequence for a per-residue vocabulary, with a residue masked for fill-mask."""
+        if not self.split_chars:
+            return None
+        if self.task == "fill-mask":
+            return f"{RESIDUE_EXAMPLE[:25]}{self.mask_token or '[MASK]'}{RESIDUE_EXAMPLE[26:]}"
+        return RESIDUE_EXAMPLE
 
     def describe(self) -> dict[str, object]:
         m = self.manifest
@@ -174,8 +213,11 @@ class ServedModel:
                 "mask_token": self.mask_token if self.task == "fill-mask"
                 else None, "labels": self.labels or None, "pooling": m.pooling, "normalize": m.normalize,
                 "method": m.method, "backend": self.spec.backend,
-                "device": self.spec.options.device,
+                "device": self.spec.options.device, "example": self.example(),
                 **({"model": self.spec.name, "head": self.head.name} if self.head is not None else {})}
+
+
+RESIDUE_EXAMPLE = "EVQLVESGGGLVQPGGSLRLSCAASGFTFSSYAMSWVRQAPGKGLEWVS"  # a human heavy chain's FR1 to FR2
 
 
 def _warmup_ids(tokenizer: TextTokenizer, task: str, split_chars: bool, mask_id: int | None) -> list[int]:

@@ -9,8 +9,9 @@ and single-token decoding with transformers' clean-up of spaces when the tokeniz
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from serve.config import ConfigError
 
@@ -25,6 +26,17 @@ def _token(value: Any) -> str | None:
     if isinstance(value, dict):
         value = value.get("content")
     return value if isinstance(value, str) else None
+
+
+Text = str | tuple[str, str]  # one text, or a pair (query, passage) read as two segments
+
+
+class Spans(NamedTuple):
+    """Where each token of one text came from: character offsets, special-token flags, token strings."""
+
+    offsets: list[tuple[int, int]]
+    special: list[bool]
+    tokens: list[str]
 
 
 class TextTokenizer:
@@ -88,19 +100,48 @@ class TextTokenizer:
         front = next((i for i in range(len(full) - len(plain) + 1) if full[i: i + len(plain)] == plain), 0)
         return front, len(full) - front - len(plain)
 
-    def encode(self, texts: list[str], max_length: int | None = None, side: str = "right",
+    def encode(self, texts: Sequence[Text], max_length: int | None = None, side: str = "right",
                keep: int = 0) -> list[list[int]]:
-        """Token ids of each text, special tokens added; cut to ``max_length`` tokens in all if given.
+        """Token ids of each text (or text pair), special tokens added; cut to ``max_length`` tokens in all if
+        given. A pair loses the end of its second text (the document) first, then the end of its first.
 
         Args:
-            side: the end cut off a too-long text, ``right`` or ``left`` (special tokens always stay).
-            keep: tokens at the start of the text never cut when ``side`` is left (a prompt).
+            side: the end cut off a too-long single text, ``right`` or ``left`` (special tokens always stay).
+            keep: tokens at the start of a single text never cut when ``side`` is left (a prompt).
 
         Raises:
             Exception: whatever the Rust tokenizer raises for text it cannot take (e.g. lone surrogates).
         """
-        ids = [e.ids for e in self._plain.encode_batch(texts, add_special_tokens=True)]
-        return ids if max_length is None else [self.cut(s, max_length, side, keep) for s in ids]
+        encodings = self._plain.encode_batch(list(texts), add_special_tokens=True)
+        if max_length is None:
+            return [e.ids for e in encodings]
+        return [_cut_pair(e, max_length) if isinstance(t, tuple) else self.cut(e.ids, max_length, side, keep)
+                for t, e in zip(texts, encodings, strict=True)]
+
+    def spans(self, text: str, max_length: int | None = None, side: str = "right") -> Spans:
+        """The offsets in ``text`` of each of its tokens (as :meth:`encode` makes and cuts them), which are
+        special, and the vocabulary entries."""
+        e = self._plain.encode(text, add_special_tokens=True)
+        kept = self._kept(len(e.ids), max_length, side) if max_length is not None else range(len(e.ids))
+        return Spans([tuple(e.offsets[i]) for i in kept], [bool(e.special_tokens_mask[i]) for i in kept],
+                     [e.tokens[i] for i in kept])
+
+    @property
+    def subword_prefix(self) -> str | None:
+        """The mark of a word's continuing pieces (WordPiece's ``##``); None for vocabularies without one."""
+        return getattr(self._plain.model, "continuing_subword_prefix", None) or None
+
+    @property
+    def unk_token(self) -> str | None:
+        return getattr(self._plain.model, "unk_token", None)
+
+    def pair_boundary(self) -> int | None:
+        """The token that ends a pair's first segment when the second segment has its own type ids (BERT's
+        [SEP]); None when the template gives every token type 0 (RoBERTa)."""
+        e = self._plain.encode("a", "b", add_special_tokens=True)
+        if 1 not in e.type_ids:
+            return None
+        return int(e.ids[e.type_ids.index(1) - 1])
 
     def encodings(self, texts: list[str], add_special_tokens: bool = True) -> list[Any]:
         """The library's encodings of ``texts`` (ids, tokens, character offsets), never cut."""
@@ -109,13 +150,20 @@ class TextTokenizer:
     def cut(self, ids: list[int], max_length: int, side: str = "right", keep: int = 0) -> list[int]:
         """``ids`` (special tokens included) within ``max_length``: text tokens dropped from ``side``,
         as the library's own truncation drops them (the ``keep`` first text tokens stay on the left side)."""
-        if len(ids) <= max_length:
-            return ids
+        return ids if len(ids) <= max_length else [ids[i] for i in self._kept(len(ids), max_length, side, keep)]
+
+    def _kept(self, n: int, max_length: int, side: str = "right", keep: int = 0) -> Sequence[int]:
+        """The positions :meth:`cut` keeps of a single text's ``n`` tokens (special tokens included)."""
+        if n <= max_length:
+            return range(n)
         front, back = self.front, self.back
-        head, body, tail = ids[:front], ids[front: len(ids) - back], ids[len(ids) - back:]
+        end = n - back  # past the text's last token
         room = max(max_length - front - back, 0)
-        left = side == "left" and room > keep
-        return head + (body[:keep] + body[len(body) - (room - keep):] if left else body[:room]) + tail
+        if side == "left" and room > keep:
+            text = [*range(front, front + keep), *range(end - (room - keep), end)]
+        else:
+            text = [*range(front, front + room)]
+        return [*range(front), *text, *range(end, n)]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``, as transformers' ``decode`` gives it."""
@@ -124,3 +172,18 @@ class TextTokenizer:
             for old, new in _CLEANUP:
                 text = text.replace(old, new)
         return text
+
+
+def _cut_pair(encoding: Any, max_length: int) -> list[int]:
+    """A pair's ids within ``max_length``: tokens dropped from the end of its second text (the document),
+    then from the end of its first; the special tokens of both segments stay."""
+    ids, segments = encoding.ids, encoding.sequence_ids
+    excess = len(ids) - max_length
+    dropped: set[int] = set()
+    for segment in (1, 0):
+        for i in reversed(range(len(ids))):
+            if len(dropped) >= excess:
+                break
+            if segments[i] == segment:
+                dropped.add(i)
+    return [t for i, t in enumerate(ids) if i not in dropped]

@@ -22,7 +22,9 @@ if TYPE_CHECKING:
 NOT_BLANK = r"\S"  # check_texts refuses a text of spaces alone
 ALL = None  # the tokenizer routes take every model
 REQUESTS = {"FillMaskRequest": "fill-mask", "ClassifyRequest": "classification", "EmbedRequest": "embedding",
-            "OpenAIEmbeddingRequest": "embedding", "TokenizeRequest": ALL, "DetokenizeRequest": ALL}
+            "OpenAIEmbeddingRequest": "embedding", "TokenClassifyRequest": "token-classification",
+            "RerankRequest": "rerank", "ScoreRequest": "rerank", "TokenizeRequest": ALL, "DetokenizeRequest": ALL}
+TEXTS = ("inputs", "input", "query", "documents", "texts", "text_1", "text_2")  # each checked by check_texts
 
 
 def served_openapi(app: FastAPI, engine: AppEngine) -> Callable[[], dict[str, Any]]:
@@ -51,8 +53,9 @@ def narrow(schema: dict[str, Any], served: dict[str, ServedModel]) -> None:
             continue  # no model: every request is a 404, which the schema documents
         required = components[name].setdefault("required", [])
         _model(props, required, views, task is ALL)
-        if "inputs" in props or "input" in props:
-            _texts(props.get("inputs") or props["input"], views, task == "fill-mask")
+        for field in TEXTS:
+            if field in props:
+                _texts(props[field], views, task == "fill-mask")
         if "prompt_name" in props:
             _choice(props, "prompt_name", set.intersection(*(set(v.spec.options.prompts) for v in views.values())))
         if "dimensions" in props:

@@ -98,7 +98,7 @@ def tokens_of(model: ServedModel, texts: list[str], add_special_tokens: bool, pr
     Raises:
         ServeError: a text cannot be tokenized.
     """
-    prepared = model.prepared(texts, prompt)
+    prepared = [model.prepared_text(t, prompt) for t in texts]
     try:
         encodings = model.tokenizer.encodings(prepared, add_special_tokens)
     except Exception as e:  # the Rust tokenizer's varied errors, as ServedModel.encode says them

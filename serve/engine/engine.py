@@ -30,9 +30,10 @@ from serve.engine.tokenize import TokenizeQueue
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Hashable, Sequence
 
     from serve.models import ServedModel
+    from serve.tokenizer import Text
 
 log = logging.getLogger("serve")
 HANG_SECONDS = 120.0  # a forward pass running longer than this means the engine is stuck: not live
@@ -162,7 +163,7 @@ class Engine:
             raise ServeError("not_ready", f"not ready: {why}; retry shortly", headers={"Retry-After": "1"})
         return choose_address(self.served(), task, name, path)
 
-    async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
+    async def infer(self, task: str, name: str | None, texts: Sequence[Text], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:
         """Answer one request of ``task`` on model ``name`` for ``client`` (who asks, for admission: None if unknown).
 

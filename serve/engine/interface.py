@@ -8,13 +8,14 @@ the engine.
 
 from __future__ import annotations
 
-from collections.abc import Hashable
+from collections.abc import Hashable, Sequence
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     from serve.engine.engine import Answer
     from serve.errors import ServeError
     from serve.models import ServedModel
+    from serve.tokenizer import Text
 
 
 class AppEngine(Protocol):
@@ -24,7 +25,7 @@ class AppEngine(Protocol):
         """Every addressable name (a model, or ``MODEL:HEAD``) and the view that answers it."""
         ...
 
-    async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
+    async def infer(self, task: str, name: str | None, texts: Sequence[Text], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:
         """Answer one request of ``task`` on model ``name``; raises :class:`ServeError`."""
         ...

@@ -34,12 +34,13 @@ from serve.engine.tasks import TASKS
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Hashable, Sequence
     from concurrent.futures import Executor
 
     from serve.backends import Backend
     from serve.engine.tokenize import TokenizeQueue
     from serve.models import ServedModel
+    from serve.tokenizer import Text
 
 log = logging.getLogger("serve")
 
@@ -112,8 +113,8 @@ class Lane:
         self._started: list[float] = []  # when each running pass started (liveness); kept by the inference threads
         metrics.MODEL_INFO.labels(self.name, version.id).set(1)
 
-    async def submit(self, texts: list[str], params: dict[str, Any], param: str = "inputs", head: str | None = None,
-                     client: Hashable | None = None) -> tuple[list[Any], list[list[int]], str]:
+    async def submit(self, texts: Sequence[Text], params: dict[str, Any], param: str = "inputs",
+                     head: str | None = None, client: Hashable | None = None) -> tuple[list[Any], list[list[int]], str]:
         """Answer one request: (one result per text, token ids, version id); ``head``: which head of a
         multi-head model (its requests share passes with the other heads'); ``client``: who asks
         (:func:`serve.clients.client_key`), for admission.
@@ -302,14 +303,16 @@ class Lane:
                  heads: list[str | None]) -> tuple[list[Any], float]:
         """Pad, run once, split into rows, each by its head's task: (rows, seconds), in the inference thread
         (timed from when a stream took the pass up, not from when it was queued)."""
-        from serve.engine.batch import pad_batch
+        from serve.engine.batch import pad_batch, second_segment
         from serve.engine.task_heads import head_rows
 
         t0 = time.monotonic()
         self._started.append(t0)
         try:
             model = version.model
-            enc = pad_batch(seqs, model.spec.pad_id, version.backend.input_names)
+            segments = [second_segment(s, model.pair_boundary) if p.get("pairs") else len(s)
+                        for s, p in zip(seqs, params, strict=True)]
+            enc = pad_batch(seqs, model.spec.pad_id, version.backend.input_names, segments)
             out = version.backend(enc)
             if model.manifest.heads is None:
                 rows = self.task.rows(out, seqs, model, params)

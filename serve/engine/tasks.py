@@ -43,8 +43,8 @@ class Task:
         """One entry per sequence from a forward pass's outputs; ``params[i]`` is sequence i's request's."""
         raise NotImplementedError
 
-    def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
-        """The answer for one input."""
+    def result(self, model: ServedModel, text: Any, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
+        """The answer for one input (``text``: a string, or a text pair for rerank)."""
         return row
 
 
@@ -133,4 +133,58 @@ class Embed(Task):
         return rows
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (FillMask(), Classify(), Embed())}
+class TokenClassify(Task):
+    name = "token-classification"
+
+    def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
+             params: list[dict[str, Any]]) -> list[Any]:
+        logits = out["logits"].astype(np.float64)
+        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+        probs = z / z.sum(axis=-1, keepdims=True)
+        return [probs[r, : len(seq)] for r, seq in enumerate(seqs)]
+
+    def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
+        from serve.engine.token_groups import entities
+
+        labels = model.labels or [f"LABEL_{i}" for i in range(row.shape[-1])]
+        sentence, spans, offsets = model.spans(text)
+        strategy = params.get("aggregation_strategy", "none")
+        found = entities(row, sentence, spans, labels, strategy, subword_prefix=model.tokenizer.subword_prefix,
+                         unk_token=model.tokenizer.unk_token)
+        ignore = set(params.get("ignore_labels") or ())
+        out = []
+        for e in found:
+            if e.label in ignore:
+                continue
+            start, end = offsets[e.first][0], offsets[e.last][1]
+            item = {"label": e.label, "score": e.score, "start": start, "end": end, "text": text[start:end]}
+            if strategy == "none":
+                item.update(index=e.first, token=spans.tokens[e.first])
+            out.append(item)
+        return {"entities": out}
+
+
+class Rerank(Task):
+    """A cross-encoder's relevance of each (query, passage) pair: one logit, read through a sigmoid."""
+
+    name = "rerank"
+
+    def check(self, model: ServedModel, ids: list[list[int]], params: dict[str, Any]) -> None:
+        boundary = model.pair_boundary
+        if boundary is None:
+            return
+        want = model.tokenizer.encode([("a", "b")])[0].count(boundary)
+        for i, seq in enumerate(ids):
+            if seq.count(boundary) != want:
+                raise ServeError("invalid_request", f"pair {i} holds the separator token "
+                                 f"{model.token_text(boundary)!r} in its text; remove it", params.get("param"))
+
+    def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
+             params: list[dict[str, Any]]) -> list[Any]:
+        return [float(x) for x in out["logits"][:, 0]]
+
+    def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
+        return {"score": float(1 / (1 + np.exp(-row))), "raw": row}
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (FillMask(), Classify(), Embed(), TokenClassify(), Rerank())}

@@ -14,11 +14,13 @@ from typing import TYPE_CHECKING
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from concurrent.futures import Executor
 
     from serve.models import ServedModel
+    from serve.tokenizer import Text
 
-Pending = tuple["ServedModel", list[str], str, "str | None", asyncio.Future]  # model, texts, param, prompt
+Pending = tuple["ServedModel", "Sequence[Text]", str, "str | None", asyncio.Future]  # model, texts, param, prompt
 
 
 class TokenizeQueue:
@@ -31,7 +33,7 @@ class TokenizeQueue:
         self.running = False
         self._task: asyncio.Task | None = None
 
-    async def __call__(self, model: ServedModel, texts: list[str], param: str = "inputs",
+    async def __call__(self, model: ServedModel, texts: Sequence[Text], param: str = "inputs",
                        prompt: str | None = None) -> list[list[int]]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()

@@ -48,12 +48,13 @@ from serve.errors import ServeError
 from serve.metrics import ENV_DIR
 
 if TYPE_CHECKING:
-    from collections.abc import Hashable
+    from collections.abc import Hashable, Sequence
 
     from fastapi import FastAPI
 
     from serve.config import Settings
     from serve.models import ServedModel
+    from serve.tokenizer import Text
 
 log = logging.getLogger("serve")
 APP = "mlm-compress"
@@ -98,7 +99,7 @@ class ReplicaView:
     def served(self) -> dict[str, ServedModel]:
         return self.engine.served()
 
-    async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
+    async def infer(self, task: str, name: str | None, texts: Sequence[Text], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:
         return await self.engine.infer(task, name, texts, params, param=param, path=path, client=client)
 
@@ -132,7 +133,7 @@ class ModelReplica:
         self._watch = asyncio.create_task(watch_artifacts(self.engine, watch)) if watch > 0 else None
         self._push = _push_metrics()
 
-    async def infer(self, task: str, address: str, texts: list[str], params: dict[str, Any], param: str
+    async def infer(self, task: str, address: str, texts: Sequence[Text], params: dict[str, Any], param: str
                     ) -> Answer | ServeError:
         """The engine's answer for ``address`` (the model, or one of its heads), or its ServeError as a
         value (it crosses back to the ingress intact)."""
@@ -205,7 +206,7 @@ class IngressForwarder:
         said = "; ".join(f"{n}: {self.messages[n]}" for n in idle if n in self.messages)
         return False, f"no running replica of {', '.join(idle)}" + (f" (Ray Serve: {said})" if said else "")
 
-    async def infer(self, task: str, name: str | None, texts: list[str], params: dict[str, Any], *,
+    async def infer(self, task: str, name: str | None, texts: Sequence[Text], params: dict[str, Any], *,
                     param: str = "inputs", path: str = "", client: Hashable | None = None) -> Answer:
         """The answer of the model's deployment; ``client`` is not used: each replica admits what Ray hands it."""
         from ray.serve.exceptions import BackPressureError

@@ -74,3 +74,24 @@ def test_matryoshka_dimensions_are_distinct_and_positive():
             ServeOptions(matryoshka_dimensions=bad)
     with pytest.raises(ValidationError):
         ServeOptions(truncation_side="middle")
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_a_pair_is_cut_in_its_document_and_keeps_both_segments_special_tokens(tmp_path, family):
+    from tokenizers import Tokenizer
+
+    build_tiny(tmp_path, family, "fill-mask")
+    tok = TextTokenizer.from_directory(tmp_path)
+    lib = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    query, doc = "the film was new", SENTENCES[3]
+    full = lib.encode(query, doc)
+    assert tok.encode([query, (query, doc)]) == [tok.encode([query])[0], full.ids]  # singles and pairs batch
+    specials = [t for t, m in zip(full.ids, full.special_tokens_mask, strict=True) if m]
+    first = full.sequence_ids.count(0)
+    for n in range(len(full.ids) - 1, len(specials) - 1, -1):
+        cut = tok.encode([(query, doc)], max_length=n)[0]
+        assert len(cut) == n and [t for t in cut if t in specials] == specials, n
+        if n >= first + len(specials) + 1:  # room for the whole query: the library's only_second cut
+            lib.enable_truncation(n, strategy="only_second", direction="right")
+            assert cut == lib.encode(query, doc).ids, n
+            lib.no_truncation()

@@ -43,6 +43,29 @@ def write_data(directory: Path) -> dict[str, Path]:
     }
 
 
+def build_trained(tmp: Path, heads: dict[str, str], steps: int = 15) -> tuple[Path, Path]:
+    """A tiny BERT masked-LM trained with ``heads`` (name -> kind; ``mlm`` for the LM head) and its fp32
+    artifact: (model directory, artifact directory)."""
+    import torch
+
+    from compress.cli import main
+    from compress.train import TaskSpec, TrainOptions, train_model
+    from tests.conftest import build_tiny
+
+    build_tiny(tmp / "src", "bert", "fill-mask")
+    data = write_data(tmp)
+    tasks = [TaskSpec.parse(f"{name}:{kind}:{data['mlm' if kind == 'mlm' else kind]}") for name, kind in heads.items()]
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        train_model(str(tmp / "src"), tmp / "model", TrainOptions(tasks=tasks, **{**FAST, "steps": steps}))
+        assert main(["run", str(tmp / "model"), "--fp32", "--out", str(tmp / "art"), "--no-bench",
+                     "--n-validate", "64"]) == 0
+    finally:
+        torch.set_num_threads(threads)
+    return tmp / "model", tmp / "art"
+
+
 @pytest.fixture
 def data(tmp_path) -> dict[str, Path]:
     return write_data(tmp_path)

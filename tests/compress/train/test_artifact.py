@@ -11,7 +11,6 @@ import pytest
 import torch
 
 from compress.cli import main
-from compress.train import TaskSpec, TrainOptions, train_model
 from compress.train.store import load_trained
 from tests.compress.train.conftest import FAST
 from tests.conftest import SENTENCES
@@ -20,25 +19,10 @@ from tests.conftest import SENTENCES
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A tiny BERT masked-LM trained with a head of every kind, and its fp32 artifact."""
-    from tests.compress.train.conftest import write_data
-    from tests.conftest import build_tiny
+    from tests.compress.train.conftest import build_trained
 
-    tmp = tmp_path_factory.mktemp("trained")
-    build_tiny(tmp / "src", "bert", "fill-mask")
-    data = write_data(tmp)
-    tasks = [f"topic:classification:{data['classification']}", f"verbs:token-classification:"
-             f"{data['token-classification']}", f"sim:embedding:{data['embedding']}", f"rr:rerank:{data['rerank']}",
-             f"mlm:mlm:{data['mlm']}"]
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        train_model(str(tmp / "src"), tmp / "model", TrainOptions(tasks=[TaskSpec.parse(t) for t in tasks],
-                                                                  **{**FAST, "steps": 15}))
-        assert main(["run", str(tmp / "model"), "--fp32", "--out", str(tmp / "art"), "--no-bench",
-                     "--n-validate", "64"]) == 0
-    finally:
-        torch.set_num_threads(threads)
-    return tmp / "model", tmp / "art"
+    return build_trained(tmp_path_factory.mktemp("trained"), {
+        "topic": "classification", "verbs": "token-classification", "sim": "embedding", "rr": "rerank", "mlm": "mlm"})
 
 
 def test_every_head_is_in_the_manifest_and_passes_its_own_gate(trained):
