@@ -24,6 +24,7 @@ from starlette.responses import JSONResponse  # resolved at runtime by FastAPI (
 
 from serve import metrics
 from serve.apis import task_routes
+from serve.apis.openapi import served_openapi
 from serve.dispatch import TaskDispatch
 from serve.errors import STATUS, ServeError, error_body, install_error_handlers, responses_for
 from serve.middleware import EdgeMiddleware
@@ -33,8 +34,8 @@ if TYPE_CHECKING:
     from serve.config import Settings
     from serve.engine import AppEngine
 
-ENDPOINT_ERRORS = ("invalid_json", "unauthorized", "model_not_found", "input_too_long", "payload_too_large",
-                   "invalid_request", "overloaded", "server_error", "not_ready", "timeout")
+ENDPOINT_ERRORS = ("invalid_json", "unsupported", "unauthorized", "model_not_found", "input_too_long",
+                   "payload_too_large", "invalid_request", "overloaded", "server_error", "not_ready", "timeout")
 PROBES = ("/health", "/ready", "/live")
 
 
@@ -143,8 +144,13 @@ def build_app(engine: AppEngine, settings: Settings, closing: Callable[[], bool]
         body, content_type = await render() if render else metrics.render()
         return Response(content=body, media_type=content_type)
 
+    from prometheus_client import CONTENT_TYPE_LATEST
+
     app.add_api_route("/metrics", prometheus, methods=["GET"], tags=["monitoring"], summary="Prometheus metrics",
-                      dependencies=security, responses=responses_for("unauthorized"))
+                      dependencies=security, response_class=Response, responses={
+                          200: {"description": "Prometheus text format",
+                                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}}},
+                          **responses_for("unauthorized")})
     for path, check, kind, summary in (
             ("/live", engine.live, "unavailable", "200 while the engine can answer"),
             ("/ready", engine.ready, "not_ready", "200 once every model is warmed up; 503 while draining"),
@@ -158,6 +164,7 @@ def build_app(engine: AppEngine, settings: Settings, closing: Callable[[], bool]
         task = task_of.get(path)
         return engine.refusal(task, client) if task else None
 
+    app.openapi = served_openapi(app, engine)  # type: ignore[method-assign]  # the schema of what is served
     app.add_middleware(TaskDispatch, routes=routes)  # inside the edge: after the key and body checks
     app.add_middleware(EdgeMiddleware, api_key=settings.api_key, max_body_bytes=settings.max_body_bytes,
                        endpoints=endpoints, closing=closing, gate=gate,

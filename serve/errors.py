@@ -28,6 +28,7 @@ log = logging.getLogger("serve")
 # Error kind -> HTTP status (text-embeddings-inference keeps one such table).
 STATUS: dict[str, int] = {
     "invalid_json": 400,
+    "unsupported": 400,
     "unauthorized": 401,
     "model_not_found": 404,
     "not_found": 404,

@@ -46,6 +46,8 @@ class ServedModel:
         self.labels = manifest.labels or []
         self.pair_boundary = tokenizer.pair_boundary()  # where a pair's second segment starts (rerank)
         self._token_text: dict[int, str] = {}
+        self._prompt_tokens: dict[str, int] = {}
+        self.output_sizes: dict[str, int] = {}  # each 2-D graph output's width, learned at warm-up (serve.engine)
         self.head: HeadInfo | None = None
         self.address = spec.name
         self._views = {h.name: self._view(h, i) for i, h in enumerate(manifest.heads or [])}
@@ -75,63 +77,112 @@ class ServedModel:
             return {self.name: self}
         return {v.address: v for v in self._views.values()}
 
-    def tokenize(self, texts: Sequence[Text], param: str = "inputs") -> list[list[int]]:
-        """Token ids of each text, special tokens included; truncated or refused past ``max_length``.
+    @property
+    def dimensions(self) -> int | None:
+        """An embedding model's (or head's) vector size, once warmed up; None otherwise."""
+        if self.task != "embedding":
+            return None
+        return self.output_sizes.get(self.head.output if self.head is not None else "sentence_embedding")
+
+    def embedding_sizes(self) -> list[int]:
+        """The ``dimensions`` a request may ask: the full size, then the smaller Matryoshka sizes of
+        models.yaml's ``serve.matryoshka_dimensions`` (only those while the full size is not known)."""
+        full, listed = self.dimensions, self.spec.options.matryoshka_dimensions or []
+        return [full, *(d for d in listed if d < full)] if full else list(listed)
+
+    def prompt(self, name: str | None) -> str | None:
+        """The text of the prompt ``name`` of models.yaml's ``serve.prompts`` (None: no prompt).
+
+        Raises:
+            ServeError: 400 for a name the model does not have.
+        """
+        if name is None:
+            return None
+        prompts = self.spec.options.prompts
+        if name not in prompts:
+            have = ", ".join(repr(p) for p in prompts) or "none"
+            raise ServeError("unsupported", f"model {self.name!r} has no prompt {name!r}; its prompts: {have} "
+                             "(models.yaml serve.prompts)", "prompt_name")
+        return prompts[name]
+
+    def tokenize(self, texts: Sequence[Text], param: str = "inputs", prompt: str | None = None) -> list[list[int]]:
+        """Token ids of each text or text pair (after ``prompt``), special tokens included; cut or refused past
+        ``max_length``.
 
         Raises:
             ServeError: a text cannot be tokenized, or is too long and the model does not truncate.
         """
-        return self.fit(self.encode(texts, param), texts, param)
+        return self.fit(self.encode(texts, param, prompt), texts, param, prompt)
 
-    def encode(self, texts: Sequence[Text], param: str = "inputs") -> list[list[int]]:
-        """Token ids of each text in one tokenizer call, whatever their length.
+    def encode(self, texts: Sequence[Text], param: str = "inputs", prompt: str | None = None) -> list[list[int]]:
+        """Token ids of each text or text pair (after ``prompt``) in one tokenizer call, whatever their length.
 
         Raises:
             ServeError: a text cannot be tokenized.
         """
-        return self._encode(self._prepared(texts), param, truncate=False)
+        return self._encode(self.prepared(texts, prompt), param)
 
-    def fit(self, ids: list[list[int]], texts: Sequence[Text], param: str = "inputs") -> list[list[int]]:
-        """``ids`` of ``texts`` within ``max_length``: a longer one is truncated, or refused (413).
+    def fit(self, ids: list[list[int]], texts: Sequence[Text], param: str = "inputs",
+            prompt: str | None = None) -> list[list[int]]:
+        """``ids`` of ``texts`` within ``max_length``: a longer one is cut, or refused (413). A single text is
+        cut at ``serve.truncation_side`` (the prompt kept); a pair at the end of its second text (the
+        document), then of its first, so both segments keep their special tokens.
 
         Raises:
             ServeError: a text is too long and the model does not truncate.
         """
+        opts = self.spec.options
         for i, seq in enumerate(ids):
             if len(seq) <= self.max_length:
                 continue
-            if not self.spec.options.truncate:
+            if not opts.truncate:
                 raise ServeError("input_too_long", f"{param}[{i}] is {len(seq)} tokens long; model {self.name!r} "
                                  f"takes at most {self.max_length} (special tokens included): shorten or split it",
                                  param)
-            ids[i] = self._encode(self._prepared([texts[i]]), param, truncate=True)[0]
+            if isinstance(texts[i], tuple):  # where the segments meet is the tokenizer's to say: encode it again
+                ids[i] = self._encode(self.prepared([texts[i]], prompt), param, self.max_length)[0]
+            else:
+                ids[i] = self.tokenizer.cut(seq, self.max_length, opts.truncation_side, self._prompt_length(prompt))
         return ids
 
-    def _prepared(self, texts: Sequence[Text]) -> Sequence[Text]:
-        if not self.split_chars:
-            return texts
-        from compress.data import space_residues
+    def prepared(self, texts: Sequence[Text], prompt: str | None = None) -> list[Text]:
+        """The texts as the tokenizer takes them (:meth:`prepared_text`); a pair's prompt goes before its first
+        text (the query) alone."""
+        return [self.prepared_text(t, prompt) if isinstance(t, str)
+                else (self.prepared_text(t[0], prompt), self.prepared_text(t[1])) for t in texts]
 
-        def spaced(t: str) -> str:
-            return space_residues(t, self.mask_token or "[MASK]")
+    def prepared_text(self, text: str, prompt: str | None = None) -> str:
+        """One text as the tokenizer takes it: residues spaced out (``split_chars``), after the prompt."""
+        if self.split_chars:
+            from compress.data import space_residues
 
-        return [spaced(t) if isinstance(t, str) else (spaced(t[0]), spaced(t[1])) for t in texts]
+            text = space_residues(text, self.mask_token or "[MASK]")
+        return prompt + text if prompt else text
+
+    def _prompt_length(self, prompt: str | None) -> int:
+        """Tokens the prompt takes at the start of a text (its trailing space belongs to the next word)."""
+        if not prompt:
+            return 0
+        if prompt not in self._prompt_tokens:
+            self._prompt_tokens[prompt] = len(self.tokenizer.encodings([prompt.rstrip()], False)[0].ids)
+        return self._prompt_tokens[prompt]
 
     def spans(self, text: str) -> tuple[str, Spans, list[tuple[int, int]]]:
         """(the text as tokenized, its tokens' :class:`Spans` in it, their offsets in the client's ``text``):
-        a per-residue model tokenizes the residues spaced out, and its offsets are mapped back."""
-        prepared = self._prepared([text])[0]
-        assert isinstance(prepared, str)
-        spans = self.tokenizer.spans(prepared, self.max_length if self.spec.options.truncate else None)
+        a per-residue model tokenizes the residues spaced out, and its offsets are mapped back. The tokens
+        are those :meth:`tokenize` keeps (no prompt)."""
+        prepared = self.prepared_text(text)
+        opts = self.spec.options
+        spans = self.tokenizer.spans(prepared, self.max_length if opts.truncate else None, opts.truncation_side)
         if prepared == text:
             return prepared, spans, spans.offsets
         at = [i for i, c in enumerate(text) if not c.isspace()]  # the k-th non-space character's index
         k_of = {i: k for k, i in enumerate(i for i, c in enumerate(prepared) if not c.isspace())}
         return prepared, spans, [(at[k_of[a]], at[k_of[b - 1]] + 1) if b > a else (0, 0) for a, b in spans.offsets]
 
-    def _encode(self, texts: Sequence[Text], param: str, truncate: bool) -> list[list[int]]:
+    def _encode(self, texts: Sequence[Text], param: str, max_length: int | None = None) -> list[list[int]]:
         try:
-            return self.tokenizer.encode(texts, self.max_length if truncate else None)
+            return self.tokenizer.encode(texts, max_length)
         except Exception as e:  # the Rust tokenizer rejects e.g. unpaired surrogates, with varied types
             raise ServeError("invalid_request", f"{param} could not be tokenized ({type(e).__name__}); send "
                              "plain UTF-8 text", param) from None
@@ -156,7 +207,10 @@ class ServedModel:
     def describe(self) -> dict[str, object]:
         m = self.manifest
         return {"task": self.task, "endpoint": ENDPOINTS[self.task], "max_length": self.max_length,
-                "truncate": self.spec.options.truncate, "mask_token": self.mask_token if self.task == "fill-mask"
+                "truncate": self.spec.options.truncate,
+                "truncation_side": self.spec.options.truncation_side, "prompts": self.spec.options.prompts or None,
+                "dimensions": self.dimensions, "matryoshka_dimensions": self.spec.options.matryoshka_dimensions,
+                "mask_token": self.mask_token if self.task == "fill-mask"
                 else None, "labels": self.labels or None, "pooling": m.pooling, "normalize": m.normalize,
                 "method": m.method, "backend": self.spec.backend,
                 "device": self.spec.options.device, "example": self.example(),

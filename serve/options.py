@@ -81,6 +81,15 @@ class ServeOptions(BaseModel):
                                                   "with on first start: plain (quantize, optimize) or full (adapt "
                                                   "and prune steps too, as `compress run`); serve --compress: full")
 
+    # What a request may ask of the model beyond its inputs (serve/apis/): see docs/models-yaml.md.
+    matryoshka_dimensions: list[int] | None = Field(None, min_length=1, description="embedding sizes the model "
+                                                     "was trained to be truncated to (Matryoshka): a request's "
+                                                     "`dimensions` may be one of these or the full size")
+    prompts: dict[str, str] = Field(default_factory=dict, description="named prefixes a request picks with "
+                                    "`prompt_name` (e.g. query: 'query: ')")
+    truncation_side: Literal["right", "left"] = Field("right", description="which end of a too-long input is cut "
+                                                      "when truncate is on (left keeps the prompt and the end)")
+
     @model_validator(mode="after")
     def _budgets_for_the_device(self) -> ServeOptions:
         if self.device == "cuda":
@@ -88,6 +97,13 @@ class ServeOptions(BaseModel):
                 self.max_batch_tokens = CUDA_PASS_TOKENS
             if "max_queue_requests" not in self.model_fields_set:
                 self.max_queue_requests = 2 * self.max_batch_size
+        return self
+
+    @model_validator(mode="after")
+    def _distinct_dimensions(self) -> ServeOptions:
+        dims = self.matryoshka_dimensions or []
+        if any(d < 1 for d in dims) or len(set(dims)) != len(dims):
+            raise ValueError(f"matryoshka_dimensions must be distinct positive sizes (got {dims})")
         return self
 
     @model_validator(mode="after")

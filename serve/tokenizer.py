@@ -60,7 +60,7 @@ class TextTokenizer:
         # tokenizer.json may carry the padding and truncation its last user set; a call sets its own.
         self._plain.no_padding()
         self._plain.no_truncation()
-        self._truncating: dict[int, Tokenizer] = {}
+        self.front, self.back = self._special_ends()
         config = self._config(directory)
         self.pad_token = _token(config.get("pad_token"))
         self.cleanup = bool(config.get("clean_up_tokenization_spaces", False))
@@ -93,22 +93,38 @@ class TextTokenizer:
     def vocab_size(self) -> int:
         return self._plain.get_vocab_size(with_added_tokens=True)
 
-    def encode(self, texts: Sequence[Text], max_length: int | None = None) -> list[list[int]]:
-        """Token ids of each text (or text pair), special tokens added; truncated to ``max_length`` tokens in
-        all if given (a pair: the longer text first).
+    def _special_ends(self) -> tuple[int, int]:
+        """(tokens before, tokens after) the text that the post-processor adds to a single sequence."""
+        plain = self._plain.encode("a", add_special_tokens=False).ids
+        full = self._plain.encode("a", add_special_tokens=True).ids
+        front = next((i for i in range(len(full) - len(plain) + 1) if full[i: i + len(plain)] == plain), 0)
+        return front, len(full) - front - len(plain)
+
+    def encode(self, texts: Sequence[Text], max_length: int | None = None, side: str = "right",
+               keep: int = 0) -> list[list[int]]:
+        """Token ids of each text (or text pair), special tokens added; cut to ``max_length`` tokens in all if
+        given. A pair loses the end of its second text (the document) first, then the end of its first.
+
+        Args:
+            side: the end cut off a too-long single text, ``right`` or ``left`` (special tokens always stay).
+            keep: tokens at the start of a single text never cut when ``side`` is left (a prompt).
 
         Raises:
             Exception: whatever the Rust tokenizer raises for text it cannot take (e.g. lone surrogates).
         """
-        tok = self._plain if max_length is None else self._truncated(max_length)
-        return [e.ids for e in tok.encode_batch(list(texts), add_special_tokens=True)]
+        encodings = self._plain.encode_batch(list(texts), add_special_tokens=True)
+        if max_length is None:
+            return [e.ids for e in encodings]
+        return [_cut_pair(e, max_length) if isinstance(t, tuple) else self.cut(e.ids, max_length, side, keep)
+                for t, e in zip(texts, encodings, strict=True)]
 
-    def spans(self, text: str, max_length: int | None = None) -> Spans:
-        """The offsets in ``text`` of each of its tokens (as :meth:`encode` makes them), which are special,
-        and the vocabulary entries."""
-        tok = self._plain if max_length is None else self._truncated(max_length)
-        e = tok.encode(text, add_special_tokens=True)
-        return Spans([tuple(o) for o in e.offsets], [bool(m) for m in e.special_tokens_mask], list(e.tokens))
+    def spans(self, text: str, max_length: int | None = None, side: str = "right") -> Spans:
+        """The offsets in ``text`` of each of its tokens (as :meth:`encode` makes and cuts them), which are
+        special, and the vocabulary entries."""
+        e = self._plain.encode(text, add_special_tokens=True)
+        kept = self._kept(len(e.ids), max_length, side) if max_length is not None else range(len(e.ids))
+        return Spans([tuple(e.offsets[i]) for i in kept], [bool(e.special_tokens_mask[i]) for i in kept],
+                     [e.tokens[i] for i in kept])
 
     @property
     def subword_prefix(self) -> str | None:
@@ -127,16 +143,27 @@ class TextTokenizer:
             return None
         return int(e.ids[e.type_ids.index(1) - 1])
 
-    def _truncated(self, max_length: int) -> Any:
-        tok = self._truncating.get(max_length)
-        if tok is None:  # a copy per length: the library's truncation is a setting of the tokenizer
-            from tokenizers import Tokenizer
+    def encodings(self, texts: list[str], add_special_tokens: bool = True) -> list[Any]:
+        """The library's encodings of ``texts`` (ids, tokens, character offsets), never cut."""
+        return self._plain.encode_batch(texts, add_special_tokens=add_special_tokens)
 
-            tok = Tokenizer.from_str(self._json)
-            tok.no_padding()
-            tok.enable_truncation(max_length, stride=0, strategy="longest_first", direction="right")
-            self._truncating[max_length] = tok
-        return tok
+    def cut(self, ids: list[int], max_length: int, side: str = "right", keep: int = 0) -> list[int]:
+        """``ids`` (special tokens included) within ``max_length``: text tokens dropped from ``side``,
+        as the library's own truncation drops them (the ``keep`` first text tokens stay on the left side)."""
+        return ids if len(ids) <= max_length else [ids[i] for i in self._kept(len(ids), max_length, side, keep)]
+
+    def _kept(self, n: int, max_length: int, side: str = "right", keep: int = 0) -> Sequence[int]:
+        """The positions :meth:`cut` keeps of a single text's ``n`` tokens (special tokens included)."""
+        if n <= max_length:
+            return range(n)
+        front, back = self.front, self.back
+        end = n - back  # past the text's last token
+        room = max(max_length - front - back, 0)
+        if side == "left" and room > keep:
+            text = [*range(front, front + keep), *range(end - (room - keep), end)]
+        else:
+            text = [*range(front, front + room)]
+        return [*range(front), *text, *range(end, n)]
 
     def decode(self, ids: list[int], skip_special_tokens: bool = False) -> str:
         """Text of ``ids``, as transformers' ``decode`` gives it."""
@@ -145,3 +172,18 @@ class TextTokenizer:
             for old, new in _CLEANUP:
                 text = text.replace(old, new)
         return text
+
+
+def _cut_pair(encoding: Any, max_length: int) -> list[int]:
+    """A pair's ids within ``max_length``: tokens dropped from the end of its second text (the document),
+    then from the end of its first; the special tokens of both segments stay."""
+    ids, segments = encoding.ids, encoding.sequence_ids
+    excess = len(ids) - max_length
+    dropped: set[int] = set()
+    for segment in (1, 0):
+        for i in reversed(range(len(ids))):
+            if len(dropped) >= excess:
+                break
+            if segments[i] == segment:
+                dropped.add(i)
+    return [t for i, t in enumerate(ids) if i not in dropped]

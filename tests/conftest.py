@@ -24,7 +24,8 @@ SENTENCES = [" ".join(WORDS[(i * 7 + j * 3) % len(WORDS)] for j in range(5 + i %
 def _wordpiece_tokenizer(directory: Path):
     from transformers import BertTokenizerFast
 
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *WORDS, *"abcdefghijklmnopqrstuvwxyz"]
+    # distinct entries: a repeated one ("a") would leave an id past the model's vocab_size (len(tokenizer))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *dict.fromkeys([*WORDS, *"abcdefghijklmnopqrstuvwxyz"])]
     (directory / "vocab.txt").write_text("\n".join(vocab) + "\n")
     return BertTokenizerFast(vocab_file=str(directory / "vocab.txt"), do_lower_case=True)
 

@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, Usage, as_list, client_of, json_response, usage
+from serve.apis.schemas import (
+    JSON_INTEGER,
+    Inputs,
+    ModelName,
+    PromptName,
+    RequestModel,
+    Usage,
+    as_list,
+    client_of,
+    json_response,
+    usage,
+)
 
 if TYPE_CHECKING:
     from serve.engine import AppEngine
 
 
-class ClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class ClassifyRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"model": "antiberty:species", "inputs": "EVQLVESGGGLVQPGGSLRLSCAAS", "top_k": 3}]})
     inputs: Inputs
     model: ModelName = None
-    top_k: int | None = Field(None, ge=1, le=10_000, description="labels per input (default: all), most likely "
-                              "first")
+    top_k: Annotated[int, Field(ge=1, le=10_000), JSON_INTEGER] | None = Field(None, description="labels per "
+                                                                                "input (default: all), most likely "
+                                                                                "first")
+    prompt_name: PromptName = None
 
 
 class ClassifyResult(BaseModel):
@@ -37,7 +50,8 @@ class ClassifyResponse(BaseModel):
 
 def routes(engine: AppEngine) -> list[Route]:
     async def classify(body: ClassifyRequest, request: Request) -> Response:
-        answer = await engine.infer("classification", body.model, as_list(body.inputs), {"top_k": body.top_k},
+        params = {"top_k": body.top_k, "prompt_name": body.prompt_name}
+        answer = await engine.infer("classification", body.model, as_list(body.inputs), params,
                                     path=request.scope["path"], client=client_of(request))
         response = ClassifyResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
         return json_response(response, answer.version)

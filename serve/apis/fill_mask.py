@@ -2,25 +2,36 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Annotated
 
 from fastapi import Request  # resolved at runtime by FastAPI
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, Usage, as_list, client_of, json_response, usage
+from serve.apis.schemas import (
+    JSON_INTEGER,
+    Inputs,
+    ModelName,
+    RequestModel,
+    Usage,
+    as_list,
+    client_of,
+    json_response,
+    usage,
+)
 
 if TYPE_CHECKING:
     from serve.engine import AppEngine
 
 
-class FillMaskRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class FillMaskRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"model": "antiberty", "inputs": "EVQLVESGGGLVQPGG[MASK]LRLSCAAS", "top_k": 5}]})
     inputs: Inputs
     model: ModelName = None
-    top_k: int = Field(5, ge=1, le=50, description="candidates per mask (at most the vocabulary size)")
+    top_k: Annotated[int, Field(ge=1, le=50), JSON_INTEGER] = Field(5, description="candidates per mask (at most "
+                                                                     "the vocabulary size)")
 
 
 class MaskPrediction(BaseModel):

@@ -16,7 +16,20 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, RootModel, V
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, Text, Usage, as_list, check_texts, client_of, json_response, usage
+from serve.apis.schemas import (
+    JSON_INTEGER,
+    Inputs,
+    ModelName,
+    PromptName,
+    RequestModel,
+    Text,
+    Usage,
+    as_list,
+    check_texts,
+    client_of,
+    json_response,
+    usage,
+)
 from serve.errors import ServeError
 
 if TYPE_CHECKING:
@@ -30,22 +43,38 @@ def _document_texts(value: Any) -> Any:
     return check_texts(value)
 
 
+def _one_text(value: Any) -> Any:
+    if not isinstance(value, str):
+        raise ValueError(f"must be a string, not {type(value).__name__}")
+    return check_texts(value)
+
+
 Documents = Annotated[list[Text], Field(min_length=1), BeforeValidator(_document_texts)]
+Query = Annotated[Text, BeforeValidator(_one_text)]
 
 
-class RerankRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+def _given(field: str) -> dict[str, Any]:
+    """JSON Schema for: ``field`` is sent as a list (not left out, not null)."""
+    return {"required": [field], "properties": {field: {"type": "array"}}}
+
+
+class RerankRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"model": "reranker:rr", "query": "What is the capital of France?",
-         "documents": ["Paris is the capital of France.", "Berlin is in Germany."], "top_n": 1}]})
-    query: Text
+         "documents": ["Paris is the capital of France.", "Berlin is in Germany."], "top_n": 1}],
+        "oneOf": [_given("documents"), _given("texts")]})  # the schema says what _one_list checks
+    query: Query
     documents: Documents | None = Field(None, description="the passages to rank (Cohere, Jina)")
     texts: Documents | None = Field(None, validate_default=True, description="the passages to rank "
                                     "(text-embeddings-inference): the answer is then TEI's list")
     model: ModelName = None
-    top_n: int | None = Field(None, ge=1, description="the best this many (default: all), best first")
+    top_n: Annotated[int, Field(ge=1), JSON_INTEGER] | None = Field(None, description="the best this many "
+                                                                     "(default: all), best first")
     return_documents: bool = Field(False, description="each result with its document")
     return_text: bool = Field(False, description="TEI: each result with its text")
     raw_scores: bool = Field(False, description="TEI: the logit instead of its sigmoid")
+    prompt_name: PromptName = Field(None, description="a prompt of the model's models.yaml serve.prompts, put "
+                                    "before the query (never a document); 400 if it has none of that name")
 
     @field_validator("texts")
     @classmethod
@@ -82,13 +111,16 @@ class RerankAnswer(RootModel[RerankResponse | list[TeiRank]]):
     """Cohere's shape for ``documents``, text-embeddings-inference's for ``texts``."""
 
 
-class ScoreRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class ScoreRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"model": "reranker:rr", "text_1": "What is the capital of France?",
          "text_2": ["Paris is the capital of France.", "Berlin is in Germany."]}]})
     text_1: Inputs
-    text_2: Inputs
+    text_2: Annotated[Inputs, Field(description="one text, or a list: of text_1's length when text_1 is a list "
+                                    "of several (422 otherwise; JSON Schema cannot say it)")]
     model: ModelName = None
+    prompt_name: PromptName = Field(None, description="a prompt of the model's models.yaml serve.prompts, put "
+                                    "before each text_1 (never a text_2); 400 if it has none of that name")
 
 
 class ScoreData(BaseModel):
@@ -105,7 +137,8 @@ class ScoreResponse(BaseModel):
 
 
 def score_pairs(text_1: str | list[str], text_2: str | list[str]) -> list[tuple[str, str]]:
-    """vLLM's pairing: one text against each of the others, or two lists of one length zipped.
+    """vLLM's pairing: one text against each of the others (either side the one), or two lists of one length
+    zipped.
 
     Raises:
         ServeError: two lists of different lengths.
@@ -113,9 +146,11 @@ def score_pairs(text_1: str | list[str], text_2: str | list[str]) -> list[tuple[
     first, second = as_list(text_1), as_list(text_2)
     if len(first) == 1:
         return [(first[0], t) for t in second]
+    if len(second) == 1:
+        return [(t, second[0]) for t in first]
     if len(first) != len(second):
         raise ServeError("invalid_request", f"text_1 has {len(first)} texts and text_2 {len(second)}; send one "
-                         "text_1 for all of text_2, or lists of the same length", "text_2")
+                         "text on either side, or lists of the same length", "text_2")
     return list(zip(first, second, strict=True))
 
 
@@ -129,8 +164,9 @@ def routes(engine: AppEngine) -> list[Route]:
         docs = body.texts if tei else body.documents
         assert docs is not None  # checked by the request model
         param = "texts" if tei else "documents"
-        answer = await engine.infer("rerank", body.model, [(body.query, d) for d in docs], {"pairs": True,
-                                    "param": param}, param=param, path=request.scope["path"], client=client_of(request))
+        params = {"pairs": True, "param": param, "prompt_name": body.prompt_name}
+        answer = await engine.infer("rerank", body.model, [(body.query, d) for d in docs], params, param=param,
+                                    path=request.scope["path"], client=client_of(request))
         key = "raw" if tei and body.raw_scores else "score"
         scores = [r[key] for r in answer.results]
         order = _ranked(scores, body.top_n)
@@ -145,7 +181,8 @@ def routes(engine: AppEngine) -> list[Route]:
 
     async def score(body: ScoreRequest, request: Request) -> Response:
         pairs = score_pairs(body.text_1, body.text_2)
-        answer = await engine.infer("rerank", body.model, pairs, {"pairs": True, "param": "text_2"}, param="text_2",
+        params = {"pairs": True, "param": "text_2", "prompt_name": body.prompt_name}
+        answer = await engine.infer("rerank", body.model, pairs, params, param="text_2",
                                     path=request.scope["path"], client=client_of(request))
         data = [ScoreData(index=i, score=r["score"]) for i, r in enumerate(answer.results)]
         return json_response(ScoreResponse(model=answer.model, data=data, usage=usage(answer.ids)), answer.version)

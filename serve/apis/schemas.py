@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 from starlette.responses import Response
 
 if TYPE_CHECKING:
@@ -46,6 +46,32 @@ ModelName = Annotated[str | None, Field(None, max_length=256, description="a ser
                                         "when the endpoint serves one model")]
 
 
+def _json_integer(value: Any) -> Any:
+    """An integer as JSON Schema reads one: a number without a fraction (``5.0`` too), never a string or a boolean."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError(f"must be an integer, not {type(value).__name__}")
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ValueError(f"must be a whole number, not {value}")
+        return int(value)
+    return value
+
+
+# After a field's limits, which then stay limits of the integer in the JSON schema:
+# ``Annotated[int, Field(ge=1), JSON_INTEGER]``.
+JSON_INTEGER = BeforeValidator(_json_integer)
+PromptName = Annotated[str | None, Field(None, max_length=256, description="a prompt of the model's models.yaml "
+                                         "serve.prompts, put before each input (e.g. query); 400 if it has none "
+                                         "of that name")]
+
+
+class RequestModel(BaseModel):
+    """A request body: unknown fields refused, and no coercion (``"5"`` is not an integer, ``0`` not a boolean),
+    so the body is valid exactly when the schema says it is."""
+
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
 class Usage(BaseModel):
     prompt_tokens: int = Field(description="tokens in the inputs, special tokens included")
     total_tokens: int
@@ -68,6 +94,7 @@ def client_of(request: Request) -> Hashable | None:
 VERSION_HEADER = "X-Model-Version"
 
 
-def json_response(body: BaseModel, version: str) -> Response:
-    """``body`` serialized by pydantic (no second validation pass), with the artifact version header."""
-    return Response(body.model_dump_json(), media_type="application/json", headers={VERSION_HEADER: version})
+def json_response(body: BaseModel, version: str | None) -> Response:
+    """``body`` serialized by pydantic (no second validation pass), with the artifact version header if given."""
+    headers = {VERSION_HEADER: version} if version is not None else None
+    return Response(body.model_dump_json(), media_type="application/json", headers=headers)

@@ -9,15 +9,15 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, Usage, as_list, client_of, json_response, usage
+from serve.apis.schemas import Inputs, ModelName, RequestModel, Usage, as_list, client_of, json_response, usage
 from serve.engine.token_groups import Strategy
 
 if TYPE_CHECKING:
     from serve.engine import AppEngine
 
 
-class TokenClassifyRequest(BaseModel):
-    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [
+class TokenClassifyRequest(RequestModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
         {"model": "antiberty-region:region", "inputs": "EVQLVESGGGLVQPGGSLRLSCAAS", "aggregation_strategy": "simple"}]})
     inputs: Inputs
     model: ModelName = None

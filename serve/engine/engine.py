@@ -68,7 +68,8 @@ def load_version(model: ServedModel) -> Version:
     spec = model.spec
     backend = load_backend(spec)
     for batch in ([spec.warmup[0]], spec.warmup * min(8, spec.options.max_batch_size)):
-        backend(pad_batch(batch, spec.pad_id, backend.input_names))
+        out = backend(pad_batch(batch, spec.pad_id, backend.input_names))
+    model.output_sizes.update({k: int(v.shape[-1]) for k, v in out.items() if v.ndim == 2})  # embedding sizes
     version = Version(model, backend, artifact_version(spec.artifact))
     o = spec.options
     log.info("%s (%s) version %s loaded and warmed up in %.1fs: %s; passes of up to %d sequences and %d tokens, "

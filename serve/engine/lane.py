@@ -129,7 +129,8 @@ class Lane:
         task = TASKS[model.task]
         tokens = 0
         try:
-            ids = await self.tokenize(version.model, texts, param)
+            prompt = version.model.prompt(params.get("prompt_name"))
+            ids = await self.tokenize(version.model, texts, param, prompt)
             task.check(model, ids, params)
             tokens = sum(len(s) for s in ids)
             self._admit(self.admission.reserve_tokens, self.name, tokens)

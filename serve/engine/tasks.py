@@ -111,13 +111,24 @@ class Classify(Task):
 class Embed(Task):
     name = "embedding"
 
+    def check(self, model: ServedModel, ids: list[list[int]], params: dict[str, Any]) -> None:
+        dims, sizes = params.get("dimensions"), model.embedding_sizes()
+        if dims is None or dims in sizes or not sizes:
+            return
+        more = (f"; trained for Matryoshka truncation, also {', '.join(map(str, sizes[1:]))}" if len(sizes) > 1
+                else " (models.yaml serve.matryoshka_dimensions lists the sizes a model was trained to be cut to)")
+        raise ServeError("unsupported", f"model {model.name!r} cannot return {dims} dimensions: leave dimensions out "
+                         f"for its full size {sizes[0]}{more}", "dimensions")
+
     def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
              params: list[dict[str, Any]]) -> list[Any]:
         vectors = out["sentence_embedding"].astype(np.float32)
         default = model.head.normalize if model.head is not None else model.manifest.normalize
         rows = []
         for vec, p in zip(vectors, params, strict=True):
-            normalize = default if p.get("normalize") is None else p["normalize"]
+            cut = vec[: p.get("dimensions") or len(vec)]  # Matryoshka: the first values, normalised again
+            normalize = (default or len(cut) < len(vec)) if p.get("normalize") is None else p["normalize"]
+            vec = cut
             rows.append(vec / max(float(np.linalg.norm(vec)), 1e-12) if normalize else vec)
         return rows
 

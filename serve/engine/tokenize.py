@@ -20,11 +20,12 @@ if TYPE_CHECKING:
     from serve.models import ServedModel
     from serve.tokenizer import Text
 
-Pending = tuple["ServedModel", "Sequence[Text]", str, asyncio.Future]
+Pending = tuple["ServedModel", "Sequence[Text]", str, "str | None", asyncio.Future]  # model, texts, param, prompt
 
 
 class TokenizeQueue:
-    """``await queue(model, texts, param)`` -> token ids, checked against the model's length limit."""
+    """``await queue(model, texts, param, prompt)`` -> token ids (after the prompt), checked against the model's
+    length limit."""
 
     def __init__(self, executor: Executor) -> None:
         self.executor = executor
@@ -32,10 +33,11 @@ class TokenizeQueue:
         self.running = False
         self._task: asyncio.Task | None = None
 
-    async def __call__(self, model: ServedModel, texts: Sequence[Text], param: str = "inputs") -> list[list[int]]:
+    async def __call__(self, model: ServedModel, texts: Sequence[Text], param: str = "inputs",
+                       prompt: str | None = None) -> list[list[int]]:
         loop = asyncio.get_running_loop()
         future = loop.create_future()
-        self.pending.append((model, texts, param, future))
+        self.pending.append((model, texts, param, prompt, future))
         if not self.running:
             self.running = True
             self._task = loop.create_task(self._drain())
@@ -59,24 +61,24 @@ class TokenizeQueue:
 
 
 def tokenize_many(batch: list[Pending]) -> list[list[list[int]] | BaseException]:
-    """Each request's token ids (or its error): one tokenizer call per model for all its requests."""
-    by_model: dict[int, list[int]] = defaultdict(list)
-    for k, (model, *_) in enumerate(batch):
-        by_model[id(model)].append(k)
+    """Each request's token ids (or its error): one tokenizer call per model and prompt for all their requests."""
+    by_model: dict[tuple[int, str | None], list[int]] = defaultdict(list)
+    for k, (model, _, _, prompt, _) in enumerate(batch):
+        by_model[id(model), prompt].append(k)
     results: list[list[list[int]] | BaseException] = [[] for _ in batch]
     for ks in by_model.values():
-        model = batch[ks[0]][0]
+        model, prompt = batch[ks[0]][0], batch[ks[0]][3]
         texts = [t for k in ks for t in batch[k][1]]
         try:
-            ids = model.encode(texts, "inputs")
+            ids = model.encode(texts, "inputs", prompt)
         except ServeError:  # one request's text broke the call: tokenize each on its own to say whose
             ids = None
         start = 0
         for k in ks:
-            _, own, param, _ = batch[k]
+            _, own, param, _, _ = batch[k]
             try:
-                mine = ids[start: start + len(own)] if ids is not None else model.encode(own, param)
-                results[k] = model.fit(mine, own, param)
+                mine = ids[start: start + len(own)] if ids is not None else model.encode(own, param, prompt)
+                results[k] = model.fit(mine, own, param, prompt)
             except ServeError as e:
                 results[k] = e
             start += len(own)

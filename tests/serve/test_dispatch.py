@@ -14,6 +14,7 @@ from serve.app import build_app
 from serve.config import Settings
 from serve.engine.engine import Answer
 from serve.errors import ServeError
+from serve.options import ServeOptions
 
 
 class StubEngine:
@@ -21,7 +22,9 @@ class StubEngine:
 
     def __init__(self) -> None:
         view = SimpleNamespace(manifest=SimpleNamespace(normalize=True, created="2025-01-01T00:00:00"),
-                               task="embedding", spec=SimpleNamespace(name="minilm"),
+                               task="embedding", spec=SimpleNamespace(name="minilm", options=ServeOptions()),
+                               dimensions=4, embedding_sizes=lambda: [4], mask_token=None,
+                               tokenizer=SimpleNamespace(vocab_size=lambda: 30),
                                describe=lambda: {"endpoint": "/v1/embed"})
         self.views = {"minilm": view}
         self.calls = 0

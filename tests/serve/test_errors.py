@@ -47,8 +47,8 @@ CASES = [
      "input", ["token-id"]),
     ("bad encoding_format", "/v1/embeddings", {"model": "minilm", "input": "hi", "encoding_format": "int8"}, None,
      422, "invalid_request", "encoding_format", ["float"]),
-    ("wrong dimensions", "/v1/embeddings", {"model": "minilm", "input": "hi", "dimensions": 64}, None, 422,
-     "invalid_request", "dimensions", ["384"]),
+    ("wrong dimensions", "/v1/embeddings", {"model": "minilm", "input": "hi", "dimensions": 64}, None, 400,
+     "unsupported", "dimensions", ["384"]),
 ]
 
 

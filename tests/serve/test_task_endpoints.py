@@ -30,7 +30,8 @@ def trained(tmp_path_factory):
     model_dir, art = build_trained(tmp, {"verbs": "token-classification", "rr": "rerank", "mlm": "mlm"})
     entry = ModelEntry(name="tt", source=str(model_dir), artifact=str(art),
                        heads=[{"name": "mlm"}, {"name": "verbs"}, {"name": "rr"}],
-                       serve={"threads": 1, "max_batch_size": 16, "batch_timeout": 0.05, "max_items": 8})
+                       serve={"threads": 1, "max_batch_size": 16, "batch_timeout": 0.05, "max_items": 8,
+                              "prompts": {"query": "query: "}})
     served = prepare_model(entry, tmp, compress_missing=False)
     model, tok, _ = load_trained(model_dir)
     return served, model.eval(), tok
@@ -124,6 +125,21 @@ def test_rerank_and_score_answer_as_the_trained_cross_encoder(trained):
     want = _torch_head(model, tok, "rr", [QUERY, "the club"], docs[:2])[:, 0]
     np.testing.assert_allclose([d["score"] for d in zipped["data"]], 1 / (1 + np.exp(-want)), atol=1e-4)
     assert len(recorder.shapes) < 4, "the requests shared forward passes"
+
+
+def test_a_pairs_prompt_goes_before_the_query_alone(trained):
+    served, _, _ = trained
+    docs = SENTENCES[:2]
+    answers = _serve(served, [
+        ("POST", "/v1/score", {"text_1": QUERY, "text_2": docs, "prompt_name": "query"}),
+        ("POST", "/v1/score", {"text_1": "query: " + QUERY, "text_2": docs}),
+        ("POST", "/v1/rerank", {"query": QUERY, "documents": docs, "prompt_name": "query"}),
+        ("POST", "/v1/score", {"text_1": QUERY, "text_2": docs, "prompt_name": "passage"})])
+    (s1, prompted), (s2, by_hand), (s3, ranked), (s4, unknown), _ = answers
+    assert (s1, s2, s3, s4) == (200, 200, 200, 400) and unknown["error"]["param"] == "prompt_name"
+    assert prompted == by_hand
+    assert {r["index"]: r["relevance_score"] for r in ranked["results"]} == {d["index"]: d["score"]
+                                                                             for d in prompted["data"]}
 
 
 BAD = [

@@ -44,3 +44,54 @@ def test_compress_writes_tokenizer_json_for_a_slow_tokenizer(tmp_path):
     tok = TextTokenizer.from_directory(tmp_path / "art")
     assert tok.encode(TEXTS) == slow(TEXTS)["input_ids"]
     assert [tok.decode([i]) for i in range(tok.vocab_size())] == [slow.decode([i]) for i in range(len(slow))]
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_cuts_either_side_as_the_library_does_and_keeps_a_prompt(tmp_path, family):
+    from tokenizers import Tokenizer
+
+    build_tiny(tmp_path, family, "fill-mask")
+    tok = TextTokenizer.from_directory(tmp_path)
+    lib = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    for side in ("right", "left"):
+        for n in (4, 7):
+            lib.enable_truncation(n, direction=side)
+            assert tok.encode(TEXTS, max_length=n, side=side) == [e.ids for e in lib.encode_batch(TEXTS)]
+    full = tok.encode([TEXTS[3]])[0]
+    kept = tok.encode([TEXTS[3]], max_length=7, side="left", keep=2)[0]
+    front, back = tok.front, tok.back
+    assert kept == full[: front + 2] + full[len(full) - back - (7 - front - back - 2):]
+
+
+def test_matryoshka_dimensions_are_distinct_and_positive():
+    from pydantic import ValidationError
+
+    from serve.options import ServeOptions
+
+    assert ServeOptions(matryoshka_dimensions=[256, 64], truncation_side="left").truncation_side == "left"
+    for bad in ([64, 64], [0], []):
+        with pytest.raises(ValidationError):
+            ServeOptions(matryoshka_dimensions=bad)
+    with pytest.raises(ValidationError):
+        ServeOptions(truncation_side="middle")
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_a_pair_is_cut_in_its_document_and_keeps_both_segments_special_tokens(tmp_path, family):
+    from tokenizers import Tokenizer
+
+    build_tiny(tmp_path, family, "fill-mask")
+    tok = TextTokenizer.from_directory(tmp_path)
+    lib = Tokenizer.from_file(str(tmp_path / "tokenizer.json"))
+    query, doc = "the film was new", SENTENCES[3]
+    full = lib.encode(query, doc)
+    assert tok.encode([query, (query, doc)]) == [tok.encode([query])[0], full.ids]  # singles and pairs batch
+    specials = [t for t, m in zip(full.ids, full.special_tokens_mask, strict=True) if m]
+    first = full.sequence_ids.count(0)
+    for n in range(len(full.ids) - 1, len(specials) - 1, -1):
+        cut = tok.encode([(query, doc)], max_length=n)[0]
+        assert len(cut) == n and [t for t in cut if t in specials] == specials, n
+        if n >= first + len(specials) + 1:  # room for the whole query: the library's only_second cut
+            lib.enable_truncation(n, strategy="only_second", direction="right")
+            assert cut == lib.encode(query, doc).ids, n
+            lib.no_truncation()
