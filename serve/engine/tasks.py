@@ -18,12 +18,16 @@ if TYPE_CHECKING:
     from serve.models import ServedModel
 
 
+def softmax(logits: np.ndarray) -> np.ndarray:
+    """Probabilities over the last axis (shifted by each row's maximum, so large logits do not overflow)."""
+    z = np.exp(logits - logits.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)  # type: ignore[no-any-return]
+
+
 def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     """(ids, probabilities) of the ``k`` most likely tokens of each row, most likely first."""
     k = min(k, logits.shape[-1])
-    z = logits - logits.max(axis=-1, keepdims=True)
-    probs = np.exp(z)
-    probs /= probs.sum(axis=-1, keepdims=True)
+    probs = softmax(logits)
     idx = np.argpartition(-probs, k - 1, axis=-1)[:, :k]
     part = np.take_along_axis(probs, idx, axis=-1)
     order = np.argsort(-part, axis=-1, kind="stable")
@@ -98,9 +102,7 @@ class Classify(Task):
 
     def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
              params: list[dict[str, Any]]) -> list[Any]:
-        logits = out["logits"].astype(np.float64)
-        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        return list(z / z.sum(axis=-1, keepdims=True))
+        return list(softmax(out["logits"].astype(np.float64)))
 
     def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
         labels = model.labels or [f"LABEL_{i}" for i in range(len(row))]
@@ -138,9 +140,7 @@ class TokenClassify(Task):
 
     def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
              params: list[dict[str, Any]]) -> list[Any]:
-        logits = out["logits"].astype(np.float64)
-        z = np.exp(logits - logits.max(axis=-1, keepdims=True))
-        probs = z / z.sum(axis=-1, keepdims=True)
+        probs = softmax(out["logits"].astype(np.float64))
         return [probs[r, : len(seq)] for r, seq in enumerate(seqs)]
 
     def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
