@@ -119,6 +119,8 @@ def _train_parser(sub: Any) -> None:
                     "weighing SHARE (WiSE-FT: less forgetting for a little less gain; default 1, no averaging)")
     tr.add_argument("--freeze-heads", default="", metavar="A,B", help="heads whose weights are not trained")
     tr.add_argument("--freeze-encoder", action="store_true", help="train the new heads only")
+    tr.add_argument("--no-probe", dest="probe", action="store_false", default=None,
+                    help="start new classification heads at random, not as a linear probe on the frozen encoder")
     tr.add_argument("--sampling", choices=("proportional", "uniform", "temperature"),
                     help="which task a step trains (default proportional to its examples)")
     tr.add_argument("--temperature", type=float, help="for --sampling temperature: size ** (1/T) (default 2)")
@@ -295,7 +297,7 @@ def _train_options(args: argparse.Namespace) -> Any:
              "max_length": args.max_length, "negatives": args.negatives, "eval_every": args.eval_every,
              "seed": args.seed, "checkpoint": args.checkpoint, "sampling": args.sampling,
              "temperature": args.temperature, "keep_weight": args.keep_weight, "keep_on": args.keep_on,
-             "crop": args.crop, "epochs": args.epochs, "blend": args.blend}
+             "crop": args.crop, "epochs": args.epochs, "blend": args.blend, "probe": args.probe}
     try:
         tasks = [t.model_copy(update={k: v[t.name] for k, v in extra.items() if t.name in v}) for t in tasks]
         return TrainOptions.model_validate({

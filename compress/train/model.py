@@ -82,15 +82,19 @@ class MultiTaskModel(nn.Module):
         out = self.model(**inputs, labels=mlm_labels, output_hidden_states=True)
         return out.hidden_states[-1], out.loss, out.logits
 
-    def head(self, name: str, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """Head ``name``'s output on the hidden states: logits, or the embedding."""
+    def features(self, name: str, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """What head ``name`` reads: every token's state (token-classification) or the pooled output."""
         r = self.records[name]
         if r.kind == "token-classification":
-            return self.linears[name](self.dropout(hidden))  # type: ignore[no-any-return]
-        pooled = pool(hidden, mask, r.pooling or "cls", self.pooler)
+            return hidden
+        return pool(hidden, mask, r.pooling or "cls", self.pooler)
+
+    def head(self, name: str, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Head ``name``'s output on the hidden states: logits, or the embedding."""
+        r, features = self.records[name], self.features(name, hidden, mask)
         if r.kind == "embedding":
-            return nn.functional.normalize(pooled, dim=-1) if r.normalize else pooled
-        return self.linears[name](self.dropout(pooled))  # type: ignore[no-any-return]
+            return nn.functional.normalize(features, dim=-1) if r.normalize else features
+        return self.linears[name](self.dropout(features))  # type: ignore[no-any-return]
 
     def new_head(self, record: HeadRecord, outputs: int) -> None:
         """Add a head with fresh weights (none for an embedding head)."""

@@ -72,6 +72,14 @@ class Classification(Objective):
         loss = nn.functional.cross_entropy(logits, torch.tensor([e.label for e in examples]))
         return Pass(loss, batch, hidden)
 
+    def features(self, model: MultiTaskModel, examples: list[Labelled]) -> tuple[torch.Tensor, torch.Tensor]:
+        """What the head reads from each example (its pooled output), and the labels: a linear probe's data."""
+        parts = []
+        for b in range(0, len(examples), EVAL_BATCH):
+            batch = self._batch(examples[b:b + EVAL_BATCH])
+            parts.append(model.features(self.name, model.encode(batch)[0], batch["attention_mask"]))
+        return torch.cat(parts), torch.tensor([e.label for e in examples])
+
     def evaluate(self, model: MultiTaskModel, examples: list[Labelled]) -> dict[str, float]:
         hits, losses = [], []
         for b in range(0, len(examples), EVAL_BATCH):

@@ -92,6 +92,8 @@ class TrainOptions(BaseModel):
         blend: the trained weights' share when the encoder is averaged with the original afterwards
             (WiSE-FT; 1: the trained weights alone). Below 1 it trades some of the tasks' gain for much
             less drift elsewhere (:mod:`compress.train.blend` shows the figures); new heads are not blended.
+        probe: new classification heads start as a linear probe fitted on the frozen encoder's pooled
+            outputs of the training texts (LP-FT; :mod:`compress.train.probe`), so the encoder moves less.
         label_all_tokens: token-classification labels every sub-token of a word, not only its first.
         crop: token-classification: each training example loses up to this fraction of its words at
             either end, drawn afresh each time, so the head learns a word's label from its context rather
@@ -122,6 +124,7 @@ class TrainOptions(BaseModel):
     keep_weight: float = Field(1.0, gt=0)
     keep_on: str | None = None
     blend: float = Field(1.0, gt=0, le=1)
+    probe: bool = True
     label_all_tokens: bool = False
     crop: float = Field(0.0, ge=0, lt=0.5)
     negatives: int = Field(3, ge=1)

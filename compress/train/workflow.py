@@ -19,7 +19,7 @@ from compress.train.data import TaskData, key, load_task
 from compress.train.keep import Keeper
 from compress.train.loop import TrainLog, figures, train
 from compress.train.model import EMBEDDING, HeadRecord, MultiTaskModel, Pooling
-from compress.train.objectives import OBJECTIVES, Objective
+from compress.train.objectives import OBJECTIVES, Classification, Objective
 from compress.train.options import AUTO, TrainOptions
 from compress.train.report import TRAINING, write_report
 from compress.train.sampling import default_steps, task_probabilities
@@ -145,6 +145,8 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
             for t, p in zip(tasks, shares, strict=True)))
     checkpoint = Path(opts.checkpoint) if opts.checkpoint else out.parent / f".{out.name}.train-checkpoint.pt"
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    if opts.probe and not checkpoint.exists():  # a resumed run has its heads' weights in the checkpoint
+        _probe(model, objectives, tasks, new_heads, progress)
     identity = {"model": source.sha256 or source.path, "data": [sorted(t.sources.items()) for t in tasks]}
     log = train(model, tasks, objectives, keeper, opts, steps, new_heads=new_heads, evaluate=evaluate,
                 checkpoint=checkpoint, identity=identity, progress=progress)
@@ -161,6 +163,20 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
     if not opts.checkpoint:
         checkpoint.unlink(missing_ok=True)  # the model is written: nothing left to resume
     return record
+
+
+def _probe(model: MultiTaskModel, objectives: list[Objective], tasks: list[TaskData], new_heads: set[str],
+           progress: Progress | None) -> None:
+    """Start each new classification head as a linear probe on the frozen encoder (:mod:`compress.train.probe`)."""
+    from compress.train.probe import probe_heads
+
+    heads = {o.name: (o.features, list(t.train)) for o, t in zip(objectives, tasks, strict=True)
+             if o.name in new_heads and isinstance(o, Classification)}
+    if heads and progress:
+        progress(f"fitting {', '.join(heads)} as a linear probe on the frozen encoder's outputs")
+    for name, accuracy in probe_heads(model, heads).items():  # type: ignore[arg-type]
+        if progress:
+            progress(f"linear probe {name}: training accuracy {accuracy:.4f}")
 
 
 def _record(source: Any, opts: TrainOptions, tasks: list[TaskData], log: TrainLog, command: str) -> dict[str, Any]:

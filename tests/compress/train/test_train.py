@@ -26,7 +26,8 @@ def _opts(tasks: list[str], **kw) -> TrainOptions:
 @pytest.mark.parametrize("kind", KINDS)
 def test_each_kind_lowers_its_held_out_loss(kind, tiny, data, tmp_path):
     source = tiny("bert", "fill-mask")
-    record = train_model(str(source), tmp_path / "out", _opts([f"t:{kind}:{data[kind]}"], steps=40))
+    opts = _opts([f"t:{kind}:{data[kind]}"], steps=40, probe=False)  # a probe's head starts near its best
+    record = train_model(str(source), tmp_path / "out", opts)
     before, after = record["before"]["tasks"]["t"], record["after"]["tasks"]["t"]
     assert after["loss"] < before["loss"]
 
@@ -223,3 +224,24 @@ def test_blend_averages_the_encoder_with_the_original_and_leaves_new_heads_as_tr
     heads = [k for k in half if k.startswith("linears.topic")]
     assert heads and all(torch.equal(half[k], full[k]) for k in heads)
     assert record["after"]["blend"] == 0.5  # the figures after blending are the ones reported
+
+
+def test_a_new_classifier_starts_as_a_linear_probe_on_the_frozen_encoder(tiny, data, tmp_path):
+    source = tiny("bert", "fill-mask")
+    task = [f"topic:classification:{data['classification']}"]
+    probed = train_model(str(source), tmp_path / "probed", _opts(task, steps=1, lr=1e-9, head_lr=1e-9))
+    random = train_model(str(source), tmp_path / "random", _opts(task, steps=1, lr=1e-9, head_lr=1e-9, probe=False))
+    start, baseline = probed["before"]["tasks"]["topic"], random["before"]["tasks"]["topic"]
+    assert start["loss"] < baseline["loss"] - 0.05
+    assert start["accuracy"] >= baseline["accuracy"]
+
+
+def test_fit_linear_separates_what_a_linear_layer_can():
+    from compress.train.probe import fit_linear
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(200, 16, generator=gen) * 0.01  # tiny features, as a mean over tokens can be
+    y = (x[:, 0] + x[:, 1] > 0).long() + 2 * (x[:, 2] > 0).long()
+    linear = torch.nn.Linear(16, 4)
+    assert fit_linear(linear, x, y) >= 0.97
+    assert float((linear(x).argmax(-1) == y).float().mean()) >= 0.97
