@@ -30,6 +30,7 @@ class Keeper:
         self.names = names
         self.texts, self.encode, self.batch_size, self.seed = texts or [], encode, batch_size, seed
         self.teacher = copy.deepcopy(model).eval() if names else None
+        self._cache: dict[str, dict[str, torch.Tensor]] = {}  # agreement(): the original's answers by texts
         if self.teacher is not None:
             for p in self.teacher.parameters():
                 p.requires_grad_(False)
@@ -78,21 +79,37 @@ class Keeper:
         return total
 
     def agreement(self, model: MultiTaskModel, encode: object, texts: list[str]) -> dict[str, float]:
-        """Each kept head against the original on ``texts``: top-1 agreement, or an embedding's mean cosine."""
+        """Each kept head against the original on ``texts``: top-1 agreement, or an embedding's mean cosine.
+        The original's answers are computed once and reused by every later call on the same texts."""
         if self.teacher is None or not texts:
             return {}
         scores: dict[str, list[float]] = {n: [] for n in self.names}
         for b in range(0, len(texts), EVAL_BATCH):
-            batch = encode(texts[b:b + EVAL_BATCH])  # type: ignore[operator]
-            hidden, target_hidden = model.encode(batch)[0], self.teacher.encode(batch)[0]
-            mask = batch["attention_mask"].bool()
+            part = texts[b:b + EVAL_BATCH]
+            batch = encode(part)  # type: ignore[operator]
+            hidden, mask = model.encode(batch)[0], batch["attention_mask"].bool()
+            targets = self._targets(batch, part)
             for name in self.names:
                 a = self._outputs(model, hidden, batch, name)
-                t = self._outputs(self.teacher, target_hidden, batch, name)
                 if model.records[name].kind == "embedding":
-                    scores[name] += nn.functional.cosine_similarity(a, t, dim=-1).tolist()
+                    scores[name] += nn.functional.cosine_similarity(a, targets[name], dim=-1).tolist()
                     continue
-                if a.dim() == 3:
-                    a, t = a[mask], t[mask]
-                scores[name] += (a.argmax(-1) == t.argmax(-1)).float().tolist()
+                a = a[mask] if a.dim() == 3 else a
+                scores[name] += (a.argmax(-1) == targets[name]).float().tolist()
         return {n: float(np.mean(v)) for n, v in scores.items()}
+
+    def _targets(self, batch: dict[str, torch.Tensor], texts: list[str]) -> dict[str, torch.Tensor]:
+        """The original's answers on ``batch`` (of ``texts``): an embedding, or the top-1 class of each
+        text (of each real token, for the LM head); cached, as the original does not change."""
+        key = "\x00".join(texts)
+        if key not in self._cache:
+            assert self.teacher is not None
+            hidden, mask = self.teacher.encode(batch)[0], batch["attention_mask"].bool()
+            answers = {}
+            for name in self.names:
+                t = self._outputs(self.teacher, hidden, batch, name)
+                if self.teacher.records[name].kind != "embedding":
+                    t = (t[mask] if t.dim() == 3 else t).argmax(-1)
+                answers[name] = t
+            self._cache[key] = answers
+        return self._cache[key]

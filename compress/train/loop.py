@@ -110,7 +110,7 @@ def train(model: MultiTaskModel, tasks: list[TaskData], objectives: list[Objecti
         done = step + 1
         if done % opts.log_every == 0 or done == steps:
             _log_losses(log, window, done, sched.get_last_lr()[0], t0, start, progress)
-        if done % opts.eval_every == 0 or done == steps:
+        if done == steps or (done % opts.eval_every == 0 and steps - done >= opts.eval_every // 2):
             log.evals.append({"step": done, **evaluate()})
             if progress:
                 progress(f"held out at step {done}: {figures(log.evals[-1], objectives)}")

@@ -128,6 +128,15 @@ class TokenClassification(Objective):
         loss = nn.functional.cross_entropy(logits.flatten(0, 1), labels.flatten(), ignore_index=-100)
         return Pass(loss, batch, hidden)
 
+    def features(self, model: MultiTaskModel, examples: list[Tagged]) -> tuple[torch.Tensor, torch.Tensor]:
+        """The state of each word's first sub-token, and the word's label: a linear probe's data."""
+        xs, ys = [], []
+        for b in range(0, len(examples), EVAL_BATCH):
+            batch, _, first = self._batch(examples[b:b + EVAL_BATCH])
+            xs.append(model.encode(batch)[0][first >= 0])
+            ys.append(first[first >= 0])
+        return torch.cat(xs), torch.cat(ys)
+
     def evaluate(self, model: MultiTaskModel, examples: list[Tagged]) -> dict[str, float]:
         hits, losses = [], []
         for b in range(0, len(examples), EVAL_BATCH):

@@ -92,8 +92,9 @@ class TrainOptions(BaseModel):
         blend: the trained weights' share when the encoder is averaged with the original afterwards
             (WiSE-FT; 1: the trained weights alone). Below 1 it trades some of the tasks' gain for much
             less drift elsewhere (:mod:`compress.train.blend` shows the figures); new heads are not blended.
-        probe: new classification heads start as a linear probe fitted on the frozen encoder's pooled
-            outputs of the training texts (LP-FT; :mod:`compress.train.probe`), so the encoder moves less.
+        probe: new classification and token-classification heads start as a linear probe fitted on the
+            frozen encoder's outputs of the training texts (LP-FT; :mod:`compress.train.probe`), so the
+            encoder moves less and the heads kept beside them drift less.
         label_all_tokens: token-classification labels every sub-token of a word, not only its first.
         crop: token-classification: each training example loses up to this fraction of its words at
             either end, drawn afresh each time, so the head learns a word's label from its context rather

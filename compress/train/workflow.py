@@ -19,7 +19,7 @@ from compress.train.data import TaskData, key, load_task
 from compress.train.keep import Keeper
 from compress.train.loop import TrainLog, figures, train
 from compress.train.model import EMBEDDING, HeadRecord, MultiTaskModel, Pooling
-from compress.train.objectives import OBJECTIVES, Classification, Objective
+from compress.train.objectives import OBJECTIVES, Classification, Objective, TokenClassification
 from compress.train.options import AUTO, TrainOptions
 from compress.train.report import TRAINING, write_report
 from compress.train.sampling import default_steps, task_probabilities
@@ -167,11 +167,12 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
 
 def _probe(model: MultiTaskModel, objectives: list[Objective], tasks: list[TaskData], new_heads: set[str],
            progress: Progress | None) -> None:
-    """Start each new classification head as a linear probe on the frozen encoder (:mod:`compress.train.probe`)."""
+    """Start each new classification and token-classification head as a linear probe on the frozen encoder
+    (:mod:`compress.train.probe`)."""
     from compress.train.probe import probe_heads
 
     heads = {o.name: (o.features, list(t.train)) for o, t in zip(objectives, tasks, strict=True)
-             if o.name in new_heads and isinstance(o, Classification)}
+             if o.name in new_heads and isinstance(o, Classification | TokenClassification)}
     if heads and progress:
         progress(f"fitting {', '.join(heads)} as a linear probe on the frozen encoder's outputs")
     for name, accuracy in probe_heads(model, heads).items():  # type: ignore[arg-type]

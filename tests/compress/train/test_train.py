@@ -226,12 +226,13 @@ def test_blend_averages_the_encoder_with_the_original_and_leaves_new_heads_as_tr
     assert record["after"]["blend"] == 0.5  # the figures after blending are the ones reported
 
 
-def test_a_new_classifier_starts_as_a_linear_probe_on_the_frozen_encoder(tiny, data, tmp_path):
+@pytest.mark.parametrize("kind", ["classification", "token-classification"])
+def test_a_new_classifier_starts_as_a_linear_probe_on_the_frozen_encoder(kind, tiny, data, tmp_path):
     source = tiny("bert", "fill-mask")
-    task = [f"topic:classification:{data['classification']}"]
+    task = [f"t:{kind}:{data[kind]}"]
     probed = train_model(str(source), tmp_path / "probed", _opts(task, steps=1, lr=1e-9, head_lr=1e-9))
     random = train_model(str(source), tmp_path / "random", _opts(task, steps=1, lr=1e-9, head_lr=1e-9, probe=False))
-    start, baseline = probed["before"]["tasks"]["topic"], random["before"]["tasks"]["topic"]
+    start, baseline = probed["before"]["tasks"]["t"], random["before"]["tasks"]["t"]
     assert start["loss"] < baseline["loss"] - 0.05
     assert start["accuracy"] >= baseline["accuracy"]
 
