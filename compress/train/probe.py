@@ -47,6 +47,8 @@ def probe_heads(model: MultiTaskModel, heads: dict[str, tuple[Features, list[obj
     for name, (features, examples) in heads.items():
         with torch.no_grad():
             x, y = features(model, examples)
-        fitted[name] = fit_linear(model.linears[name], x, y)
+        linear = model.linears[name]
+        assert isinstance(linear, nn.Linear)
+        fitted[name] = fit_linear(linear, x, y)
     model.train(was_training)
     return fitted
