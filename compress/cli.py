@@ -138,8 +138,8 @@ def _train_parser(sub: Any) -> None:
                     "(default 0: off)")
     tr.add_argument("--negatives", type=int, help="rerank: irrelevant passages per query a step (default 3; mined "
                     "with BM25 when the file gives none)")
-    tr.add_argument("--eval-every", type=int, help="steps between held-out scores (default 50; the last step is always scored, so "
-                    "none falls in the half interval before it)")
+    tr.add_argument("--eval-every", type=int, help="steps between held-out scores (default 50; the last step is "
+                    "always scored, so none falls in the half interval before it)")
     tr.add_argument("--seed", type=int, help="of the split, the batches and the masks (default 0)")
     tr.add_argument("--checkpoint", help="checkpoint file; an interrupted run resumes from it (default: beside --out)")
     tr.add_argument("--out", type=Path, required=True, help="model directory to write")

@@ -17,11 +17,13 @@ from compress.train.model import MultiTaskModel
 Features = Callable[[MultiTaskModel, list[object]], tuple[torch.Tensor, torch.Tensor]]  # examples -> (X, y)
 
 
-def fit_linear(linear: nn.Linear, x: torch.Tensor, y: torch.Tensor, l2: float = 1e-3, iterations: int = 200) -> float:
+def fit_linear(linear: nn.Linear, x: torch.Tensor, y: torch.Tensor, l2: float = 1e-2, iterations: int = 200) -> float:
     """Fit ``linear`` (in place) to classify rows of ``x`` as ``y``: multinomial logistic regression,
-    L-BFGS on the full batch, with an L2 penalty on the weights; returns its training accuracy."""
-    scale = x.std(0).mean().clamp(min=1e-6)  # pooled outputs can be tiny (a mean over tokens): fit on unit scale
-    xs = (x / scale).detach()
+    L-BFGS on the full batch; returns its training accuracy. The L2 penalty (on unit-scale features) keeps
+    a probe of separable features from growing without bound: its logits stay moderate, as a trained
+    head's are, and fine-tuning still has gradients to follow."""
+    mean, scale = x.mean(0), x.std(0).mean().clamp(min=1e-6)  # fit on centred, unit-scale features:
+    xs = ((x - mean) / scale).detach()  # pooled outputs can be tiny (a mean over tokens) or far from zero
     weight = torch.zeros_like(linear.weight, requires_grad=True)
     bias = torch.zeros_like(linear.bias, requires_grad=True)
     opt = torch.optim.LBFGS([weight, bias], max_iter=iterations, line_search_fn="strong_wolfe")
@@ -33,9 +35,9 @@ def fit_linear(linear: nn.Linear, x: torch.Tensor, y: torch.Tensor, l2: float = 
         return loss
 
     opt.step(closure)  # type: ignore[arg-type]
-    with torch.no_grad():
+    with torch.no_grad():  # the same logits on the raw features
         linear.weight.copy_(weight / scale)
-        linear.bias.copy_(bias)
+        linear.bias.copy_(bias - mean @ linear.weight.T)
         return float(((x @ linear.weight.T + linear.bias).argmax(-1) == y).float().mean())
 
 

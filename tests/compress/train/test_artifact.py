@@ -59,7 +59,7 @@ def test_the_artifact_answers_as_the_trained_model(trained):
         for name, output in (("topic", "topic_logits"), ("verbs", "verbs_logits"), ("sim", "sim_embedding"),
                              ("rr", "rr_logits")):
             want = model.head(name, hidden, batch["attention_mask"]).numpy()
-            np.testing.assert_allclose(got[output], want, atol=1e-4, err_msg=name)
+            np.testing.assert_allclose(got[output], want, rtol=1e-5, atol=1e-4, err_msg=name)
 
 
 def test_heads_picks_a_subset(trained, tmp_path):

@@ -244,5 +244,6 @@ def test_fit_linear_separates_what_a_linear_layer_can():
     x = torch.randn(200, 16, generator=gen) * 0.01  # tiny features, as a mean over tokens can be
     y = (x[:, 0] + x[:, 1] > 0).long() + 2 * (x[:, 2] > 0).long()
     linear = torch.nn.Linear(16, 4)
-    assert fit_linear(linear, x, y) >= 0.97
-    assert float((linear(x).argmax(-1) == y).float().mean()) >= 0.97
+    accuracy = fit_linear(linear, x, y)
+    assert accuracy >= 0.95  # a regularised fit: a few points on the class boundaries may fall either side
+    assert float((linear(x).argmax(-1) == y).float().mean()) == accuracy  # the raw features' logits
