@@ -152,7 +152,7 @@ def _retrieval(gate: TaskGate, rows: list[Row], tok: PreTrainedTokenizerBase, ma
 def _label_index(gate: TaskGate, rows: list[Row], names: list[str] | None) -> dict[str, int]:
     """The head's class of each label the file uses: by name, or by index (0, 1, …) where it has no names."""
     index = {n: i for i, n in enumerate(names or [])}
-    found = collect_labels(gate.kind, rows)  # type: ignore[arg-type]
+    found = collect_labels(gate.kind, rows, minimum=1)  # type: ignore[arg-type]
     for label in found:
         if label not in index and label.isdigit():
             index[label] = int(label)
