@@ -19,7 +19,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, cast
 
 from compress import CompressError
-from compress.artifact import FORMAT_VERSION, GraphInfo, HeadInfo, Manifest, TokenizerInfo, write_manifest
+from compress.artifact import (
+    FORMAT_VERSION,
+    GraphInfo,
+    HeadInfo,
+    Manifest,
+    TokenizerInfo,
+    save_tokenizer,
+    write_manifest,
+)
 from compress.catalog import Task
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
@@ -42,7 +50,7 @@ from compress.timing import throughput
 from compress.validate import ValidationSet, build_validation_set, collect, compare
 
 if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
+    pass
 
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
@@ -159,7 +167,8 @@ def _start(model: LoadedModel | MultiHeadModel, recipe: Recipe, threads: int | N
     steps = _Steps(5 + bool(recipe.prune) + bool(recipe.adapt))
     run = _Run(loaded, multi, recipe, method, threads, texts, _max_length(loaded, recipe), steps)
     if v.gates:
-        labels = {h.name: h.labels for h in multi.heads} if multi else {loaded.task: loaded.labels}
+        labels: dict[str, list[str] | None] = ({h.name: h.labels for h in multi.heads} if multi
+                                                else {loaded.task: loaded.labels})
         run.tasks = TaskJudge.load(v.gates, _heads(model), labels, loaded.tokenizer, run.max_length, recipe.adapt)
     return run
 
@@ -342,29 +351,6 @@ def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[st
         notes=list(loaded.notes), op_counts=op_counts(q.file) if q.file.suffix == ".onnx" else {},  # type: ignore[call-arg]
         pruning=run.pruning, **_described(run),
     )
-
-
-def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
-    """The tokenizer's files, ``tokenizer.json`` always among them: `serve` reads only that one (with the
-    tokenizers library), so a slow (Python) tokenizer is converted to the fast one's format.
-
-    Raises:
-        CompressError: the tokenizer has no fast equivalent to convert it to.
-    """
-    tokenizer.save_pretrained(str(directory))
-    if (directory / "tokenizer.json").is_file():
-        return
-    from transformers import AutoTokenizer
-
-    try:  # what transformers itself loads a slow tokenizer's files as, special tokens included
-        fast = AutoTokenizer.from_pretrained(str(directory), use_fast=True)
-    except Exception as e:  # transformers raises ValueError, KeyError or ImportError, by tokenizer class
-        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
-                            f"serve needs: {e}") from None
-    if not fast.is_fast:
-        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
-                            "serve needs")
-    fast.backend_tokenizer.save(str(directory / "tokenizer.json"))
 
 
 def compress_model(model: LoadedModel | MultiHeadModel, out: Path, *, name: str, recipe: Recipe,

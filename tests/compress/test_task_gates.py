@@ -62,7 +62,8 @@ def test_bad_gates_say_how_to_write_one(text, says):
 def test_gates_in_a_recipe_as_text_or_mapping_and_flags_replace_them():
     recipe = Recipe.model_validate({"method": "int8", "validation": {"gates": [
         "retrieval:q.jsonl@0.5", {"kind": "classification", "data": "t.jsonl", "head": "topic"}]}})
-    assert [g.label for g in recipe.validation.gates] == ["retrieval:q.jsonl@0.5", "classification:t.jsonl:head=topic@1"]
+    assert [g.label for g in recipe.validation.gates] == ["retrieval:q.jsonl@0.5",
+                                                          "classification:t.jsonl:head=topic@1"]
     assert recipe.stored()["validation"]["gates"][1] == {"kind": "classification", "data": "t.jsonl", "head": "topic",
                                                          "tolerance": 1.0}
     same = recipe_from_flags(_parser().parse_args(["run", "m"]), recipe)
@@ -189,3 +190,18 @@ def test_fill_mask_gate_on_packaged_texts_and_on_a_file(tiny, texts_file, tmp_pa
                 "--gate", f"fill-mask:{texts_file}@-1") == 2
     assert "top1_accuracy" in capsys.readouterr().err
     assert _nothing_written(tmp_path, failed)
+
+
+def test_a_models_yaml_recipe_carries_its_gates(tiny, texts_file, pairs, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    src = tiny("bert", "embedding")
+    (tmp_path / "models.yaml").write_text(
+        f"models:\n  - name: emb\n    source: {src}\n    task: embedding\n    recipe:\n      method: fp32\n"
+        f"      validation: {{data: {texts_file}, gates: ['retrieval:{pairs.name}@0.5']}}\n")
+    assert _run("emb", "--out", "art") == 0
+    m = json.loads((tmp_path / "art" / "manifest.json").read_text())
+    assert m["recipe"]["validation"]["gates"] == [{"kind": "retrieval", "data": "pairs.jsonl", "head": None,
+                                                   "tolerance": 0.5}]
+    assert m["validation"]["task_gates"][0]["passed"]
+    assert _run("emb", "--out", "failed", "--gate", f"retrieval:{pairs.name}@-1") == 2  # the flag replaces it
+    assert "retrieval:pairs.jsonl@-1" in capsys.readouterr().err and not (tmp_path / "failed").exists()
