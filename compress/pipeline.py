@@ -16,7 +16,7 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from compress import CompressError
 from compress.artifact import (
@@ -48,9 +48,6 @@ from compress.task_heads import HeadTask
 from compress.task_judge import TaskJudge
 from compress.timing import throughput
 from compress.validate import ValidationSet, build_validation_set, collect, compare
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
