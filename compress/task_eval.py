@@ -113,8 +113,8 @@ def pick_head(gate: TaskGate, heads: list[Head]) -> Head:
         if not named:
             raise CompressError(f"--gate {gate.label}: no head {gate.head!r}; the artifact's heads: {listing}")
         if named[0].task != task:
-            raise CompressError(f"--gate {gate.label}: head {gate.head!r} is a {named[0].task} head; a "
-                                f"{gate.kind} gate judges a {task} head ({listing})")
+            raise CompressError(f"--gate {gate.label}: head {gate.head!r} is a {named[0].task} head; "
+                                f"{gate.kind} gates judge {task} heads ({listing})")
         return named[0]
     fitting = [h for h in heads if h.task == task]
     if len(fitting) != 1:
@@ -154,7 +154,7 @@ def _label_index(gate: TaskGate, rows: list[Row], names: list[str] | None) -> di
     index = {n: i for i, n in enumerate(names or [])}
     found = collect_labels(gate.kind, rows, minimum=1)  # type: ignore[arg-type]
     for label in found:
-        if label not in index and label.isdigit():
+        if label not in index and label.isdigit() and (names is None or int(label) < len(names)):
             index[label] = int(label)
     unknown = [x for x in found if x not in index]
     if unknown:
