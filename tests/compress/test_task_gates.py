@@ -169,6 +169,10 @@ def test_a_gate_without_a_fitting_head_fails_before_any_work(tiny, pairs, tmp_pa
     out = tmp_path / "art"
     assert _run(str(tiny("bert", "fill-mask")), "--out", str(out), "--gate", f"retrieval:{pairs}") == 2
     assert "no embedding heads in the artifact (fill-mask (fill-mask))" in capsys.readouterr().err
+    assert _run(str(tiny("bert", "embedding")), "--out", str(out), "--gate", "fill-mask:head=embedding") == 2
+    assert "head 'embedding' is a embedding head; fill-mask gates judge fill-mask heads" in capsys.readouterr().err
+    assert _run(str(tiny("bert", "embedding")), "--out", str(out), "--gate", f"retrieval:{pairs}:head=sim") == 2
+    assert "no head 'sim'; the artifact's heads: embedding (embedding)" in capsys.readouterr().err
     assert _nothing_written(tmp_path, out)
 
 
