@@ -183,3 +183,26 @@ def load_artifact(directory: str | Path) -> Artifact:
 
 def write_manifest(directory: Path, manifest: Manifest) -> None:
     (directory / MANIFEST).write_text(json.dumps(manifest.model_dump(), indent=2) + "\n")
+
+
+def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
+    """The tokenizer's files, ``tokenizer.json`` always among them: `serve` reads only that one (with the
+    tokenizers library), so a slow (Python) tokenizer is converted to the fast one's format.
+
+    Raises:
+        CompressError: the tokenizer has no fast equivalent to convert it to.
+    """
+    tokenizer.save_pretrained(str(directory))
+    if (directory / "tokenizer.json").is_file():
+        return
+    from transformers import AutoTokenizer
+
+    try:  # what transformers itself loads a slow tokenizer's files as, special tokens included
+        fast = AutoTokenizer.from_pretrained(str(directory), use_fast=True)
+    except Exception as e:  # transformers raises ValueError, KeyError or ImportError, by tokenizer class
+        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
+                            f"serve needs: {e}") from None
+    if not fast.is_fast:
+        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
+                            "serve needs")
+    fast.backend_tokenizer.save(str(directory / "tokenizer.json"))

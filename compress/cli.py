@@ -68,6 +68,13 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--min-cosine", type=float, default=None, help="gate for embeddings (default 0.99)")
     v.add_argument("--no-gate", dest="gate", action="store_false", default=None,
                    help="write the artifact even when it fails the accuracy gate (marked as failing)")
+    v.add_argument("--gate", dest="gates", action="append", metavar="KIND[:FILE][:head=NAME][@TOL]",
+                   help="a task gate, judging the artifact on your task against the original PyTorch model instead "
+                   "of by agreement: retrieval:FILE (query/anchor + positive: MRR@10, nDCG@10), classification:FILE "
+                   "(text, label: accuracy, macro-F1), token-classification:FILE (tokens, labels: accuracy), "
+                   "fill-mask[:FILE] (top-1 of masked true tokens; default in-domain texts); TOL: points each "
+                   "metric may lose (default 1); head=NAME picks a head of a multi-head artifact; repeat for "
+                   "several (replaces the recipe's gates)")
     v.add_argument("--no-bench", dest="bench", action="store_false", help="skip the speed measurement")
     v.add_argument("--threads", type=int, help="CPU threads for validation and speed (default: all)")
 

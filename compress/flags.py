@@ -24,7 +24,7 @@ PRUNE_FLAGS = {"prune_method": "method", "recover_steps": "recover_steps", "reco
                "recover_checkpoint": "checkpoint", "recover_hidden_weight": "recover_hidden_weight",
                "recover_group_by_length": "recover_group_by_length"}
 VALIDATION_FLAGS = {"validate": "data", "n_validate": "n", "min_agreement": "min_agreement",
-                    "min_cosine": "min_cosine", "gate": "gate"}
+                    "min_cosine": "min_cosine", "gate": "gate", "gates": "gates"}
 OPTION_PREFIX = "method_option_"
 
 
@@ -120,6 +120,8 @@ def recipe_from_flags(args: argparse.Namespace, base: Recipe | None = None) -> R
 def _flag_message(err: Any) -> str:
     """A pydantic error as the flag it came from: ``--block-size: ...``."""
     loc = [str(p) for p in err["loc"]]
+    if loc[:2] == ["validation", "gates"]:
+        loc = ["gate"]  # --gate TEXT: the message names the gate
     flag = {v: k for k, v in {**PRUNE_FLAGS, **VALIDATION_FLAGS}.items()}.get(loc[-1], loc[-1]) if loc else ""
     if loc[:1] == ["prune"] and loc[-1] in ("fraction", "speedup"):
         flag = "prune"

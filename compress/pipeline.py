@@ -16,10 +16,18 @@ import time
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 from compress import CompressError
-from compress.artifact import FORMAT_VERSION, GraphInfo, HeadInfo, Manifest, TokenizerInfo, write_manifest
+from compress.artifact import (
+    FORMAT_VERSION,
+    GraphInfo,
+    HeadInfo,
+    Manifest,
+    TokenizerInfo,
+    save_tokenizer,
+    write_manifest,
+)
 from compress.catalog import Task
 from compress.cpu import cpu_model, detect_isa
 from compress.data import default_texts, is_residue_vocab, read_texts
@@ -37,11 +45,9 @@ from compress.session import session_settings
 from compress.sources import LoadedModel
 from compress.staging import check_writable, staged_directory
 from compress.task_heads import HeadTask
+from compress.task_judge import TaskJudge
 from compress.timing import throughput
 from compress.validate import ValidationSet, build_validation_set, collect, compare
-
-if TYPE_CHECKING:
-    from transformers import PreTrainedTokenizerBase
 
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
@@ -103,6 +109,7 @@ class _Run:
     isa: str = field(default_factory=detect_isa)
     original: LoadedModel | None = None  # the unpruned model, when pruned
     pruning: dict[str, Any] | None = None
+    tasks: TaskJudge | None = None  # the recipe's task gates, their data read
 
     @property
     def task(self) -> Task:
@@ -155,7 +162,12 @@ def _start(model: LoadedModel | MultiHeadModel, recipe: Recipe, threads: int | N
     v = recipe.validation
     texts = read_texts(v.data) if v.data else default_texts(loaded.tokenizer, v.n)
     steps = _Steps(5 + bool(recipe.prune) + bool(recipe.adapt))
-    return _Run(loaded, multi, recipe, method, threads, texts, _max_length(loaded, recipe), steps)
+    run = _Run(loaded, multi, recipe, method, threads, texts, _max_length(loaded, recipe), steps)
+    if v.gates:
+        labels: dict[str, list[str] | None] = ({h.name: h.labels for h in multi.heads} if multi
+                                                else {loaded.task: loaded.labels})
+        run.tasks = TaskJudge.load(v.gates, _heads(model), labels, loaded.tokenizer, run.max_length, recipe.adapt)
+    return run
 
 
 def adapted_model_dir(out: Path) -> Path:
@@ -206,9 +218,12 @@ def _export(run: _Run, work: Path) -> _Exported:
     run.steps("running the " + ("pruned" if run.pruning else "original") + " model on the validation set")
     sets: dict[str, ValidationSet] = {
         h.task: build_validation_set(h.task, loaded.tokenizer, run.texts, max_length=run.max_length) for h in heads}
-    judge = Judge(heads, sets, {h.name: run.threshold(h.task) for h in heads})
+    judge = Judge(heads, sets, {h.name: run.threshold(h.task) for h in heads}, tasks=run.tasks)
     torch_runner = TorchRunner(graph, info["inputs"], threads=run.threads)
     judge.reference = judge.collect(torch_runner, "original model")
+    if run.tasks is not None:  # the model the user started from: before pruning, after adaptation
+        original = TorchRunner(run.graph(run.original), info["inputs"], threads=run.threads) if run.original else None
+        run.tasks.measure_original(original or torch_runner)
     return _Exported(info, fp32, base, judge, torch_runner)
 
 
@@ -221,10 +236,11 @@ def _quantize(run: _Run, ex: _Exported, tmp: Path) -> _Quantized:
     calibration = build_validation_set(run.task, run.loaded.tokenizer, _calibration_texts(run, config),
                                        max_length=run.max_length, batch_size=8).batches if config.calibrates() else []
     q = _gated_quantize(run, ex, config, QuantContext(isa=run.isa, calibration=calibration), tmp / "model.onnx")
-    failing = ex.judge.failing(q.figures)
+    failing = ex.judge.failing(q)
     if failing and run.recipe.validation.gate:
-        raise CompressError(f"{run.method.name} fails the accuracy gate on {', '.join(h.name for h in failing)}; "
-                            "pick another method, lower the threshold, or pass --no-gate")
+        raise CompressError(f"{run.method.name} fails the accuracy gate on {', '.join(h.name for h in failing)} ("
+                            + "; ".join(ex.judge.why(h, q) for h in failing) + "); pick another method, lower the "
+                            "threshold or raise the task gate's tolerance, or pass --no-gate")
     if run.pruning is not None and run.pruning["method"] == "magnitude":
         q.sizes["dense_model_bytes"] = file_bytes(q.file)
         run.pruning["sparse_storage"] = store_sparse(q.file, q.file)
@@ -254,8 +270,8 @@ def _quantize_torch(run: _Run, ex: _Exported, config: MethodConfig, tmp: Path) -
     outputs = ex.judge.collect(runner, "validating")
     sizes = {"fp32_memory_bytes": weight_bytes(loaded.model), "memory_bytes": weight_bytes(quantized)}
     details = {"backend": "torch", "quantized_at": "load", "note": "bitsandbytes is slower than fp32 on CPU"}
-    return _Quantized(details, ex.judge.figures(outputs), outputs, file=tmp / "model.safetensors", config=config,
-                      runner=runner, sizes=sizes)
+    return _Quantized(details, ex.judge.figures(outputs), outputs, task=ex.judge.task_figures(runner),
+                      file=tmp / "model.safetensors", config=config, runner=runner, sizes=sizes)
 
 
 def _gated_quantize(run: _Run, ex: _Exported, config: MethodConfig, ctx: QuantContext, dst: Path) -> _Quantized:
@@ -264,7 +280,9 @@ def _gated_quantize(run: _Run, ex: _Exported, config: MethodConfig, ctx: QuantCo
         details = quantize(run.method.name, ex.base, dst, config, ctx, exclude)
         runner = OnnxRunner(dst, threads=run.threads)
         outputs = ex.judge.collect(runner, label, batches)
-        return _Quantized(details, ex.judge.figures(outputs), outputs, exclude, file=dst, config=config, runner=runner)
+        task = ex.judge.task_figures(runner) if batches is None else {}
+        return _Quantized(details, ex.judge.figures(outputs), outputs, exclude, task=task, file=dst, config=config,
+                          runner=runner)
 
     nodes = weight_nodes(ex.base, run.method.op_types)
     q = gated_search(ex.judge, attempt, nodes, group_nodes(nodes), run.recipe.validation.gate, run.method.name)
@@ -311,7 +329,7 @@ def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[st
     loaded, v = run.loaded, run.recipe.validation
     tok = loaded.tokenizer
     against = _against_original(run, ex, q)
-    validation = ex.judge.record(q.figures, q.sensitivity, v.data or "default", v.gate)
+    validation = ex.judge.record(q, v.data or "default", v.gate)
     return Manifest(
         format_version=FORMAT_VERSION, name=name, task=run.task, family=loaded.family,
         backend=run.method.backend, graph=GraphInfo(**{**ex.info, "file": q.file.name}),
@@ -330,29 +348,6 @@ def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[st
         notes=list(loaded.notes), op_counts=op_counts(q.file) if q.file.suffix == ".onnx" else {},  # type: ignore[call-arg]
         pruning=run.pruning, **_described(run),
     )
-
-
-def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
-    """The tokenizer's files, ``tokenizer.json`` always among them: `serve` reads only that one (with the
-    tokenizers library), so a slow (Python) tokenizer is converted to the fast one's format.
-
-    Raises:
-        CompressError: the tokenizer has no fast equivalent to convert it to.
-    """
-    tokenizer.save_pretrained(str(directory))
-    if (directory / "tokenizer.json").is_file():
-        return
-    from transformers import AutoTokenizer
-
-    try:  # what transformers itself loads a slow tokenizer's files as, special tokens included
-        fast = AutoTokenizer.from_pretrained(str(directory), use_fast=True)
-    except Exception as e:  # transformers raises ValueError, KeyError or ImportError, by tokenizer class
-        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
-                            f"serve needs: {e}") from None
-    if not fast.is_fast:
-        raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
-                            "serve needs")
-    fast.backend_tokenizer.save(str(directory / "tokenizer.json"))
 
 
 def compress_model(model: LoadedModel | MultiHeadModel, out: Path, *, name: str, recipe: Recipe,

@@ -17,6 +17,7 @@ from pydantic import BaseModel, ConfigDict, Field, SerializeAsAny, field_validat
 
 from compress.adapt.options import AdaptOptions
 from compress.quantize import MethodConfig, get_method, method_config
+from compress.task_gates import TaskGate
 from compress.train.options import TrainOptions
 
 PruneMethod = Literal["structured", "heads", "neurons", "layers", "magnitude"]
@@ -66,6 +67,9 @@ class ValidationStep(BaseModel):
                                        "(default 0.99; 0.97 for int4)")
     min_cosine: float = Field(0.99, gt=-1, description="gate for embeddings")
     gate: bool = Field(True, description="refuse an artifact that misses the gate (off: written, marked failing)")
+    gates: list[TaskGate] = Field(default_factory=list, description="task gates (compress.task_gates), each "
+                                  "`KIND[:FILE][:head=NAME][@TOL]` or a mapping; they decide for the heads they "
+                                  "cover instead of the agreement threshold")
 
 
 class Recipe(BaseModel):

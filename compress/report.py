@@ -35,9 +35,9 @@ def _rows(m: Manifest) -> list[tuple[str, str]]:
         ("model", f"{m.name} ({m.family}, {m.task})"),
         ("method", m.describe_recipe()),
         ("size", size),
-        (key, f"{v[key]:.4f} (gate >= {v['threshold'][key]}: {'PASS' if v['passed'] else 'FAIL'})"),
+        (key, f"{v[key]:.4f} {_verdict(v, key)}"),
     ]
-    rows += _head_rows(m)
+    rows += _head_rows(m) + _task_rows(v)
     for extra in ("top5_overlap", "top1_accuracy_original", "top1_accuracy", "min_cosine", "max_abs_logit_diff"):
         if extra in v:
             rows.append((extra, f"{v[extra]:.4f}"))
@@ -65,8 +65,28 @@ def _head_rows(m: Manifest) -> list[tuple[str, str]]:
     for h in m.heads or []:
         figs, key = per_head.get(h.name, {}), PRIMARY[h.task]
         if key in figs:
-            rows.append((f"head {h.name}", f"{h.task} ({h.output}): {key} {figs[key]:.4f} (gate >= "
-                                           f"{figs['threshold'][key]}: {'PASS' if figs['passed'] else 'FAIL'})"))
+            rows.append((f"head {h.name}", f"{h.task} ({h.output}): {key} {figs[key]:.4f} {_verdict(figs, key)}"))
+    return rows
+
+
+def _verdict(figs: dict[str, Any], key: str) -> str:
+    """``(gate >= 0.99: PASS)``; for a head the task gates judge, the agreement threshold is shown, not applied."""
+    threshold = figs["threshold"][key]
+    if figs.get("judged_by") == "task gates":
+        met = "met" if figs.get("agreement_passed") else "missed"
+        return f"(threshold {threshold} {met}, not applied: task gates {'PASS' if figs['passed'] else 'FAIL'})"
+    return f"(gate >= {threshold}: {'PASS' if figs['passed'] else 'FAIL'})"
+
+
+def _task_rows(v: dict[str, Any]) -> list[tuple[str, str]]:
+    """One row per task gate: each metric original -> artifact, the change in points, the verdict."""
+    rows = []
+    for g in v.get("task_gates", []):
+        figs = ", ".join(f"{name} {x['original']:.4f} -> {x['artifact']:.4f} ({x['change_points']:+.2f} points)"
+                         for name, x in g["metrics"].items())
+        rows.append((f"task gate {g['kind']}", f"{figs}; head {g['head']}, {g['items']} items of {g['data']} "
+                                               f"(tolerance {g['tolerance_points']:g}: "
+                                               f"{'PASS' if g['passed'] else 'FAIL'})"))
     return rows
 
 
@@ -116,6 +136,16 @@ def write_report(directory: Path, m: Manifest, command: str) -> None:
                   "absolute logit difference, or cosine; lower = more sensitive):", ""]
         lines += [f"- {g}: {s:.4f}" for g, s in sorted(m.validation["sensitivity"].items(), key=lambda x: x[1])]
         lines += ["", "Kept in higher precision: " + ", ".join(f"`{n}`" for n in m.excluded_nodes), ""]
+    if m.validation.get("task_gates"):
+        lines += ["## Task gates", "", "The artifact against the original PyTorch model on each gate's data (change "
+                  "in points, 1 point = 0.01); these decide for the heads they cover, in place of the agreement "
+                  "threshold:", "", "| gate | head | metric | original | artifact | change | verdict |",
+                  "|---|---|---|---|---|---|---|"]
+        for g in m.validation["task_gates"]:
+            lines += [f"| `{g['gate']}` | {g['head']} | {name} | {x['original']:.4f} | {x['artifact']:.4f} | "
+                      f"{x['change_points']:+.2f} | {'PASS' if g['passed'] else 'FAIL'} |"
+                      for name, x in g["metrics"].items()]
+        lines.append("")
     if m.pruning:
         lines += ["## Pruning", "", "Validation figures against the unpruned fp32 model (held-out texts):", ""]
         for stage, figs in m.pruning.get("validation", {}).items():

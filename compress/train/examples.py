@@ -91,8 +91,9 @@ def _tokens(row: Row) -> tuple[list[str], list[str]]:
     return tokens, [str(t) for t in tags]
 
 
-def collect_labels(kind: Kind, rows: list[Row], given: list[str] | None = None) -> list[str]:
-    """The classes of a classification or token-classification task: ``given``, else sorted as found."""
+def collect_labels(kind: Kind, rows: list[Row], given: list[str] | None = None, minimum: int = 2) -> list[str]:
+    """The classes of a classification or token-classification task: ``given``, else sorted as found (at
+    least ``minimum`` of them)."""
     if kind not in ("classification", "token-classification"):
         return []
     found = ([_label(r) for r in rows] if kind == "classification"
@@ -100,7 +101,7 @@ def collect_labels(kind: Kind, rows: list[Row], given: list[str] | None = None) 
     if given:
         return given
     names = sorted(set(found))
-    if len(names) < 2:
+    if len(names) < minimum:
         raise CompressError(f"{rows[0].where.rsplit(':', 1)[0]}: a {kind} task needs two or more labels; "
                             f"found {names}")
     return names

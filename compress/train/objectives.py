@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compress.metrics import mrr_at_10
 from compress.train.examples import Judged, Labelled, Pair, Tagged
 from compress.train.model import MultiTaskModel
 
@@ -147,12 +148,6 @@ class TokenClassification(Objective):
             losses.append(nn.functional.cross_entropy(logits, truth, reduction="none"))
         return {"accuracy": float(torch.cat(hits).float().mean()), "loss": float(torch.cat(losses).mean()),
                 "words": float(sum(len(h) for h in hits))}
-
-
-def mrr_at_10(scores: np.ndarray, relevant: np.ndarray) -> float:
-    """Mean reciprocal rank (cut at 10) of column ``relevant[i]`` in row i of ``scores``."""
-    ranks = (scores > scores[np.arange(len(scores)), relevant][:, None]).sum(1) + 1
-    return float(np.where(ranks <= 10, 1.0 / ranks, 0.0).mean())
 
 
 def _info_nce(similarity: np.ndarray, scale: float = 20.0) -> float:

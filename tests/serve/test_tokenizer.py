@@ -36,7 +36,7 @@ def test_compress_writes_tokenizer_json_for_a_slow_tokenizer(tmp_path):
     """serve reads only tokenizer.json: compress converts a slow (Python) tokenizer, special tokens included."""
     from transformers import BertTokenizer
 
-    from compress.pipeline import save_tokenizer
+    from compress.artifact import save_tokenizer
 
     build_tiny(tmp_path / "src", "bert", "fill-mask")
     slow = BertTokenizer(vocab_file=str(tmp_path / "src" / "vocab.txt"), do_lower_case=True)

@@ -70,6 +70,36 @@ def test_heads_picks_a_subset(trained, tmp_path):
     assert [h["name"] for h in m["heads"]] == ["sim", "topic"]
 
 
+def test_task_gates_judge_several_heads_of_one_artifact(trained, tmp_path, capsys):
+    """A gate of every kind, each on its own head of the multi-head artifact: fp32 keeps every task; a gate
+    that asks for a gain fails the run, naming its head and figures, and writes nothing."""
+    model_dir, _ = trained
+    data = model_dir.parent  # build_trained wrote the training files here
+    gates = [f"token-classification:{data / 'verbs.jsonl'}", f"classification:{data / 'topic.jsonl'}:head=topic",
+             f"retrieval:{data / 'pairs.jsonl'}@0.5", "fill-mask"]
+    out = tmp_path / "art"
+    assert main(["run", str(model_dir), "--fp32", "--out", str(out), "--no-bench", "--n-validate", "32",
+                 *[a for g in gates for a in ("--gate", g)]]) == 0
+    v = json.loads((out / "manifest.json").read_text())["validation"]
+    assert [(g["kind"], g["head"], g["passed"]) for g in v["task_gates"]] == [
+        ("token-classification", "verbs", True), ("classification", "topic", True), ("retrieval", "sim", True),
+        ("fill-mask", "mlm", True)]
+    assert v["task_gates"][0]["items"] > 300  # words: every word of the 96 texts
+    assert {n for n, h in v["heads"].items() if h.get("judged_by") == "task gates"} == {"verbs", "topic", "sim", "mlm"}
+    assert "judged_by" not in v["heads"]["rr"] and v["heads"]["rr"]["passed"]  # no gate: agreement decides
+    for g in v["task_gates"]:
+        for figures in g["metrics"].values():
+            assert figures["change_points"] == pytest.approx(0, abs=1e-4)
+    capsys.readouterr()
+
+    failed = tmp_path / "failed"
+    assert main(["run", str(model_dir), "--fp32", "--out", str(failed), "--no-bench", "--n-validate", "32",
+                 "--gate", f"token-classification:{data / 'verbs.jsonl'}@-1", "--gate", "fill-mask"]) == 2
+    err = capsys.readouterr().err
+    assert "task gate token-classification:" in err and "on head verbs: accuracy" in err and "fill-mask@1" not in err
+    assert not failed.exists()
+
+
 def test_the_engine_serves_the_embedding_and_the_classifier_of_one_artifact(trained, tmp_path):
     from compress.catalog import ModelEntry
     from serve.models import prepare_model
