@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
                              "embedding": "/v1/embed", "token-classification": "/v1/token-classify",
-                             "rerank": "/v1/rerank"}
+                             "rerank": "/v1/rerank", "sparse-embedding": "/v1/embed-sparse"}
 
 
 class ServedModel:

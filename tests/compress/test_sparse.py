@@ -16,17 +16,7 @@ from compress.runtime import OnnxRunner
 from compress.task_heads import parse_heads
 from compress.tasks import FAMILIES
 from compress.validate import top_overlap
-from tests.conftest import SENTENCES
-
-
-def splade_reference(model: torch.nn.Module, enc: dict[str, np.ndarray]) -> np.ndarray:
-    """transformers' *ForMaskedLM logits -> log(1 + relu) -> max over the real tokens (naver SPLADE's formula)."""
-    names = model.forward.__code__.co_varnames
-    tensors = {k: torch.from_numpy(v) for k, v in enc.items() if k in names}
-    with torch.no_grad():
-        logits = model(**tensors).logits
-    mask = tensors["attention_mask"].unsqueeze(-1)
-    return (torch.log1p(torch.relu(logits)) * mask).max(dim=1).values.numpy()  # type: ignore[no-any-return]
+from tests.conftest import SENTENCES, splade_reference
 
 
 def test_heads_parse_and_check():
