@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--head", help="export this extra linear head as the classifier (e.g. species)")
     src.add_argument("--labels", help="comma-separated class names for the head, in output order")
     src.add_argument("--heads", help="one artifact with several heads on one encoder, e.g. mlm,species,chain "
-                     "(mlm: the fill-mask head; labels from the models.yaml entry's heads)")  # compress/task_heads.py
+                     "(mlm: the fill-mask head; splade: a sparse-embedding head beside it; labels from the "
+                     "models.yaml entry's heads)")  # compress/task_heads.py
     src.add_argument("--trust-pickle", action="store_true",
                      help="allow loading pickled modules (runs code from the file: only for files you trust)")
     q = run.add_argument_group("recipe")
