@@ -222,7 +222,9 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
         given = [f for f in ("task", "head", "labels", "config", "tokenizer") if getattr(args, f)]
         if given:
             raise CompressError(f"{location} records its heads, tokenizer and config (heads.json): drop --{given[0]}")
-        model: Any = trained_heads(Path(location), [h.name for h in heads] if heads else None)
+        sparse = [h for h in heads or [] if h.task == "sparse-embedding"]  # made from the LM head, not recorded
+        model: Any = trained_heads(Path(location), [h.name for h in heads if h not in sparse] if heads else None,
+                                   sparse)
         heads = model.heads
     elif heads:  # one encoder graph with several heads
         model = load_heads(heads, entry=entry, spec=spec, **overrides)

@@ -71,10 +71,14 @@ class MultiHeadGraph(nn.Module):
         if pooler is None and any((h.pooling or "pooler") == "pooler" for h in self.heads if h.task != "embedding"
                                   and h.task != "token-classification"):
             raise CompressError(f"{type(model).__name__} has no pooler: give its heads cls or mean pooling")
-        self.outputs: dict[str, dict[int, str]] = {}
-        for h in heads:
+        # In the order forward() returns them (the exporter names the outputs by position): the LM head's, then
+        # every other head's in the order given.
+        self.outputs: dict[str, dict[int, str]] = dict(OUTPUTS["fill-mask"]) if self.lm_head is not None else {}
+        if self.sparse is not None:
+            self.outputs[self.sparse] = {0: "batch_size"}
+        for h in self.heads:
             axes = {0: "batch_size", 1: "sequence_length"} if h.task == "token-classification" else {0: "batch_size"}
-            self.outputs.update(OUTPUTS["fill-mask"] if h.task == "fill-mask" else {h.output: axes})
+            self.outputs[h.output] = axes
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:

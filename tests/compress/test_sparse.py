@@ -94,3 +94,19 @@ def test_a_splade_head_has_no_single_head_entry():
     catalog = Catalog(models=[ModelEntry(name="ab", source="x", heads=[{"name": "mlm"}, {"name": "splade"}])])
     with pytest.raises(CompressError, match="beside the fill-mask head"):
         entry_or_head(catalog, "ab-splade")
+
+
+def test_outputs_are_named_as_computed_whatever_the_head_order(tiny, tmp_path):
+    """The exporter names outputs by position: the LM head's outputs come first, whatever order the heads are in."""
+    from tests.conftest import add_linear_heads
+
+    src = tiny("bert", "fill-mask", save="bin")
+    add_linear_heads(src / "weights.bin")
+    mh = load_heads(parse_heads("chain,splade,mlm"), spec=str(src / "weights.bin"))
+    info = export_onnx(mh.graph, tmp_path / "m.onnx")
+    assert info["outputs"] == ["mask_logits", "mask_positions", "splade_sparse", "chain_logits"]
+    tok = mh.loaded.tokenizer
+    enc, _ = mask_tokens(encode(tok, SENTENCES[:4], 32), tok, rate=0.3)
+    got = OnnxRunner(tmp_path / "m.onnx", threads=1)(enc)
+    assert got["chain_logits"].shape == (4, 2) and got["splade_sparse"].shape == (4, len(tok))
+    assert got["mask_positions"].shape[1] == 2
