@@ -73,6 +73,9 @@ def test_listed_and_described_and_fill_mask_still_served(encoder_server):
     cards = {m["id"]: m for m in models["data"]}
     assert cards["sparse:splade"]["task"] == "sparse-embedding"
     assert cards["sparse:splade"]["endpoint"] == "/v1/embed-sparse"
+    _, data = _post(encoder_server)
+    vocab = cards["sparse:splade"]["details"]["dimensions"]  # the vocabulary's size
+    assert max(max(v["indices"]) for v in data["embeddings"]) < vocab < 2 * len(data["embeddings"][0]["indices"])
     assert cards["sparse"]["task"] == "fill-mask"
     status, data = client.post("/v1/fill-mask", {"model": "sparse", "inputs": "the [MASK] of the world"})
     assert status == 200 and len(data["results"][0]["masks"]) == 1
