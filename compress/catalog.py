@@ -132,6 +132,9 @@ def single_head_entry(entry: ModelEntry, head: str) -> ModelEntry:
         raise CompressError(f"{entry.name} has no head {head!r}; its heads: "
                             f"{', '.join(h.name for h in entry.heads or []) or 'none'}")
     task = spec.task
+    if task == "sparse-embedding":
+        raise CompressError(f"{entry.name}: the sparse-embedding head {head!r} has no single-head artifact; it comes "
+                            "beside the fill-mask head, in the multi-head one")
     return entry.model_copy(update={"name": f"{entry.name}-{head}", "heads": None, "task": task,
                                     "head": None if task == "fill-mask" else head, "labels": spec.labels})
 

@@ -36,7 +36,8 @@ def _parser() -> argparse.ArgumentParser:
     src.add_argument("--head", help="export this extra linear head as the classifier (e.g. species)")
     src.add_argument("--labels", help="comma-separated class names for the head, in output order")
     src.add_argument("--heads", help="one artifact with several heads on one encoder, e.g. mlm,species,chain "
-                     "(mlm: the fill-mask head; labels from the models.yaml entry's heads)")  # compress/task_heads.py
+                     "(mlm: the fill-mask head; splade: a sparse-embedding head beside it; labels from the "
+                     "models.yaml entry's heads)")  # compress/task_heads.py
     src.add_argument("--trust-pickle", action="store_true",
                      help="allow loading pickled modules (runs code from the file: only for files you trust)")
     q = run.add_argument_group("recipe")
@@ -229,7 +230,9 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
         given = [f for f in ("task", "head", "labels", "config", "tokenizer") if getattr(args, f)]
         if given:
             raise CompressError(f"{location} records its heads, tokenizer and config (heads.json): drop --{given[0]}")
-        model: Any = trained_heads(Path(location), [h.name for h in heads] if heads else None)
+        sparse = [h for h in heads or [] if h.task == "sparse-embedding"]  # made from the LM head, not recorded
+        model: Any = trained_heads(Path(location), [h.name for h in heads if h not in sparse] if heads else None,
+                                   sparse)
         heads = model.heads
     elif heads:  # one encoder graph with several heads
         model = load_heads(heads, entry=entry, spec=spec, **overrides)

@@ -41,7 +41,7 @@ class Head:
         """This head's outputs under the names its task's single-task graph gives them."""
         if self.output is None:
             return outs
-        name = "sentence_embedding" if self.task == "embedding" else "logits"
+        name = {"embedding": "sentence_embedding", "sparse-embedding": "sparse"}.get(self.task, "logits")
         return [{name: o[self.output]} for o in outs]
 
 

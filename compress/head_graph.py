@@ -1,6 +1,6 @@
 """The multi-head graph: the encoder once, then the fill-mask head at mask positions, each linear head on
-the pooled output (or on every token), and each embedding, every head its own output (names in
-compress/task_heads.py)."""
+the pooled output (or on every token), each embedding, and a SPLADE sparse vector, every head its own
+output (names in compress/task_heads.py)."""
 
 from __future__ import annotations
 
@@ -58,20 +58,27 @@ class MultiHeadGraph(nn.Module):
         super().__init__()
         self.model, self.config, self.pooler = model, model.config, pooler
         self.classifiers = nn.ModuleDict(classifiers)
-        self.heads = [h for h in heads if h.task != "fill-mask"]
+        self.heads = [h for h in heads if h.task not in ("fill-mask", "sparse-embedding")]
+        self.sparse = next((h.output for h in heads if h.task == "sparse-embedding"), None)
         self.mask_token_id = mask_token_id
         self.task = heads[0].task
         self.lm_head = masked_lm_head(model) if any(h.task == "fill-mask" for h in heads) else None
         if any(h.task == "fill-mask" for h in heads) and (self.lm_head is None or mask_token_id is None):
             raise CompressError(f"{type(model).__name__}: no mask-only LM head or no mask token; a multi-head "
                                 "artifact needs both for its fill-mask head")
+        if self.sparse is not None and self.lm_head is None:
+            raise CompressError("the sparse-embedding head reads the LM head: list the fill-mask head (mlm) too")
         if pooler is None and any((h.pooling or "pooler") == "pooler" for h in self.heads if h.task != "embedding"
                                   and h.task != "token-classification"):
             raise CompressError(f"{type(model).__name__} has no pooler: give its heads cls or mean pooling")
-        self.outputs: dict[str, dict[int, str]] = {}
-        for h in heads:
+        # In the order forward() returns them (the exporter names the outputs by position): the LM head's, then
+        # every other head's in the order given.
+        self.outputs: dict[str, dict[int, str]] = dict(OUTPUTS["fill-mask"]) if self.lm_head is not None else {}
+        if self.sparse is not None:
+            self.outputs[self.sparse] = {0: "batch_size"}
+        for h in self.heads:
             axes = {0: "batch_size", 1: "sequence_length"} if h.task == "token-classification" else {0: "batch_size"}
-            self.outputs.update(OUTPUTS["fill-mask"] if h.task == "fill-mask" else {h.output: axes})
+            self.outputs[h.output] = axes
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor,
                 token_type_ids: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
@@ -85,6 +92,8 @@ class MultiHeadGraph(nn.Module):
             gathered = hidden[positions[:, 0], positions[:, 1]].unsqueeze(0)  # 3-D: the head's Linears stay MatMul
             out["mask_logits"] = self.lm_head(gathered).squeeze(0)
             out["mask_positions"] = positions
+            if self.sparse is not None:
+                out[self.sparse] = sparse_vector(self.lm_head(hidden), attention_mask)
         pooled_by: dict[str, torch.Tensor] = {}  # each pooling computed once, whatever the heads on it
         for h in self.heads:
             if h.task == "token-classification":
@@ -109,6 +118,17 @@ class MultiHeadGraph(nn.Module):
         return pool(hidden, attention_mask, how)
 
 
+def sparse_vector(logits: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+    """SPLADE's max pooling: per sequence, the max over its real tokens of log(1 + relu(logits)), [batch, vocab].
+
+    Special tokens count, padding does not, as sentence-transformers' ``SpladePooling`` and naver's SPLADE
+    do. log1p(relu(.)) rises monotonically, so the max is taken over the raw logits (padding set to 0, which
+    relu floors at anyway), and the log runs on [batch, vocab] rather than [batch, tokens, vocab].
+    """
+    masked = logits * attention_mask.unsqueeze(-1).to(logits.dtype)
+    return torch.log1p(torch.relu(masked.max(dim=1).values))
+
+
 def build_multihead(load: Callable[..., LoadedModel], heads: list[HeadSpec]) -> MultiHeadModel:
     """Load each head with ``load(task=..., head=..., labels=...)`` and join them on one encoder.
 
@@ -119,13 +139,13 @@ def build_multihead(load: Callable[..., LoadedModel], heads: list[HeadSpec]) -> 
     Raises:
         CompressError: a head is not in the checkpoint, or is not a linear head on the pooled output.
     """
-    other = [h.name for h in heads if h.task not in ("fill-mask", "classification")]
+    other = [h.name for h in heads if h.task not in ("fill-mask", "classification", "sparse-embedding")]
     if other:
         raise CompressError(f"heads {', '.join(other)}: only a model directory `compress train` wrote has "
                             "token-classification, embedding and rerank heads; train them with `compress train`")
     loads = {h.name: load(task="fill-mask") if h.task == "fill-mask" else
-             load(task="classification", head=h.name, labels=h.labels) for h in heads}
-    filled = [h.model_copy(update={"labels": loads[h.name].labels}) for h in heads]
+             load(task="classification", head=h.name, labels=h.labels) for h in heads if h.task != "sparse-embedding"}
+    filled = [h.model_copy(update={"labels": loads[h.name].labels}) if h.name in loads else h for h in heads]
     classifiers: dict[str, nn.Module] = {}
     for h in filled:
         if h.task == "classification":
@@ -134,11 +154,12 @@ def build_multihead(load: Callable[..., LoadedModel], heads: list[HeadSpec]) -> 
                 raise CompressError(f"head {h.name!r} is not a linear head on the pooled output; multi-head artifacts "
                                     "support those (BERT, ALBERT checkpoints with extra linear heads)")
             classifiers[h.name] = classifier
-    first_clf = next(loads[h.name] for h in filled if h.task == "classification")
+    first_clf = next((loads[h.name] for h in filled if h.task == "classification"), None)
     main = next((loads[h.name] for h in filled if h.task == "fill-mask"), first_clf)
-    graph = MultiHeadGraph(main.model, _pooler(first_clf.model.base_model), filled, classifiers,
-                           main.tokenizer.mask_token_id)
-    loaded = loads[filled[0].name]
+    assert main is not None  # check_heads: a sparse-embedding head comes with a fill-mask head
+    pooler = _pooler(first_clf.model.base_model) if first_clf is not None else None  # fill-mask, SPLADE: none needed
+    graph = MultiHeadGraph(main.model, pooler, filled, classifiers, main.tokenizer.mask_token_id)
+    loaded = next(loads[h.name] for h in filled if h.name in loads)
     loaded.notes = [n for n in loaded.notes if not n.startswith("checkpoint has heads not exported")]
     return MultiHeadModel(graph=graph.eval(), heads=filled, loaded=loaded)
 
@@ -173,13 +194,16 @@ def load_heads(heads: list[HeadSpec], *, entry: ModelEntry | None = None, spec: 
         raise CompressError(f"--heads names every head's task and labels; drop --{given[0]}")
     location = resolve_location(entry.source, entry.requires) if entry is not None else str(spec)
     if is_trained_dir(location):  # heads.json says what each head is
-        return trained_heads(Path(location), [h.name for h in heads])
+        sparse = [h for h in heads if h.task == "sparse-embedding"]  # made from the LM head, not recorded
+        return trained_heads(Path(location), [h.name for h in heads if h not in sparse], sparse)
     load = partial(load_entry, entry, **overrides) if entry is not None else partial(load_model, str(spec), **overrides)
     return build_multihead(load, heads)
 
 
-def trained_heads(directory: Path, names: list[str] | None = None) -> MultiHeadModel:
-    """The multi-head model of a directory `compress train` wrote: every head it records, or ``names``.
+def trained_heads(directory: Path, names: list[str] | None = None, extra: list[HeadSpec] | None = None
+                  ) -> MultiHeadModel:
+    """The multi-head model of a directory `compress train` wrote: every head it records, or ``names``, then
+    ``extra`` (a sparse-embedding head, which reads the recorded fill-mask head's LM head).
 
     Raises:
         CompressError: a name the directory has no head for.
@@ -195,7 +219,7 @@ def trained_heads(directory: Path, names: list[str] | None = None) -> MultiHeadM
             raise CompressError(f"{directory} has no head {unknown[0]!r}; its heads: {', '.join(model.records)}")
         records = [model.records[n] for n in names]
     heads = [HeadSpec(name=r.name, task=r.kind, labels=r.labels, pooling=r.pooling, normalize=r.normalize)
-             for r in records]
+             for r in records] + list(extra or [])
     graph = MultiHeadGraph(model.model, model.pooler, heads, {h.name: model.linears[h.name] for h in heads
                                                               if h.name in model.linears}, tok.mask_token_id)
     first = heads[0]

@@ -52,6 +52,7 @@ from compress.validate import ValidationSet, build_validation_set, collect, comp
 log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
 DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
+SPARSE_MIN_OVERLAP = 0.95  # a sparse-embedding head's gate: its top-32 terms against the original's
 TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
 CALIBRATION_TEXTS = 128  # default calibration set: enough for per-channel activation peaks
 
@@ -119,6 +120,8 @@ class _Run:
         v = self.recipe.validation
         if task == "embedding":
             return v.min_cosine
+        if task == "sparse-embedding":
+            return SPARSE_MIN_OVERLAP
         return v.min_agreement if v.min_agreement is not None else DEFAULT_MIN_AGREEMENT.get(self.method.name, 0.99)
 
     def graph(self, loaded: LoadedModel | None = None) -> TaskGraph | MultiHeadGraph:

@@ -3,7 +3,7 @@
 fill-mask: top-1 agreement and top-5 overlap at masked positions (and top-1 accuracy against the
 tokens that were masked); classification: label agreement; token-classification: label agreement at
 every real token; rerank: the share of text pairs ordered the same by both (Kendall's concordance);
-embedding: cosine to the original.
+embedding: cosine to the original; sparse-embedding: the overlap of the top-32 terms.
 """
 
 from __future__ import annotations
@@ -25,7 +25,8 @@ if TYPE_CHECKING:
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
 PRIMARY: dict[str, str] = {"fill-mask": "top1_agreement", "classification": "label_agreement",
                            "embedding": "mean_cosine", "token-classification": "token_agreement",
-                           "rerank": "order_agreement"}
+                           "rerank": "order_agreement", "sparse-embedding": "top32_overlap"}
+SPARSE_TOP = 32  # terms compared per sparse vector (a SPLADE document keeps ~100-200 non-zero terms)
 
 
 @dataclass
@@ -115,6 +116,8 @@ def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
         r = np.concatenate([o["logits"][:, 0] for o in ref])
         c = np.concatenate([o["logits"][:, 0] for o in cand])
         return {"order_agreement": _concordance(r, c), "max_abs_score_diff": float(np.abs(r - c).max())}
+    if vs.task == "sparse-embedding":
+        return sparse_agreement(np.concatenate([o["sparse"] for o in ref]), np.concatenate([o["sparse"] for o in cand]))
     if vs.task == "classification":
         r = np.concatenate([o["logits"] for o in ref])
         c = np.concatenate([o["logits"] for o in cand])
@@ -124,6 +127,26 @@ def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
     c = np.concatenate([o["sentence_embedding"] for o in cand])
     cos = (r * c).sum(-1) / (np.linalg.norm(r, axis=-1) * np.linalg.norm(c, axis=-1) + 1e-12)
     return {"mean_cosine": float(cos.mean()), "min_cosine": float(cos.min())}
+
+
+def top_overlap(ref: np.ndarray, cand: np.ndarray, k: int = SPARSE_TOP) -> np.ndarray:
+    """Per row, the share of ``ref``'s top-``k`` non-zero terms that are among ``cand``'s top terms as many
+    (1 for a row with no non-zero term): zeros are no terms, so their ties do not count."""
+    out = np.ones(len(ref))
+    for i, (r, c) in enumerate(zip(ref, cand, strict=True)):
+        n = min(k, int(np.count_nonzero(r > 0)))
+        if n:
+            want = set(np.argsort(-r, kind="stable")[:n].tolist())
+            out[i] = len(want & set(np.argsort(-c, kind="stable")[:n].tolist())) / n
+    return out
+
+
+def sparse_agreement(ref: np.ndarray, cand: np.ndarray) -> dict[str, float]:
+    """Top-32 term overlap (mean and worst), cosine and the largest weight difference of sparse vectors."""
+    overlap = top_overlap(ref, cand)
+    cos = (ref * cand).sum(-1) / (np.linalg.norm(ref, axis=-1) * np.linalg.norm(cand, axis=-1) + 1e-12)
+    return {"top32_overlap": float(overlap.mean()), "min_top32_overlap": float(overlap.min()),
+            "mean_cosine": float(cos.mean()), "max_abs_weight_diff": float(np.abs(ref - cand).max())}
 
 
 def primary(task: Task | HeadTask, metrics: dict[str, float]) -> float:
@@ -138,4 +161,4 @@ def closeness(task: Task | HeadTask, metrics: dict[str, float]) -> float:
         return -metrics["mean_abs_logit_diff"]
     if task == "rerank":
         return metrics["order_agreement"]
-    return metrics["mean_cosine"]
+    return metrics["mean_cosine"]  # embedding, sparse-embedding

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("serve")
 ENDPOINTS: dict[str, str] = {"fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
                              "embedding": "/v1/embed", "token-classification": "/v1/token-classify",
-                             "rerank": "/v1/rerank"}
+                             "rerank": "/v1/rerank", "sparse-embedding": "/v1/embed-sparse"}
 
 
 class ServedModel:
@@ -79,7 +79,10 @@ class ServedModel:
 
     @property
     def dimensions(self) -> int | None:
-        """An embedding model's (or head's) vector size, once warmed up; None otherwise."""
+        """An embedding model's (or head's) vector size (a sparse-embedding head's: the vocabulary's), once warmed
+        up; None otherwise."""
+        if self.task == "sparse-embedding" and self.head is not None:
+            return self.output_sizes.get(self.head.output)
         if self.task != "embedding":
             return None
         return self.output_sizes.get(self.head.output if self.head is not None else "sentence_embedding")

@@ -90,6 +90,10 @@ class TextTokenizer:
     def token_to_id(self, token: str) -> int | None:
         return self._plain.token_to_id(token)
 
+    def id_to_token(self, token_id: int) -> str:
+        """The vocabulary entry of ``token_id`` as the vocabulary spells it (``##ing``, ``Ġthe``)."""
+        return self._plain.id_to_token(token_id) or ""
+
     def vocab_size(self) -> int:
         return self._plain.get_vocab_size(with_added_tokens=True)
 

@@ -10,6 +10,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -119,6 +120,17 @@ def add_linear_heads(weights: Path) -> None:
     sd["bert.pooler.dense.weight"] = torch.randn(64, 64, generator=gen) * 0.2
     sd["bert.pooler.dense.bias"] = torch.randn(64, generator=gen)
     torch.save(sd, weights)
+
+
+def splade_reference(model: torch.nn.Module, enc: dict) -> np.ndarray:
+    """A SPLADE vector per row of ``enc`` straight from PyTorch: transformers' *ForMaskedLM logits -> log(1 +
+    relu) -> max over the real (attention-masked) tokens, as naver's SPLADE computes it."""
+    names = model.forward.__code__.co_varnames
+    tensors = {k: torch.from_numpy(np.asarray(v, dtype=np.int64)) for k, v in enc.items() if k in names}
+    with torch.no_grad():
+        logits = model(**tensors).logits
+    mask = tensors["attention_mask"].unsqueeze(-1)
+    return (torch.log1p(torch.relu(logits)) * mask).max(dim=1).values.numpy()  # type: ignore[no-any-return]
 
 
 @pytest.fixture

@@ -8,6 +8,7 @@ classification  /v1/classify                classify
 embedding       /v1/embed, /v1/embeddings   embed
 token-class.    /v1/token-classify          token_classify
 rerank          /v1/rerank, /v1/score       rerank
+sparse-embed.   /v1/embed-sparse            embed_sparse
 tokenizer       /v1/(de)tokenize            tokenize
 ==============  ==========================  =================
 
@@ -31,7 +32,8 @@ __all__ = ["Route", "task_routes"]
 
 def task_routes(engine: AppEngine) -> list[Route]:
     """Every task's routes (a task with no model answers 404 listing the served ones)."""
-    from serve.apis import classify, embed, fill_mask, rerank, token_classify, tokenize
+    from serve.apis import classify, embed, embed_sparse, fill_mask, rerank, token_classify, tokenize
 
     return [*fill_mask.routes(engine), *classify.routes(engine), *embed.routes(engine),
-            *token_classify.routes(engine), *rerank.routes(engine), *tokenize.routes(engine)]
+            *embed_sparse.routes(engine), *token_classify.routes(engine), *rerank.routes(engine),
+            *tokenize.routes(engine)]

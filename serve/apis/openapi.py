@@ -23,7 +23,8 @@ NOT_BLANK = r"\S"  # check_texts refuses a text of spaces alone
 ALL = None  # the tokenizer routes take every model
 REQUESTS = {"FillMaskRequest": "fill-mask", "ClassifyRequest": "classification", "EmbedRequest": "embedding",
             "OpenAIEmbeddingRequest": "embedding", "TokenClassifyRequest": "token-classification",
-            "RerankRequest": "rerank", "ScoreRequest": "rerank", "TokenizeRequest": ALL, "DetokenizeRequest": ALL}
+            "RerankRequest": "rerank", "ScoreRequest": "rerank", "EmbedSparseRequest": "sparse-embedding",
+            "TokenizeRequest": ALL, "DetokenizeRequest": ALL}
 TEXTS = ("inputs", "input", "query", "documents", "texts", "text_1", "text_2")  # each checked by check_texts
 
 

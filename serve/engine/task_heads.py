@@ -21,6 +21,8 @@ def head_outputs(out: dict[str, np.ndarray], task: str, output: str, rows: list[
     """The outputs of one head for the sequences ``rows`` of the pass, numbered 0.. in that order."""
     if task == "embedding":
         return {"sentence_embedding": out[output][rows]}
+    if task == "sparse-embedding":
+        return {"sparse": out[output][rows]}
     if task != "fill-mask":
         return {"logits": out[output][rows]}
     positions = out["mask_positions"]

@@ -2,7 +2,7 @@
 
 Per task (as infinity splits it): ``check`` runs on the tokenized request before it is admitted,
 ``rows`` splits a forward pass's outputs into one entry per sequence and does the numeric work
-(softmax, top-k, normalisation; in the inference thread), ``result`` turns one sequence's entry into
+(softmax, top-k, normalisation, sparse terms; in the inference thread), ``result`` turns one sequence's entry into
 the answer's plain data (labels, tokens, filled text; on the event loop).
 """
 
@@ -187,4 +187,28 @@ class Rerank(Task):
         return {"score": float(1 / (1 + np.exp(-row))), "raw": row}
 
 
-TASKS: dict[str, Task] = {t.name: t for t in (FillMask(), Classify(), Embed(), TokenClassify(), Rerank())}
+class SparseEmbed(Task):
+    """A SPLADE vector per input (its head's ``sparse`` output, [vocab]): the terms above ``threshold``, the
+    ``top_k`` largest, largest first."""
+
+    name = "sparse-embedding"
+
+    def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
+             params: list[dict[str, Any]]) -> list[Any]:
+        rows = []
+        for vec, p in zip(out["sparse"].astype(np.float32), params, strict=True):
+            kept = np.flatnonzero(vec > p.get("threshold", 0.0))
+            order = kept[np.argsort(-vec[kept], kind="stable")][: p.get("top_k")]  # ties: the lower id first
+            rows.append((order.tolist(), vec[order].tolist()))
+        return rows
+
+    def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
+        indices, values = row
+        out = {"indices": indices, "values": values}
+        if params.get("return_tokens"):
+            out["tokens"] = [model.tokenizer.id_to_token(i) for i in indices]
+        return out
+
+
+TASKS: dict[str, Task] = {t.name: t for t in (FillMask(), Classify(), Embed(), TokenClassify(), Rerank(),
+                                               SparseEmbed())}

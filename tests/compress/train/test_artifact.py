@@ -167,3 +167,27 @@ def test_train_does_not_combine_with_prune():
     with pytest.raises(ValidationError, match="adapt: and prune: do not take"):
         Recipe.model_validate({"method": "int8", "prune": {"fraction": 0.3},
                                "train": {"tasks": [{"name": "a", "kind": "mlm", "data": "auto"}]}})
+
+
+def test_a_sparse_head_joins_a_trained_directorys_heads(trained, tmp_path):
+    """--heads mlm,splade,topic on a `compress train` directory: the recorded heads plus SPLADE from the LM head."""
+    import onnxruntime as ort
+
+    from compress.data import encode
+    from compress.validate import top_overlap
+    from tests.conftest import splade_reference
+
+    model_dir, _ = trained
+    out = tmp_path / "art"
+    assert main(["run", str(model_dir), "--heads", "mlm,splade,topic", "--fp32", "--out", str(out), "--no-bench",
+                 "--n-validate", "32", "--threads", "1"]) == 0
+    m = json.loads((out / "manifest.json").read_text())
+    assert [(h["name"], h["task"]) for h in m["heads"]] == [
+        ("mlm", "fill-mask"), ("topic", "classification"), ("splade", "sparse-embedding")]
+    assert m["validation"]["heads"]["splade"]["passed"]
+    model, tok, _ = load_trained(model_dir)
+    enc = encode(tok, SENTENCES[:5], 32)
+    session = ort.InferenceSession(str(out / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(["splade_sparse"], {i.name: enc[i.name] for i in session.get_inputs()})[0]
+    want = splade_reference(model.model.eval(), enc)
+    assert top_overlap(want, got).min() >= 0.95

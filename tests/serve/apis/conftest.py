@@ -2,8 +2,8 @@
 
 Two embedding models on one artifact (so ``model`` must be named at the embedding endpoints), trained as
 if for Matryoshka truncation to 32 and 16 of their 64 values, with ``query``/``passage`` prompts; the
-second cuts long inputs on the left. One fill-mask and one classification model. Every model truncates,
-so no input is too long.
+second cuts long inputs on the left. One fill-mask and one classification model, and a fill-mask model with a
+sparse-embedding head (``sparse``, ``sparse:splade``). Every model truncates, so no input is too long.
 """
 
 from __future__ import annotations
@@ -34,6 +34,22 @@ def tiny_artifact(tmp: Path, task: str) -> Path:
     return out
 
 
+def tiny_sparse_artifact(tmp: Path) -> Path:
+    """A tiny random BERT with a fill-mask and a sparse-embedding (SPLADE) head, compressed (fp32, no gate)."""
+    from compress.head_graph import load_heads
+    from compress.pipeline import compress_model
+    from compress.recipe import Recipe
+    from compress.task_heads import parse_heads
+    from tests.conftest import build_tiny
+
+    build_tiny(tmp / "src-sparse", "bert", "fill-mask")
+    out = tmp / "art-sparse"
+    recipe = Recipe.model_validate({"method": "fp32", "validation": {"gate": False, "n": 16}})
+    compress_model(load_heads(parse_heads("mlm,splade"), spec=str(tmp / "src-sparse")), out, name="tiny-sparse",
+                   recipe=recipe, bench=False, threads=1)
+    return out
+
+
 def _entry(name: str, artifact: Path, task: str, **serve: object) -> dict:
     return {"name": name, "source": str(artifact), "task": task, "artifact": str(artifact),
             "serve": {"threads": 1, "max_items": 8, "truncate": True, "max_length": MAX_LENGTH, **serve}}
@@ -49,6 +65,8 @@ def encoder_server(tmp_path_factory):
                truncation_side="left"),
         _entry("fill", tiny_artifact(tmp, "fill-mask"), "fill-mask", prompts=PROMPTS),
         _entry("classify", tiny_artifact(tmp, "classification"), "classification", prompts=PROMPTS),
+        {**_entry("sparse", tiny_sparse_artifact(tmp), "fill-mask"), "task": None,
+         "heads": [{"name": "mlm"}, {"name": "splade"}]},
     ])
     proc = start_server(config, tmp / "serve.log", extra=("--no-compress",))
     yield proc
