@@ -25,8 +25,12 @@ FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "-
 
 @pytest.fixture(scope="module")
 def page_server(packaged_artifact, tmp_path_factory):
-    """MiniLM, a tiny random fill-mask BERT and a tiny random classifier: one model of each task, no API key."""
+    """One model of each task, no API key: MiniLM, a tiny random fill-mask BERT and a tiny random classifier;
+    a tiny trained BERT with a token-classification (``tt:verbs``) and a rerank (``tt:rr``) head; a tiny random
+    BERT with a sparse-embedding head (``sparse:splade``)."""
+    from tests.compress.train.conftest import build_trained
     from tests.conftest import build_tiny
+    from tests.serve.apis.conftest import tiny_sparse_artifact
 
     tmp = tmp_path_factory.mktemp("serve-page")
     models = [packaged_entry("minilm", packaged_artifact("minilm"))]
@@ -34,6 +38,13 @@ def page_server(packaged_artifact, tmp_path_factory):
         build_tiny(tmp / task, "bert", task)
         models.append({"name": f"tiny-{task}", "source": str(tmp / task), "task": task,
                        "recipe": {"method": "fp32"}, "artifact": f"artifacts/tiny-{task}", "serve": {"threads": 1}})
+    model_dir, trained = build_trained(tmp / "trained", {"mlm": "mlm", "verbs": "token-classification",
+                                                         "rr": "rerank"})
+    sparse = tiny_sparse_artifact(tmp)
+    models += [{"name": "tt", "source": str(model_dir), "artifact": str(trained), "serve": {"threads": 1},
+                "heads": [{"name": "mlm"}, {"name": "verbs"}, {"name": "rr"}]},
+               {"name": "sparse", "source": str(sparse), "artifact": str(sparse), "serve": {"threads": 1},
+                "heads": [{"name": "mlm"}, {"name": "splade"}]}]
     proc = start_server(write_models(tmp / "models.yaml", models), tmp / "serve.log")
     yield proc
     proc.stop()
@@ -77,10 +88,13 @@ def test_docs_render_every_operation(page_server, browser):
 
 def test_index_answers_each_task(page_server, browser):
     browser.goto(page_server.url)
-    browser.wait_for_selector("section.model >> nth=2")
+    browser.wait_for_selector("section.model >> nth=7")
     sections = browser.locator("section.model").all()
     cards = {s.get_attribute("data-model"): s.get_attribute("data-task") for s in sections}
-    assert cards == {"minilm": "embedding", "tiny-fill-mask": "fill-mask", "tiny-classification": "classification"}
+    assert cards == {"minilm": "embedding", "tiny-fill-mask": "fill-mask", "tiny-classification": "classification",
+                     "tt": "fill-mask", "tt:verbs": "token-classification", "tt:rr": "rerank",
+                     "sparse": "fill-mask", "sparse:splade": "sparse-embedding"}
+    assert browser.locator("section.model form").count() == len(cards)  # no "No form for task"
 
     fill = browser.locator("section[data-model=tiny-fill-mask]")
     fill.locator("textarea").fill("the market [MASK] profit")
@@ -110,3 +124,53 @@ def test_index_answers_each_task(page_server, browser):
     assert 0.5 < close <= 1 and far < close - 0.3
     assert not browser.locator(".error").count()
     _screenshot(browser, "index")
+
+
+def test_index_answers_each_head_task(page_server, browser):
+    """Token classification (labelled spans and their table), rerank (a ranked list), sparse embedding (a term
+    table), and an error answer shown in the page."""
+    browser.goto(page_server.url)
+    browser.wait_for_selector("section.model >> nth=7")
+
+    tokens = browser.locator('section[data-model="tt:verbs"]')
+    text = "the bank said sales were up"
+    tokens.locator("textarea").fill(text)
+    tokens.locator("select").select_option("none")
+    tokens.locator("input[name=all_labels]").check()  # every token, O too: a table whatever the tiny model learnt
+    tokens.get_by_role("button").click()
+    rows = tokens.locator(".answer table.entities tr")
+    rows.nth(6).wait_for()  # a header and a row per token
+    assert tokens.locator(".spans").inner_text() == text  # the text, its spans marked
+    assert tokens.locator(".spans mark").count() == rows.count() - 1
+    assert set(tokens.locator(".answer td.label").all_inner_texts()) <= {"V", "O"}
+    assert all(0 <= float(s) <= 1 for s in tokens.locator(".answer td.score").all_inner_texts())
+
+    rerank = browser.locator('section[data-model="tt:rr"]')
+    documents = ["the bank said sales were up", "a cat sat on the mat", "profit at the market"]
+    rerank.locator("textarea[name=query]").fill("market bank profit")
+    rerank.locator("textarea[name=documents]").fill("\n".join(documents))
+    rerank.locator("input[name=top_n]").fill("2")
+    rerank.get_by_role("button").click()
+    rerank.locator(".answer table tr >> nth=1").wait_for()
+    assert rerank.locator(".answer tr").count() == 2
+    assert rerank.locator(".answer td.rank").all_inner_texts() == ["1.", "2."]
+    assert set(rerank.locator(".answer td.name").all_inner_texts()) <= set(documents)
+    scores = [float(s) for s in rerank.locator(".answer td.score").all_inner_texts()]
+    assert scores == sorted(scores, reverse=True) and all(0 <= s <= 1 for s in scores)
+
+    sparse = browser.locator('section[data-model="sparse:splade"]')
+    sparse.locator("textarea").fill("the market said profit")
+    sparse.locator("input[name=top_k]").fill("5")
+    sparse.get_by_role("button").click()
+    sparse.locator(".answer table tr >> nth=4").wait_for()
+    assert sparse.locator(".answer tr").count() == 5
+    weights = [float(s) for s in sparse.locator(".answer td.score").all_inner_texts()]
+    assert weights == sorted(weights, reverse=True) and weights[-1] > 0
+    assert not browser.locator(".error").count()
+    _screenshot(browser, "index-heads")
+
+    rerank.locator("textarea[name=documents]").fill("")  # no documents: the server's 422, shown in the page
+    rerank.get_by_role("button").click()
+    error = rerank.locator(".answer .error")
+    error.wait_for()
+    assert error.inner_text().startswith("422: ") and "documents" in error.inner_text()

@@ -10,6 +10,7 @@ import pytest
 
 from serve.app import build_app
 from serve.config import Settings
+from serve.models import ENDPOINTS
 from serve.page import ASSETS, index_html
 from tests.serve.test_dispatch import StubEngine
 
@@ -56,6 +57,17 @@ def test_index_is_self_contained(app):
     assert html == index_html() and "v1/models" in html and "v1/embeddings" in html
     assert not [u for u in _linked(html) if "//" in u], "the page must load nothing from another host"
     assert "<script src" not in html and "<link" not in html  # JS and CSS inline
+
+
+@pytest.mark.parametrize("task", sorted(ENDPOINTS))
+def test_index_has_a_form_for_every_served_task(task):
+    """Each task a model can be served as has its form (a template of that id) and its code (TASKS[task])."""
+    html = index_html()
+    template = re.search(rf'<template id="{task}">(.*?)</template>', html, re.S)
+    assert template and "<button" in template.group(1), f"no form for {task}"
+    tasks = html[html.index("const TASKS = {"):html.index("function modelCard")]
+    assert re.search(rf'^  "?{task}"?: {{$', tasks, re.M), f"no TASKS entry for {task}"
+    assert f"No form for task {task}" not in html
 
 
 @pytest.mark.parametrize(("page", "assets"), [
