@@ -145,10 +145,12 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
 
 def variant_recipe(model: str, variant: str, loaded: LoadedModel, cache: Path) -> Recipe:
     """The recipe of ``variant`` for ``model``: RECIPES, plus the data it needs (written to the cache)."""
-    from benchmarks.common import topic
+    from benchmarks.common import task_models, topic
     from compress.recipe import Recipe
 
     data: dict[str, object] = dict(RECIPES[variant])
+    if task_models.is_task_model(model):
+        data["validation"] = {"n": task_models.VALIDATION_TEXTS}
     if model == topic.NAME:
         data["validation"] = topic.validation_step(cache / f"{topic.NAME}-model")
     if variant.startswith("pruned"):
