@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
@@ -9,9 +10,9 @@ ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "class
 Item = str | tuple[str, str]  # one input: a text, or a (query, passage) pair for rerank
 
 
-def request_body(task: str, model: str, item: Item | list[Item]) -> dict[str, Any]:
+def request_body(task: str, model: str, item: Item | Sequence[Item]) -> dict[str, Any]:
     """One request of ``task`` (serve/apis); rerank: one query and its passages (a pair, or pairs of one query)."""
     if task == "rerank":
-        pairs = item if isinstance(item, list) else [item]
+        pairs = [p for p in (item if isinstance(item, list) else [item]) if isinstance(p, tuple)]
         return {"model": model, "query": pairs[0][0], "documents": [p for _, p in pairs]}
     return {"model": model, "input": item} if task == "embedding" else {"model": model, "inputs": item}

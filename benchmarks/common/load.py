@@ -13,7 +13,7 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -235,7 +235,7 @@ def closed_loop_until_refused(url: str, path: str, make_body: Callable[[int], An
         i += 1
 
 
-def in_process_throughput(artifact: str, texts: list[Item], *, batch_size: int = 32, threads: int | None = None,
+def in_process_throughput(artifact: str, texts: Sequence[Item], *, batch_size: int = 32, threads: int | None = None,
                           seconds: float = 10.0, streams: int = 1, plain: bool = False) -> float:
     """Inputs per second of the artifact run directly, text in, outputs out: tokenize, pad, run (a rerank
     input is a (query, passage) pair, encoded with its segment ids).
@@ -257,7 +257,7 @@ def in_process_throughput(artifact: str, texts: list[Item], *, batch_size: int =
     session = _plain_session(art.graph_path, per_stream) if plain else make_session(art.graph_path, "cpu", per_stream)
     names = [i.name for i in session.get_inputs()]
 
-    def run(batch: list[Item]) -> int:
+    def run(batch: Sequence[Item]) -> int:
         enc = encode_items(tok, batch, max_len)
         session.run(None, {n: enc[n] for n in names})
         return len(batch)

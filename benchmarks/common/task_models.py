@@ -88,9 +88,11 @@ def build_task_model(name: str, cache: Path, catalog: str = "models.yaml", rebui
     lr = _logistic(x, y)
     record = HeadRecord(spec.head, spec.kind, labels=labels, pooling=None if labels else "cls")  # type: ignore[arg-type]
     model.new_head(record, len(labels) if labels else 1)
+    linear = model.linears[spec.head]
+    assert isinstance(linear, torch.nn.Linear)  # new_head made it
     with torch.no_grad():
-        model.linears[spec.head].weight.copy_(torch.from_numpy(lr.coef_).float())
-        model.linears[spec.head].bias.copy_(torch.from_numpy(lr.intercept_).float())
+        linear.weight.copy_(torch.from_numpy(lr.coef_).float())
+        linear.bias.copy_(torch.from_numpy(lr.intercept_).float())
     tmp = directory.with_name(directory.name + ".tmp")
     save_trained(model, tok, tmp)
     (tmp / "benchmark.json").write_text(json.dumps({"recipe_version": RECIPE_VERSION, "fit_examples": FIT_EXAMPLES,

@@ -4,6 +4,7 @@ the sentence-transformers comparison's inputs)."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -42,14 +43,15 @@ def item_length(item: Item) -> int:
     return len(item) if isinstance(item, str) else len(item[0]) + len(item[1])
 
 
-def encode_items(tok: Any, items: list[Item], max_length: int) -> dict[str, np.ndarray]:
+def encode_items(tok: Any, items: Sequence[Item], max_length: int) -> dict[str, np.ndarray]:
     """Padded int64 inputs of texts, or of (query, passage) pairs with their segment ids (the passage cut
     first), as a reranker reads them and the server sends them."""
     from compress.data import encode
 
-    if all(isinstance(i, str) for i in items):
-        return encode(tok, items, max_length)  # type: ignore[arg-type]
-    enc = tok([q for q, _ in items], [p for _, p in items], padding=True, truncation="only_second",
+    pairs = _pairs(items)
+    if not pairs:
+        return encode(tok, [i for i in items if isinstance(i, str)], max_length)
+    enc = tok([q for q, _ in pairs], [p for _, p in pairs], padding=True, truncation="only_second",
               max_length=max_length, return_tensors="np")
     out = {k: np.asarray(v, dtype=np.int64) for k, v in enc.items()
            if k in ("input_ids", "attention_mask", "token_type_ids")}
@@ -57,10 +59,16 @@ def encode_items(tok: Any, items: list[Item], max_length: int) -> dict[str, np.n
     return out
 
 
-def _ids(tok: Any, items: list[Item]) -> list[list[int]]:
-    if items and not isinstance(items[0], str):
-        return tok([q for q, _ in items], [p for _, p in items])["input_ids"]  # type: ignore[no-any-return]
-    return tok(items)["input_ids"]  # type: ignore[no-any-return]
+def _pairs(items: Sequence[Item]) -> list[tuple[str, str]]:
+    """The (query, passage) pairs of ``items`` (none when they are texts)."""
+    return [i for i in items if isinstance(i, tuple)]
+
+
+def _ids(tok: Any, items: Sequence[Item]) -> list[list[int]]:
+    pairs = _pairs(items)
+    if pairs:
+        return tok([q for q, _ in pairs], [p for _, p in pairs])["input_ids"]  # type: ignore[no-any-return]
+    return tok(list(items))["input_ids"]  # type: ignore[no-any-return]
 
 
 def _pool(m: Any, task: str) -> list[Item]:

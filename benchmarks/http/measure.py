@@ -233,8 +233,8 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
     """Serve one model and measure it (module docstring); the server is always stopped."""
     from benchmarks.common.load import run_load
     from benchmarks.common.process import start_server, write_models
-    from benchmarks.common.texts import serving_texts
     from benchmarks.common.task_models import artifact_task
+    from benchmarks.common.texts import serving_texts
     from benchmarks.http.phases import drain_under_load, soak, swap_under_load
     from compress.artifact import read_manifest
     from compress.catalog import load_catalog

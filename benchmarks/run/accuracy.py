@@ -17,8 +17,9 @@ per-item predictions, so that :func:`compare` can measure agreement with the tor
 
 Agreement with fp32: label agreement for label tasks (masked tokens, classes, probe predictions),
 mean cosine of the (unit-length) embeddings for embedding tasks; for rerank the top-1 document of
-each query (its Kendall tau with fp32 over each query's candidates is in the figures too). The probe is fitted anew on each
-variant's embeddings, so its agreement is reported but not held to a budget (its score is).
+each query (its Kendall tau with fp32 over each query's candidates is in the figures too). The probe
+is fitted anew on each variant's embeddings, so its agreement is reported but not held to a budget
+(its score is).
 """
 
 from __future__ import annotations

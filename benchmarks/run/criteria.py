@@ -4,11 +4,11 @@ Accuracy (asserted by ``--check``; deterministic for a given CPU and ONNX Runtim
 torch-fp32, on every task, a compressed variant may lose at most its budget's ``max_drop_points``
 (percentage points of the task's score; Spearman counts x100), and must agree with fp32 on at least
 ``min_agreement`` of the items (labels, rerank's top-1 per query; not for the probe, which is refitted per
-variant) or reach ``min_cosine`` (embeddings), and rerank's order a mean Kendall tau of ``min_kendall_tau``. Gaining accuracy is never a miss. int8 and the fp32 export get 0.5
-points; 4-bit weights get 2 points; pruned + int8 gets 1 point (3 for Lee-50, whose Spearman over
-1,225 pairs moves more) and needs 90 % agreement and cosine 0.97, the pruning targets. The agreement
-floors sit a point or two under compress's gate
-(99 %, int4 97 %, on its validation set) because held-out items near a decision boundary flip more
+variant) or reach ``min_cosine`` (embeddings), and rerank's order a mean Kendall tau of ``min_kendall_tau``.
+Gaining accuracy is never a miss. int8 and the fp32 export get 0.5 points; 4-bit weights get 2 points;
+pruned + int8 gets 1 point (3 for Lee-50, whose Spearman over 1,225 pairs moves more) and needs 90 %
+agreement and cosine 0.97, the pruning targets. The agreement floors sit a point or two under compress's
+gate (99 %, int4 97 %, on its validation set) because held-out items near a decision boundary flip more
 often: the MiniLM topic classifier reads one token's state, and int8 flips ~1.4 % of its articles
 while its accuracy stays the same.
 

@@ -82,9 +82,8 @@ def load_runner(job: SpeedJob, settings: SpeedSettings) -> tuple[Runner, Any, st
 
         original = torch_original(job.model, Path(settings.cache), settings.catalog, settings.threads)
         return original.runner, original.tokenizer, original.task, original.max_length
-    from compress.artifact import load_artifact
-
     from benchmarks.common.task_models import artifact_task
+    from compress.artifact import load_artifact
 
     art = load_artifact(job.artifact)
     return (art.runner(threads=settings.threads), art.tokenizer(), artifact_task(art.manifest),

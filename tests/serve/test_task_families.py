@@ -86,7 +86,8 @@ def test_token_labels_agree_with_pytorch(family_model):
         want = {i: TAGS[int(logits[r, i].argmax())] for i in range(logits.shape[1])
                 if enc["attention_mask"][r, i] and i in [e["index"] for e in result["entities"]]}
         got = {e["index"]: e["label"] for e in result["entities"]}
-        real = [i for i, t in enumerate(enc.tokens(r)) if enc["attention_mask"][r, i] and t not in tok.all_special_tokens]
+        special = set(tok.all_special_tokens)
+        real = [i for i, t in enumerate(enc.tokens(r)) if enc["attention_mask"][r, i] and t not in special]
         assert sorted(got) == real, "the served tokens are the input's, special tokens left out"
         agree += sum(got[i] == want[i] for i in real)
         total += len(real)
@@ -122,7 +123,8 @@ def test_a_pair_reaches_the_model_with_its_segment_ids(family_model):
     logits, enc = _torch(model, tok, "rr", [QUERIES[0]] * len(DOCS), DOCS)
     np.testing.assert_allclose([d["score"] for d in scored["data"]], 1 / (1 + np.exp(-logits[:, 0])), atol=1e-4)
     takes = inspect.signature(model.model.base_model.forward).parameters
-    typed = "token_type_ids" in takes and int(getattr(model.config, "type_vocab_size", 0) or 0) > 1  # not DeBERTa-v2's 0
+    # DeBERTa-v2's type_vocab_size is 0: it reads no segment ids
+    typed = "token_type_ids" in takes and int(getattr(model.config, "type_vocab_size", 0) or 0) > 1
     if typed and "token_type_ids" in enc and enc["token_type_ids"].any():
         flat = dict(enc, token_type_ids=torch.zeros_like(enc["token_type_ids"]))
         with torch.no_grad():
