@@ -150,7 +150,7 @@ def variant_recipe(model: str, variant: str, loaded: LoadedModel, cache: Path) -
 
     data: dict[str, object] = dict(RECIPES[variant])
     if task_models.is_task_model(model):
-        data["validation"] = {"n": task_models.VALIDATION_TEXTS}
+        data["validation"] = task_models.validation_step(model)
     if model == topic.NAME:
         data["validation"] = topic.validation_step(cache / f"{topic.NAME}-model")
     if variant.startswith("pruned"):
