@@ -3,15 +3,17 @@
 - ``antiberty-region``: AntiBERTy with a ``region`` token-classification head (IMGT regions of anarci's
   human and mouse antibody V genes, benchmarks/training/data.py);
 - ``minilm-rerank``: all-MiniLM-L6-v2 with an ``rr`` rerank head on the [CLS] state of (query, passage)
-  pairs (BBC headline -> its body, and a BM25-mined other body).
+  pairs (a BBC headline with its own body, relevant, and with the next article's, not).
 
 The encoder stays as it ships; the head is a logistic regression fitted on its frozen outputs for
 :data:`FIT_EXAMPLES` training examples (seconds, where `compress train` takes minutes on 2 cores), written
 as `compress train` writes a model directory. The head is far from a well-trained one, but a forward pass
 costs what a trained head's does, so the speed figures are honest, and the accuracy figures compare each
 variant with the PyTorch model it was made from (the model directory, run as `compress run` exports it).
-`python -m benchmarks train` trains these tasks in full. The directory is cached under the benchmark's
-``--cache`` and made again when :data:`RECIPE_VERSION` changes.
+`python -m benchmarks train` trains these tasks in full. A probe on a frozen bi-encoder is a weak
+cross-encoder: its scores of one query's candidates lie close together, and MiniLM int8 reorders some
+(quick run: top-1 agreement 0.90, Kendall tau 0.93 on 40 queries, against the 0.98 and 0.95 budgets).
+The directory is cached under the benchmark's ``--cache`` and made again when :data:`RECIPE_VERSION` changes.
 """
 
 from __future__ import annotations
