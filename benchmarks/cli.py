@@ -3,6 +3,7 @@
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
+    python -m benchmarks http --model antiberty-region,minilm-rerank --concurrency 16    # the served tasks
     python -m benchmarks train                  # compress train's four cases, held out, fp32 and int8
     python -m benchmarks adapt                  # AntiBERTy -> TCR, with and without replay
     python -m benchmarks task-heads --cache artifacts/bench    # AntiBERTy: one multi-head artifact vs three
@@ -31,7 +32,8 @@ from compress import CompressError
 def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="in-process speed and accuracy of each model x variant")
     run.add_argument("--models", default="antiberty,minilm", help="comma-separated benchmark models (models.yaml "
-                     "names or minilm-topic); antiberty and minilm bring their sibling tasks")
+                     "names, minilm-topic, or the served tasks' antiberty-region and minilm-rerank); antiberty and "
+                     "minilm bring their sibling tasks")
     run.add_argument("--variants", default="torch-fp32,onnx-fp32,int8,int4", help="comma-separated variants")
     run.add_argument("--tasks", default=None, help="comma-separated accuracy tasks (default: every task of each "
                      "model; with --quick: " + ",".join(QUICK_TASKS) + ")")
@@ -52,7 +54,9 @@ def _add_http(sub: Any) -> None:
     http = sub.add_parser("http", help="the serving report: a real `serve` on 127.0.0.1 under bounded load at "
                           "several concurrencies, beside the in-process figure of the same artifact")
     http.add_argument("--model", required=True, help="comma-separated models.yaml names, or MODEL:HEAD for one head "
-                      "of a multi-head model (antiberty:species); each artifact is made with its recipe when missing")
+                      "of a multi-head model (antiberty:species), or a served task's benchmark model "
+                      "(antiberty-region, minilm-rerank: a head trained briefly, int8); each artifact is made when "
+                      "missing")
     http.add_argument("--artifact", type=Path, help="serve this artifact directory instead of the model's own")
     http.add_argument("--concurrency", default="16,256", help="comma-separated client counts (default 16,256)")
     http.add_argument("--requests", type=int, default=2000, help="requests per concurrency and round (default 2000)")
@@ -81,6 +85,8 @@ def _add_http(sub: Any) -> None:
                       "(default 10)")
     http.add_argument("--out", type=Path, default=Path("reports"), help="where http.json, http.md, http.png go")
     http.add_argument("--catalog", default="models.yaml")
+    http.add_argument("--cache", type=Path, default=Path("artifacts/bench"), help="where the served tasks' "
+                      "benchmark models (antiberty-region, minilm-rerank) and their int8 artifacts are kept")
     http.set_defaults(handler=_http)
 
 
@@ -239,6 +245,7 @@ def _http(args: argparse.Namespace) -> int:
                        soak_seconds=args.soak_seconds, drain=args.drain, swap=args.swap,
                        ignore_retry_after=args.ignore_retry_after, host_kind=args.host_kind,
                        ray_ingress=args.ray_ingress, timeout=args.timeout, in_process_seconds=args.in_process_seconds,
+                       cache=args.cache,
                        serve_options={**_ray_options(args), **({"streams": args.streams} if args.streams else {})})
     report = run_http(opts)
     http_report.write_reports(report, args.out)

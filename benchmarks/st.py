@@ -48,7 +48,8 @@ def run(model_dir: str, artifacts: list[Path], n: int, rounds: int, threads: int
     """The report: texts/s per side (median round), ratio to sentence-transformers, cosine to it."""
     from benchmarks.common.texts import serving_texts
 
-    texts, stats = serving_texts(artifacts[0], n)
+    items, stats = serving_texts(artifacts[0], n)
+    texts = [t for t in items if isinstance(t, str)]  # an embedding artifact's inputs are texts
     sides = {"sentence-transformers fp32": _st_side(model_dir, threads),
              **{a.name: _artifact_side(a, threads) for a in artifacts}}
     for embed in sides.values():

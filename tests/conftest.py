@@ -110,6 +110,27 @@ def build_tiny(directory: Path, family: str = "bert", task: str = "fill-mask", n
     return model, tok
 
 
+TAGS = ["O", "B-X", "I-X"]
+
+
+def build_tiny_heads(directory: Path, family: str = "bert", seed: int = 0) -> Path:
+    """A tiny random masked-LM of ``family`` with two random heads, written as `compress train` writes a model
+    directory (``directory``/model): ``tags`` (token-classification, labels TAGS) and ``rr`` (rerank, [CLS]
+    pooling). Returns the model directory."""
+    from compress.train.model import HeadRecord
+    from compress.train.store import load_source, save_trained
+
+    build_tiny(directory / "src", family, "fill-mask", seed=seed)
+    model, tok, _ = load_source(str(directory / "src"))
+    torch.manual_seed(seed + 1)
+    for record, outputs in ((HeadRecord("tags", "token-classification", labels=TAGS), len(TAGS)),
+                            (HeadRecord("rr", "rerank", pooling="cls"), 1)):
+        model.new_head(record, outputs)
+        torch.nn.init.normal_(model.linears[record.name].weight, std=0.5)  # margins an fp32 export keeps
+    save_trained(model.eval(), tok, directory / "model")
+    return directory / "model"
+
+
 def add_linear_heads(weights: Path) -> None:
     """AntiBERTy's layout: species (6) and chain (2) linear heads on the pooled output."""
     sd = torch.load(weights, weights_only=True)

@@ -13,7 +13,7 @@ import json
 import statistics
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
@@ -22,6 +22,8 @@ if TYPE_CHECKING:
     from pathlib import Path
 
     import onnxruntime as ort
+
+    from benchmarks.common.endpoints import Item
 
 
 class HttpClient:
@@ -233,9 +235,10 @@ def closed_loop_until_refused(url: str, path: str, make_body: Callable[[int], An
         i += 1
 
 
-def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 32, threads: int | None = None,
+def in_process_throughput(artifact: str, texts: Sequence[Item], *, batch_size: int = 32, threads: int | None = None,
                           seconds: float = 10.0, streams: int = 1, plain: bool = False) -> float:
-    """Inputs per second of the artifact run directly, text in, outputs out: tokenize, pad, run.
+    """Inputs per second of the artifact run directly, text in, outputs out: tokenize, pad, run (a rerank
+    input is a (query, passage) pair, encoded with its segment ids).
 
     Same session settings as the server's onnxruntime backend; batches of ``batch_size``, ``streams`` of
     them at once, each on ``threads / streams`` intra-op threads, as the server runs its passes. With
@@ -244,8 +247,8 @@ def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 
     """
     from concurrent.futures import ThreadPoolExecutor
 
+    from benchmarks.common.texts import encode_items
     from compress.artifact import load_artifact
-    from compress.data import encode
     from compress.session import default_threads, make_session
 
     art = load_artifact(artifact)
@@ -254,8 +257,8 @@ def in_process_throughput(artifact: str, texts: list[str], *, batch_size: int = 
     session = _plain_session(art.graph_path, per_stream) if plain else make_session(art.graph_path, "cpu", per_stream)
     names = [i.name for i in session.get_inputs()]
 
-    def run(batch: list[str]) -> int:
-        enc = encode(tok, batch, max_len)
+    def run(batch: Sequence[Item]) -> int:
+        enc = encode_items(tok, batch, max_len)
         session.run(None, {n: enc[n] for n in names})
         return len(batch)
 

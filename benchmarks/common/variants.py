@@ -6,13 +6,16 @@ Every other variant is an artifact made by ``compress`` with that method, cached
 ``pruned-int8`` first removes PRUNE_FRACTION of the encoder's parameters (heads and neurons, ranked
 by importance) and recovers by distillation on texts no accuracy suite scores, then quantizes like int8.
 
-A model is a models.yaml name or ``minilm-topic``, the topic classifier the benchmarks train
-(benchmarks/common/topic.py), whose model directory is cached under ``--cache`` too.
+A model is a models.yaml name, ``minilm-topic`` (the topic classifier the benchmarks train,
+benchmarks/common/topic.py), or a served task's model (``antiberty-region``, ``minilm-rerank``:
+benchmarks/common/task_models.py); the trained models' directories are cached under ``--cache`` too.
+For the latter the PyTorch original is the trained head, run as `compress run` exports it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -75,10 +78,12 @@ def _family(model: str) -> str:
 
 def load_bench_model(model: str, cache: Path, catalog: str = "models.yaml", threads: int = 2) -> LoadedModel:
     """The fp32 original of a benchmark model: a models.yaml entry, or the trained topic classifier."""
-    from benchmarks.common import topic
+    from benchmarks.common import task_models, topic
     from compress.catalog import entry_or_head, load_catalog
     from compress.sources import load_entry, load_model
 
+    if task_models.is_task_model(model):
+        return task_models.head_model(model, cache, catalog).loaded
     if model == topic.NAME:
         return load_model(str(topic.build_topic_model(cache / f"{topic.NAME}-model", threads=threads)))
     return load_entry(entry_or_head(load_catalog(catalog), model))  # antiberty-species: one head of antiberty
@@ -96,6 +101,9 @@ def _stale(artifact: Path, model: str, variant: str, cache: Path) -> bool:
         return True
     if _method_options_changed(manifest.recipe.get("quantize", {}), recipe):
         return True
+    trained = cache / f"{model}-model" / "benchmark.json"  # a task model trained after the artifact was made
+    if trained.is_file() and trained.stat().st_mtime > (artifact / "manifest.json").stat().st_mtime:
+        return True
     weights = cache / f"{topic.NAME}-model" / "model.safetensors"
     return model == topic.NAME and weights.is_file() and manifest.source.get("sha256") != sha256_file(weights)
 
@@ -112,7 +120,7 @@ def _method_options_changed(stored: dict[str, Any], recipe: dict[str, object]) -
 def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models.yaml",
                    rebuild: bool = False) -> Path:
     """Make (or reuse) the artifact of ``variant`` for benchmark model ``model`` (see load_bench_model)."""
-    from benchmarks.common import topic
+    from benchmarks.common import task_models, topic
     from compress.pipeline import compress_model
 
     if variant not in RECIPES:
@@ -120,7 +128,14 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
     out = cache / f"{model}-{variant}"
     if model == topic.NAME:  # (re)train first, so that a cached artifact is judged against the current model
         topic.build_topic_model(cache / f"{topic.NAME}-model")
+    if task_models.is_task_model(model):
+        task_models.build_task_model(model, cache, catalog)
     if out.exists() and not rebuild and not _stale(out, model, variant, cache):
+        return out
+    if task_models.is_task_model(model):
+        heads = task_models.head_model(model, cache, catalog)
+        compress_model(heads, out, name=model, recipe=variant_recipe(model, variant, heads.loaded, cache),
+                       force=True, bench=False)
         return out
     loaded = load_bench_model(model, cache, catalog)
     compress_model(loaded, out, name=model, recipe=variant_recipe(model, variant, loaded, cache), force=True,
@@ -130,10 +145,12 @@ def build_artifact(model: str, variant: str, cache: Path, catalog: str = "models
 
 def variant_recipe(model: str, variant: str, loaded: LoadedModel, cache: Path) -> Recipe:
     """The recipe of ``variant`` for ``model``: RECIPES, plus the data it needs (written to the cache)."""
-    from benchmarks.common import topic
+    from benchmarks.common import task_models, topic
     from compress.recipe import Recipe
 
     data: dict[str, object] = dict(RECIPES[variant])
+    if task_models.is_task_model(model):
+        data["validation"] = task_models.validation_step(model)
     if model == topic.NAME:
         data["validation"] = topic.validation_step(cache / f"{topic.NAME}-model")
     if variant.startswith("pruned"):
@@ -165,6 +182,40 @@ def _prune_step(model: str, loaded: LoadedModel, cache: Path) -> dict[str, objec
             "recover_hidden_weight": RECOVER_HIDDEN_WEIGHT.get(model),
             "recover_group_by_length": RECOVER_GROUP_BY_LENGTH.get(family),
             "head_cost_factor": HEAD_COST_FACTOR[family]}
+
+
+@dataclass
+class Original:
+    """The torch-fp32 baseline of a benchmark model: its runner, tokenizer, labels and task."""
+
+    runner: Runner
+    tokenizer: Any
+    labels: list[str] | None
+    task: str
+    max_length: int
+
+
+def torch_original(model: str, cache: Path, catalog: str = "models.yaml", threads: int = 2) -> Original:
+    """The PyTorch model a benchmark model's variants are made from: the transformers model (torch_baseline), or
+    for a served task's model its trained head, as `compress run` exports it."""
+    import torch
+
+    from benchmarks.common import task_models
+
+    if task_models.is_task_model(model):
+        torch.set_num_threads(threads)
+        heads = task_models.head_model(model, cache, catalog)
+        graph, tok = heads.graph.eval(), heads.loaded.tokenizer
+
+        def run(enc: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+            with torch.inference_mode():
+                out = graph(**{k: torch.from_numpy(v) for k, v in enc.items()
+                               if k in ("input_ids", "attention_mask", "token_type_ids")})
+            return {k: v.numpy() for k, v in out.items()}
+        return Original(run, tok, heads.heads[0].labels, heads.heads[0].task, int(min(tok.model_max_length, 512)))
+    loaded = load_bench_model(model, cache, catalog, threads)
+    return Original(torch_baseline(loaded, threads), loaded.tokenizer, loaded.labels, loaded.task,
+                    int(min(loaded.tokenizer.model_max_length, 512)))
 
 
 def torch_baseline(loaded: LoadedModel, threads: int) -> Runner:

@@ -45,13 +45,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from benchmarks.common.endpoints import ENDPOINTS, request_body
+from benchmarks.common.endpoints import ENDPOINTS, Item, request_body
 
 if TYPE_CHECKING:
     from benchmarks.common.process import ServeProcess
     from compress.catalog import Catalog, ModelEntry
 
 IN_PROCESS_BATCHES = (1, 8, 32)
+TASK_MODEL_VARIANT = "int8"  # the variant served of a served task's benchmark model (benchmarks/common/task_models.py)
 # vs_in_process: throughput / the best in-process run of all; vs_plain: / the best plain session's
 # server_cpu_ms_per_request: server CPU time over the run / requests answered 200 (429s included in the cost)
 # probe_*: one client in a process of its own during the levels after the first (its 429s' timing)
@@ -80,6 +81,7 @@ class HttpOptions:
     host_kind: str = "native"
     ray_ingress: str = "haproxy"  # host_kind ray: serve --ray-ingress
     serve_options: dict[str, Any] = field(default_factory=dict)  # over each entry's serve: block
+    cache: Path = Path("artifacts/bench")  # the served tasks' benchmark models and artifacts
 
     def __post_init__(self) -> None:
         if not self.models:
@@ -110,6 +112,7 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
     Raises:
         ValueError: ``override`` is not an artifact directory.
     """
+    from benchmarks.common import task_models
     from serve.config import artifact_dir
     from serve.models import compress_entry
 
@@ -117,6 +120,11 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
         if not (override / "manifest.json").is_file():
             raise ValueError(f"{override} is not an artifact (no manifest.json); make one with `compress run`")
         return override.resolve()
+    if task_models.is_task_model(entry.name):  # made (or reused) as `benchmarks run` makes its int8 variant
+        from benchmarks.common.variants import build_artifact
+
+        cache = Path(str(entry.artifact)).parent
+        return build_artifact(entry.name, TASK_MODEL_VARIANT, cache, str(catalog)).resolve()
     path = artifact_dir(entry, catalog.parent).resolve()
     if not (path / "manifest.json").is_file():
         log(f"{entry.name}: no artifact at {path}; compressing it with its models.yaml recipe")
@@ -124,16 +132,20 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
     return path
 
 
-def model_target(catalog: Catalog, name: str) -> tuple[ModelEntry, str | None]:
+def model_target(catalog: Catalog, name: str, cache: Path = Path("artifacts/bench")) -> tuple[ModelEntry, str | None]:
     """The models.yaml entry that serves ``name`` (a model, or ``MODEL:HEAD`` for one head of a
-    multi-head model, as requests name it), and the head's task (None: the artifact's own).
+    multi-head model, as requests name it; or a served task's benchmark model, whose int8 artifact is
+    kept under ``cache``), and the head's task (None: the artifact's own).
 
     Raises:
         compress.CompressError: no such model or head; the message lists what there is.
     """
+    from benchmarks.common import task_models
     from compress import CompressError
 
     base, _, head = name.partition(":")
+    if task_models.is_task_model(name):
+        return task_models.served_entry(name, cache / f"{name}-{TASK_MODEL_VARIANT}", cache), None
     entry = catalog.get(base)
     if not head:
         return entry, None
@@ -152,7 +164,7 @@ def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, options: dict[
             "serve": serve}
 
 
-def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[str], clients: int,
+def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[Item], clients: int,
            requests: int, deadline: float, probe: bool = False, patient: bool = True) -> dict[str, Any]:
     """One load run at ``clients`` concurrency (``requests`` or until ``deadline``), with the server's own
     figures around it (``lane``: the models.yaml model whose queue a request to ``model``, perhaps one of
@@ -182,15 +194,16 @@ def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[s
             "rss_before_bytes": rss_before, "rss_after_bytes": server.memory()["rss"]}
 
 
-def _in_process(artifact: Path, texts: list[str], threads: int, seconds: float, streams: int | None
+def _in_process(artifact: Path, texts: list[Item], threads: int, seconds: float, streams: int | None
                 ) -> dict[str, Any]:
     """The artifact run directly on the texts sorted by length, at each batch size: one pass at a time and
     as many at once as the server runs (``streams``; default 2 on 2+ threads), with the server's session
     settings, and one pass at a time in a plain session (onnxruntime's defaults: ``B plain``); the best
     is the figure."""
     from benchmarks.common.load import in_process_throughput
+    from benchmarks.common.texts import item_length
 
-    ordered = sorted(texts, key=len)
+    ordered = sorted(texts, key=item_length)
     runs: dict[str, dict[str, Any]] = {}
     configs = [(s, False) for s in sorted({1, streams or min(2, threads)})] + [(1, True)]  # (streams, plain)
     for s, plain in configs:
@@ -220,16 +233,17 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
     """Serve one model and measure it (module docstring); the server is always stopped."""
     from benchmarks.common.load import run_load
     from benchmarks.common.process import start_server, write_models
+    from benchmarks.common.task_models import artifact_task
     from benchmarks.common.texts import serving_texts
     from benchmarks.http.phases import drain_under_load, soak, swap_under_load
     from compress.artifact import read_manifest
     from compress.catalog import load_catalog
 
     catalog = Path(opts.catalog)
-    entry, head_task = model_target(load_catalog(catalog), name)
+    entry, head_task = model_target(load_catalog(catalog), name, opts.cache)
     artifact = resolve_artifact(entry, catalog, opts.artifact)
     manifest = read_manifest(artifact)
-    task = head_task or manifest.task
+    task = head_task or artifact_task(manifest)
     texts, stats = serving_texts(artifact, opts.texts, task)
     out: dict[str, Any] = {"model": name, "task": task, "endpoint": ENDPOINTS[task], "artifact": str(artifact),
                            "method": manifest.method, "texts": stats}
@@ -300,7 +314,7 @@ def run_http(opts: HttpOptions) -> dict[str, Any]:
     t0 = time.monotonic()
     catalog = load_catalog(opts.catalog)
     for name in opts.models:
-        model_target(catalog, name)  # unknown names fail before anything starts
+        model_target(catalog, name, opts.cache)  # unknown names fail before anything starts
     threads = opts.threads or default_threads()
     deadline = time.monotonic() + opts.timeout
     report: dict[str, Any] = {"schema_version": 2, "cpu": {"model": cpu_model(), "isa": detect_isa()},

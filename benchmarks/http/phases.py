@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from benchmarks.common.endpoints import ENDPOINTS, request_body
+from benchmarks.common.endpoints import ENDPOINTS, Item, request_body
 
 if TYPE_CHECKING:
     from benchmarks.common.process import ServeProcess
@@ -49,7 +49,7 @@ def start_probe(url: str, path: str, body: dict[str, Any], seconds: float, patie
     return future
 
 
-def soak(server: ServeProcess, model: str, task: str, texts: list[str], seconds: float) -> dict[str, Any]:
+def soak(server: ServeProcess, model: str, task: str, texts: list[Item], seconds: float) -> dict[str, Any]:
     """16 clients for ``seconds``, each request 1 to 4 texts (shapes vary); the server's RSS before and after."""
     from benchmarks.common.load import run_load
 
@@ -91,7 +91,7 @@ def replace_artifact(current: Path, note: str) -> None:
     shutil.rmtree(old)
 
 
-def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str, texts: list[str],
+def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str, texts: list[Item],
                     seconds: float = 40.0) -> dict[str, Any]:
     """Replace the served ``artifact`` while 16 clients send for ``seconds``: failed requests, and how long
     until the new version answers (``X-Model-Version``)."""
@@ -118,7 +118,7 @@ def swap_under_load(server: ServeProcess, artifact: Path, model: str, task: str,
             "version_after": after, "new_version_after_s": new_s}
 
 
-def drain_under_load(server: ServeProcess, model: str, task: str, texts: list[str]) -> dict[str, Any]:
+def drain_under_load(server: ServeProcess, model: str, task: str, texts: list[Item]) -> dict[str, Any]:
     """SIGTERM while 16 clients send: /ready's 503, the requests' outcomes, the exit. Stops the server."""
     from benchmarks.common.load import HttpClient, closed_loop_until_refused
 

@@ -76,8 +76,9 @@ def markdown(report: dict[str, Any]) -> str:
                  else "wait out a 429's Retry-After")
     for m in report["models"]:
         ip, t = m["in_process"], m["texts"]
+        unit = "(headline, paragraph) pair" if m["task"] == "rerank" else "text"
         lines += [f"### {m['model']} ({m['task']}, POST {m['endpoint']}, {m['method']})", "",
-                  f"{t['count']} texts, {t['mean_tokens']:.0f} tokens mean, p95 {t['p95_tokens']}; one text per "
+                  f"{t['count']} {unit}s, {t['mean_tokens']:.0f} tokens mean, p95 {t['p95_tokens']}; one {unit} per "
                   f"request, clients {ask_again}. In-process (same artifact, texts sorted by length, "
                   f"tokenization included): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}, "
                   f"{ip.get('streams', 1)} at once{', plain session' if ip['plain'] else ''}; "

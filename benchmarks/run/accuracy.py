@@ -12,10 +12,14 @@ per-item predictions, so that :func:`compare` can measure agreement with the tor
 | lee50 | minilm | Spearman of embedding cosines against the human similarities (1,225 pairs) |
 | bbc_probe | minilm | logistic regression on embeddings: 300 train, 1,000 test articles (5 topics) |
 | topic | minilm-topic | accuracy of the project's topic classifier on the 1,000 test articles |
+| region | antiberty-region | IMGT region accuracy per residue of other species' antibody V genes (anarci) |
+| rerank | minilm-rerank | MRR@10 re-ranking BM25's top 10 held-out BBC bodies for 40 held-out headlines |
 
 Agreement with fp32: label agreement for label tasks (masked tokens, classes, probe predictions),
-mean cosine of the (unit-length) embeddings for embedding tasks. The probe is fitted anew on each
-variant's embeddings, so its agreement is reported but not held to a budget (its score is).
+mean cosine of the (unit-length) embeddings for embedding tasks; for rerank the top-1 document of
+each query (its Kendall tau with fp32 over each query's candidates is in the figures too). The probe
+is fitted anew on each variant's embeddings, so its agreement is reported but not held to a budget
+(its score is).
 """
 
 from __future__ import annotations
@@ -29,6 +33,7 @@ import numpy as np
 
 from benchmarks.common import datasets
 from benchmarks.common.optional import require
+from benchmarks.common.texts import encode_items
 from compress.data import encode, mask_tokens, space_residues
 
 Runner = Callable[[dict[str, np.ndarray]], dict[str, np.ndarray]]
@@ -53,6 +58,7 @@ class TaskResult:
     n: int  # items scored (masked residues, sequences, pairs, articles)
     labels: np.ndarray | None = None  # per item: predicted token / class ids
     vectors: np.ndarray | None = None  # per item: embeddings
+    scores: np.ndarray | None = None  # rerank: [queries, candidates] relevance
     seconds: float = 0.0
 
 
@@ -70,7 +76,8 @@ class Task:
 TASKS: dict[str, Task] = {}
 # A benchmark row model -> its tasks (the companions run on sibling models built from the same weights).
 TASKS_OF = {"antiberty": ("masked_residue", "species", "chain"), "minilm": ("lee50", "bbc_probe", "topic")}
-QUICK_TASKS = ("masked_residue", "species", "lee50", "bbc_probe", "topic")  # what --quick (CI) scores
+QUICK_TASKS = ("masked_residue", "species", "lee50", "bbc_probe", "topic", "region", "rerank")  # --quick (CI)
+RERANK_QUERIES, RERANK_CANDIDATES = 40, 10
 
 
 def _task(name: str, model: str, metric: str, agreement_gated: bool = True,
@@ -175,6 +182,48 @@ def topic(s: Subject) -> TaskResult:
     return TaskResult("topic", "accuracy", acc, len(test), labels=pred)
 
 
+@_task("region", "antiberty-region", "token_accuracy")
+def region(s: Subject) -> TaskResult:
+    from benchmarks.training.data import region_genes, region_item
+
+    items = _by_length([region_item(g) for g in region_genes()["antibody_test"]], lambda r: "".join(r["tokens"]))
+    preds, truth = [], []
+    for enc, rows in zip(_batches(s.tokenizer, [" ".join(r["tokens"]) for r in items], 512),
+                         (items[i:i + BATCH] for i in range(0, len(items), BATCH)), strict=True):
+        best = s.runner(enc)["region_logits"].argmax(-1)
+        for r, row in enumerate(rows):  # one token per residue, after [CLS]
+            preds.append(best[r, 1:1 + len(row["tokens"])])
+            truth += row["labels"]
+    p = np.concatenate(preds)
+    want = np.array([(s.labels or []).index(t) for t in truth])
+    return TaskResult("region", "token_accuracy", float(np.mean(p == want)), len(p), labels=p)
+
+
+@_task("rerank", "minilm-rerank", "mrr@10")
+def rerank(s: Subject) -> TaskResult:
+    from benchmarks.training.data import bbc_articles_split
+    from benchmarks.training.scores import bm25_scores, top_k
+
+    held = bbc_articles_split()[1]
+    docs = list(dict.fromkeys(a.body for a in held))
+    queries = [(a.headline, docs.index(a.body)) for a in held[:RERANK_QUERIES]]
+    cand = top_k(bm25_scores([q for q, _ in queries], docs), RERANK_CANDIDATES)
+    pairs = [(q, docs[j]) for (q, _), row in zip(queries, cand, strict=True) for j in row]
+    relevance = np.concatenate([s.runner(encode_items(s.tokenizer, pairs[i:i + BATCH], datasets.BBC_MAX_LENGTH))
+                                ["rr_logits"][:, 0] for i in range(0, len(pairs), BATCH)]).reshape(cand.shape)
+    ranks = [list(cand[i][np.argsort(-relevance[i], kind="stable")]).index(own) + 1 if own in cand[i] else 0
+             for i, (_, own) in enumerate(queries)]
+    mrr = float(np.mean([1 / r if 0 < r <= 10 else 0.0 for r in ranks]))
+    return TaskResult("rerank", "mrr@10", mrr, len(queries), labels=relevance.argmax(-1), scores=relevance)
+
+
+def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
+    """Mean over rows of Kendall's tau between two [rows, candidates] score arrays."""
+    kendalltau = require("scipy.stats", "scipy>=1.10").kendalltau
+    taus = [kendalltau(x, y).statistic for x, y in zip(a, b, strict=True)]
+    return float(np.mean([t if np.isfinite(t) else 0.0 for t in taus]))
+
+
 def evaluate(task: str, subject: Subject) -> TaskResult:
     """Run one task on one variant.
 
@@ -203,4 +252,6 @@ def compare(result: TaskResult, baseline: TaskResult | None) -> dict[str, Any]:
         out["agreement"] = float(np.mean(result.labels == baseline.labels))
     if result.vectors is not None and baseline.vectors is not None:
         out["cosine_to_fp32"] = float(np.mean(np.sum(result.vectors * baseline.vectors, axis=-1)))
+    if result.scores is not None and baseline.scores is not None:
+        out["kendall_tau"] = kendall_tau(result.scores, baseline.scores)
     return out

@@ -20,8 +20,7 @@ from benchmarks.common.variants import (
     RECIPES,
     artifact_runner,
     build_artifact,
-    load_bench_model,
-    torch_baseline,
+    torch_original,
 )
 from benchmarks.run import accuracy
 from benchmarks.run.accuracy import QUICK_TASKS
@@ -71,8 +70,8 @@ def _artifact(opts: BenchOptions, model: str, variant: str) -> Path:
 def _subject(opts: BenchOptions, model: str, variant: str) -> tuple[accuracy.Subject, str | None]:
     """A runner for (model, variant) with its tokenizer and labels, and the artifact it runs."""
     if variant == BASELINE:
-        loaded = load_bench_model(model, opts.cache, opts.catalog, opts.threads)
-        return accuracy.Subject(torch_baseline(loaded, opts.threads), loaded.tokenizer, loaded.labels), None
+        original = torch_original(model, opts.cache, opts.catalog, opts.threads)
+        return accuracy.Subject(original.runner, original.tokenizer, original.labels), None
     from compress.artifact import load_artifact
 
     directory = _artifact(opts, model, variant)

@@ -3,12 +3,12 @@
 Accuracy (asserted by ``--check``; deterministic for a given CPU and ONNX Runtime): against
 torch-fp32, on every task, a compressed variant may lose at most its budget's ``max_drop_points``
 (percentage points of the task's score; Spearman counts x100), and must agree with fp32 on at least
-``min_agreement`` of the items (labels; not for the probe, which is refitted per variant) or reach
-``min_cosine`` (embeddings). Gaining accuracy is never a miss. int8 and the fp32 export get 0.5
-points; 4-bit weights get 2 points; pruned + int8 gets 1 point (3 for Lee-50, whose Spearman over
-1,225 pairs moves more) and needs 90 % agreement and cosine 0.97, the pruning targets. The agreement
-floors sit a point or two under compress's gate
-(99 %, int4 97 %, on its validation set) because held-out items near a decision boundary flip more
+``min_agreement`` of the items (labels, rerank's top-1 per query; not for the probe, which is refitted per
+variant) or reach ``min_cosine`` (embeddings), and rerank's order a mean Kendall tau of ``min_kendall_tau``.
+Gaining accuracy is never a miss. int8 and the fp32 export get 0.5 points; 4-bit weights get 2 points;
+pruned + int8 gets 1 point (3 for Lee-50, whose Spearman over 1,225 pairs moves more) and needs 90 %
+agreement and cosine 0.97, the pruning targets. The agreement floors sit a point or two under compress's
+gate (99 %, int4 97 %, on its validation set) because held-out items near a decision boundary flip more
 often: the MiniLM topic classifier reads one token's state, and int8 flips ~1.4 % of its articles
 while its accuracy stays the same.
 
@@ -40,6 +40,7 @@ class Budget:
     max_drop_points: float = 0.5
     min_agreement: float = 0.98
     min_cosine: float = 0.99
+    min_kendall_tau: float = 0.95  # rerank: the order of each query's candidates
     task_drops: tuple[tuple[str, float], ...] = ()  # (task, max_drop_points) where it differs
 
     def max_drop(self, task: str) -> float:
@@ -88,6 +89,9 @@ def accuracy_misses(res: dict[str, Any]) -> list[dict[str, Any]]:
         if gated and acc.get("agreement") is not None and acc["agreement"] < b.min_agreement:
             out.append({**where, "kind": "agreement", "message": f"{task} agreement with fp32 "
                         f"{100 * acc['agreement']:.2f} % (needs {100 * b.min_agreement:g} %)"})
+        if acc.get("kendall_tau") is not None and acc["kendall_tau"] < b.min_kendall_tau:
+            out.append({**where, "kind": "agreement", "message": f"{task} Kendall tau with fp32 "
+                        f"{acc['kendall_tau']:.3f} (needs {b.min_kendall_tau:g})"})
         if acc.get("cosine_to_fp32") is not None and acc["cosine_to_fp32"] < b.min_cosine:
             out.append({**where, "kind": "agreement", "message": f"{task} cosine to fp32 "
                         f"{acc['cosine_to_fp32']:.4f} (needs {b.min_cosine:g})"})

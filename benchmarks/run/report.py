@@ -17,7 +17,8 @@
   for pruned variants ``pruning`` {``method``, ``removed_fraction``, ``encoder_params_before``,
   ``encoder_params_after``, ``layers`` (per original layer: ``heads_kept``, ``neurons_kept``, ``removed``)};
   ``accuracy_seconds`` and ``accuracy`` {task: {``metric``, ``score`` (fraction; Spearman's rho),
-  ``n``, ``delta_points`` (100 x (score - torch-fp32 score); null for the baseline), ``agreement``
+  ``n``, ``delta_points`` (100 x (score - torch-fp32 score); null for the baseline), ``kendall_tau`` (rerank:
+  mean over queries of Kendall's tau with torch-fp32's scores of its candidates), ``agreement``
   (share of items predicted as torch-fp32 does, or null), ``cosine_to_fp32`` (mean, embedding tasks,
   or null), ``model``, ``artifact``, ``seconds``, and ``error`` when the task failed}}
 - ``misses``: [{``model``, ``variant``, ``task`` (null for speed), ``kind`` ("accuracy" | "agreement" |
@@ -50,6 +51,8 @@ def _accuracy_cell(res: dict[str, Any], task: str) -> str:
         extra.append(f"agree {100 * acc['agreement']:.1f}")
     if acc.get("cosine_to_fp32") is not None:
         extra.append(f"cos {acc['cosine_to_fp32']:.4f}")
+    if acc.get("kendall_tau") is not None:
+        extra.append(f"tau {acc['kendall_tau']:.3f}")
     miss = acc["delta_points"] < -budget(res["variant"]).max_drop(task)
     return f"{cell} ({'; '.join(extra)}){' **miss**' if miss else ''}"
 

@@ -27,6 +27,7 @@ import numpy as np
 from benchmarks.run.workloads import BUCKETS, texts_for
 
 Runner = Callable[[dict[str, np.ndarray]], object]
+QUERY_WORDS = 8  # rerank: a pair's query is its passage's first words
 
 
 @dataclass(frozen=True)
@@ -77,21 +78,26 @@ def load_runner(job: SpeedJob, settings: SpeedSettings) -> tuple[Runner, Any, st
 
     torch.set_num_threads(settings.threads)
     if job.artifact is None:
-        from benchmarks.common.variants import load_bench_model, torch_baseline
+        from benchmarks.common.variants import torch_original
 
-        loaded = load_bench_model(job.model, Path(settings.cache), settings.catalog, settings.threads)
-        max_len = int(min(loaded.tokenizer.model_max_length, 512))
-        return torch_baseline(loaded, settings.threads), loaded.tokenizer, loaded.task, max_len
+        original = torch_original(job.model, Path(settings.cache), settings.catalog, settings.threads)
+        return original.runner, original.tokenizer, original.task, original.max_length
+    from benchmarks.common.task_models import artifact_task
     from compress.artifact import load_artifact
 
     art = load_artifact(job.artifact)
-    return (art.runner(threads=settings.threads), art.tokenizer(), art.manifest.task,
+    return (art.runner(threads=settings.threads), art.tokenizer(), artifact_task(art.manifest),
             art.manifest.tokenizer.max_length)
 
 
 def _batch(tok: Any, task: str, texts: list[str], max_len: int) -> dict[str, np.ndarray]:
+    """One batch of ``texts`` as ``task`` reads them: masked for fill-mask; for rerank each text is the passage
+    of a pair whose query is its first QUERY_WORDS words (segment ids as the server sends them)."""
+    from benchmarks.common.texts import encode_items
     from compress.data import encode, mask_tokens
 
+    if task == "rerank":
+        return encode_items(tok, [(" ".join(t.split()[:QUERY_WORDS]), t) for t in texts], min(max_len, 256))
     enc = encode(tok, texts, min(max_len, 256))
     if task == "fill-mask":
         enc, _ = mask_tokens(enc, tok, rate=0.15, seed=0)

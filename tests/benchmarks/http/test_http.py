@@ -146,3 +146,31 @@ def test_a_head_of_a_model_is_measured_with_its_own_task(tiny_catalog):
     plain, stats = serving_texts(artifact, 20, "classification")
     assert mask and all(t.count(mask) == 1 for t in masked) and not any(mask in t for t in plain)
     assert stats["count"] == 20
+
+
+@pytest.mark.slow  # exports two heads and runs a real server under load
+def test_the_served_tasks_are_measured_on_their_own_routes_with_pairs_for_rerank(tmp_path, capsys):
+    """A tagger and a reranker (one random head each of a tiny model) over /v1/token-classify and /v1/rerank,
+    beside their in-process figures on the same inputs (for rerank: (headline, paragraph) pairs)."""
+    from benchmarks.common.texts import serving_texts
+    from tests.serve.apis.conftest import head_artifacts
+
+    arts = head_artifacts(tmp_path)
+    catalog = write_models(tmp_path / "models.yaml", [
+        {"name": name, "source": str(tmp_path / "heads" / "model"), "artifact": str(arts[head]),
+         "serve": {"max_batch_size": 8, "truncate": True}} for name, head in (("tagger", "tags"), ("reranker", "rr"))])
+    pairs, stats = serving_texts(arts["rr"], 12)
+    assert all(isinstance(p, tuple) and len(p) == 2 and all(p) for p in pairs) and stats["count"] == 12
+    out = tmp_path / "reports"
+    rc = main(["http", "--model", "tagger,reranker", "--catalog", str(catalog), "--concurrency", "4",
+               "--requests", "30", "--texts", "20", "--threads", "1", "--in-process-seconds", "0.3",
+               "--timeout", "300", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    report = json.loads((out / "http.json").read_text())
+    tagger, reranker = report["models"]
+    assert (tagger["task"], tagger["endpoint"]) == ("token-classification", "/v1/token-classify")
+    assert (reranker["task"], reranker["endpoint"]) == ("rerank", "/v1/rerank")
+    for m in (tagger, reranker):
+        [lv] = m["levels"]
+        assert lv["statuses"] == {"200": 30} and m["in_process"]["per_s"] > 0
+    assert "(headline, paragraph) pairs" in (out / "http.md").read_text()

@@ -38,6 +38,27 @@ def test_species_on_a_runner_that_always_says_camel_is_low(antiberty_tokenizer):
     assert evaluate("species", const).score < 0.02  # 5 camel germlines in all
 
 
+def test_region_on_a_runner_that_always_says_fr3_is_low_and_one_that_reads_the_truth_is_perfect(antiberty_tokenizer):
+    from benchmarks.training.data import region_genes, region_item
+
+    labels = ["CDR1", "CDR2", "CDR3", "FR1", "FR2", "FR3"]
+    const = Subject(lambda enc: {"region_logits": np.tile(np.eye(6, dtype=np.float32)[5],
+                                                          (*enc["input_ids"].shape, 1))}, antiberty_tokenizer, labels)
+    res = evaluate("region", const)
+    assert res.n > 25_000 and 0.3 < res.score < 0.5  # FR3 is 39 of ~100 positions
+    truth = {"".join(r["tokens"]): r["labels"] for r in map(region_item, region_genes()["antibody_test"])}
+
+    def oracle(enc):
+        out = np.zeros((*enc["input_ids"].shape, 6), dtype=np.float32)
+        for r, ids in enumerate(enc["input_ids"]):
+            seq = "".join(antiberty_tokenizer.convert_ids_to_tokens(ids[ids > 4].tolist()))
+            for i, lab in enumerate(truth[seq]):
+                out[r, i + 1, labels.index(lab)] = 1
+        return {"region_logits": out}
+
+    assert evaluate("region", Subject(oracle, antiberty_tokenizer, labels)).score == 1.0
+
+
 def test_embedding_suites_on_random_vectors_fail():
     from transformers import AutoTokenizer
 

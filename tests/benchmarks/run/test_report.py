@@ -130,3 +130,20 @@ def test_int8_has_a_point_on_lee50_and_half_a_point_elsewhere():
 
     assert not found("lee50", -0.9) and found("lee50", -1.1)
     assert found("topic", -0.6)
+
+
+def test_rerank_is_held_to_its_top1_agreement_and_kendall_tau():
+    base = TaskResult("rerank", "mrr@10", 0.5, 2, labels=np.array([0, 2]), scores=np.array([[3.0, 1, 2], [0, 1, 2]]))
+    same = TaskResult("rerank", "mrr@10", 0.5, 2, labels=np.array([0, 2]), scores=np.array([[2.9, 1, 2], [0, 1, 2]]))
+    flipped = TaskResult("rerank", "mrr@10", 0.5, 2, labels=np.array([0, 2]),
+                         scores=np.array([[2.9, 2, 1], [0, 1, 2]]))
+    assert compare(same, base)["kendall_tau"] == pytest.approx(1.0)
+    got = compare(flipped, base)
+    assert got["agreement"] == 1.0 and got["kendall_tau"] == pytest.approx((1 / 3 + 1) / 2)
+    res = {"model": "minilm-rerank", "variant": "int8", "accuracy": {"rerank": {**_acc(0.5, 0.0, 1.0), **got}}}
+    [miss] = accuracy_misses(res)
+    assert miss["kind"] == "agreement" and "Kendall tau with fp32 0.667 (needs 0.95)" in miss["message"]
+    assert "tau 0.667" in markdown({**_report(300.0, 0.0), "tasks": {"rerank": {}}, "results": [
+        {"model": "minilm-rerank", "variant": "torch-fp32", "artifact": None, **_speed(10.0),
+         "accuracy": {"rerank": _acc(0.5, None)}},
+        {"model": "minilm-rerank", "variant": "int8", "artifact": "a", "size_bytes": 2e7, **_speed(20.0), **res}]})

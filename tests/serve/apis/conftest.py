@@ -2,8 +2,10 @@
 
 Two embedding models on one artifact (so ``model`` must be named at the embedding endpoints), trained as
 if for Matryoshka truncation to 32 and 16 of their 64 values, with ``query``/``passage`` prompts; the
-second cuts long inputs on the left. One fill-mask and one classification model, and a fill-mask model with a
-sparse-embedding head (``sparse``, ``sparse:splade``). Every model truncates, so no input is too long.
+second cuts long inputs on the left. One fill-mask and one classification model; a fill-mask model with a
+sparse-embedding head (``sparse``, ``sparse:splade``); a tagger (token-classification) and a reranker, each
+an artifact of one random head of a tiny model directory as `compress train` writes it. Every model
+truncates, so no input is too long.
 """
 
 from __future__ import annotations
@@ -50,8 +52,25 @@ def tiny_sparse_artifact(tmp: Path) -> Path:
     return out
 
 
-def _entry(name: str, artifact: Path, task: str, **serve: object) -> dict:
-    return {"name": name, "source": str(artifact), "task": task, "artifact": str(artifact),
+def head_artifacts(tmp: Path) -> dict[str, Path]:
+    """Artifacts (fp32) of the ``tags`` and ``rr`` heads of a tiny random BERT, one head each."""
+    from compress.head_graph import trained_heads
+    from compress.pipeline import compress_model
+    from compress.recipe import Recipe
+    from tests.conftest import build_tiny_heads
+
+    model = build_tiny_heads(tmp / "heads", "bert")
+    recipe = Recipe.model_validate({"method": "fp32", "validation": {"gate": False, "n": 16}})
+    out = {}
+    for head in ("tags", "rr"):
+        out[head] = tmp / f"art-{head}"
+        compress_model(trained_heads(model, [head]), out[head], name=f"tiny-{head}", recipe=recipe, bench=False,
+                       threads=1)
+    return out
+
+
+def _entry(name: str, artifact: Path, task: str | None, **serve: object) -> dict:
+    return {"name": name, "source": str(artifact), **({"task": task} if task else {}), "artifact": str(artifact),
             "serve": {"threads": 1, "max_items": 8, "truncate": True, "max_length": MAX_LENGTH, **serve}}
 
 
@@ -65,8 +84,10 @@ def encoder_server(tmp_path_factory):
                truncation_side="left"),
         _entry("fill", tiny_artifact(tmp, "fill-mask"), "fill-mask", prompts=PROMPTS),
         _entry("classify", tiny_artifact(tmp, "classification"), "classification", prompts=PROMPTS),
-        {**_entry("sparse", tiny_sparse_artifact(tmp), "fill-mask"), "task": None,
+        {**_entry("sparse", tiny_sparse_artifact(tmp), None),
          "heads": [{"name": "mlm"}, {"name": "splade"}]},
+        *(_entry(name, path, None, prompts=PROMPTS)
+          for name, path in zip(("tagger", "reranker"), head_artifacts(tmp).values(), strict=True)),
     ])
     proc = start_server(config, tmp / "serve.log", extra=("--no-compress",))
     yield proc
