@@ -11,6 +11,7 @@ The encoder is the source's transformers model (its masked-LM model when it has 
 
 from __future__ import annotations
 
+import inspect
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -64,6 +65,9 @@ class MultiTaskModel(nn.Module):
         self.linears = nn.ModuleDict(linears)
         self.pooler = pooler
         self.dropout = nn.Dropout(float(getattr(model.config, "hidden_dropout_prob", 0.1) or 0.1))
+        # what the encoder takes (DistilBERT, ModernBERT: no token_type_ids, whatever the tokenizer returns)
+        accepted = inspect.signature(model.base_model.forward).parameters
+        self.inputs = tuple(k for k in ("input_ids", "attention_mask", "token_type_ids") if k in accepted)
 
     @property
     def config(self):  # type: ignore[no-untyped-def]
@@ -76,7 +80,7 @@ class MultiTaskModel(nn.Module):
     def encode(self, batch: dict[str, torch.Tensor], mlm_labels: torch.Tensor | None = None
                ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """(last hidden states, LM loss or None, LM logits or None) of one pass over ``batch``."""
-        inputs = {k: v for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        inputs = {k: v for k, v in batch.items() if k in self.inputs}
         if mlm_labels is None:  # no LM logits over the vocabulary at every position unless mlm needs them
             return self.model.base_model(**inputs)[0], None, None
         out = self.model(**inputs, labels=mlm_labels, output_hidden_states=True)

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from compress import CompressError
 from compress.metrics import mrr_at_10
 from compress.train.examples import Judged, Labelled, Pair, Tagged
 from compress.train.model import MultiTaskModel
@@ -96,6 +97,11 @@ class Classification(Objective):
 class TokenClassification(Objective):
     primary = "accuracy"
 
+    def __init__(self, task: TaskData, tokenizer: PreTrainedTokenizerBase, opts: TrainOptions) -> None:
+        super().__init__(task, tokenizer, opts)
+        if getattr(tokenizer, "add_prefix_space", None) is False:  # byte-level BPE (RoBERTa, XLM-R's kin): a
+            self.tok = _with_prefix_space(tokenizer)  # word given alone needs the space it had in the text
+
     def _batch(self, examples: list[Tagged]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Inputs, labels aligned to sub-tokens (-100: not trained), and the first sub-token of each word."""
         enc = self.tok([list(e.tokens) for e in examples], is_split_into_words=True, truncation=True,
@@ -162,6 +168,22 @@ def contrastive_loss(model: nn.Module) -> Any:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     return MultipleNegativesRankingLoss(model)  # type: ignore[arg-type]
+
+
+def _with_prefix_space(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:
+    """``tokenizer`` loaded again with ``add_prefix_space=True``, as transformers' token-classification
+    examples load it for words given one by one.
+
+    Raises:
+        CompressError: it cannot be loaded again from where it came from.
+    """
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(tokenizer.name_or_path, add_prefix_space=True)
+    except (OSError, ValueError) as e:
+        raise CompressError(f"token-classification needs the tokenizer of {tokenizer.name_or_path!r} with "
+                            f"add_prefix_space=True, and it could not be loaded again: {e}") from None
 
 
 class Embedding(Objective):
