@@ -2,6 +2,7 @@
 
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
+    python -m benchmarks run --models minilm --variants torch-fp32 --runtimes all   # CPU runtimes side by side
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
     python -m benchmarks train                  # compress train's four cases, held out, fp32 and int8
     python -m benchmarks adapt                  # AntiBERTy -> TCR, with and without replay
