@@ -2,6 +2,7 @@
 
     python -m benchmarks run --models antiberty,minilm --variants torch-fp32,onnx-fp32,int8,int4
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
+    python -m benchmarks run --models minilm --variants torch-fp32 --runtimes all   # CPU runtimes side by side
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
     python -m benchmarks http --model antiberty-region,minilm-rerank --concurrency 16    # the served tasks
     python -m benchmarks train                  # compress train's four cases, held out, fp32 and int8
@@ -40,6 +41,9 @@ def _add_run(sub: Any) -> None:
     run.add_argument("--threads", type=int, default=None, help="threads on every side (default: all cores)")
     run.add_argument("--quick", action="store_true", help="fewer repeats, batch 32 and the medium bucket only, "
                      "the quick tasks")
+    run.add_argument("--runtimes", default=None, help="comma-separated CPU runtimes to time side by side on each "
+                     "model, with their agreement with torch-fp32 (ort-int8-dynamic, ort-int8-static, openvino-fp32, "
+                     "openvino-int8-nncf; 'all' for every one); OpenVINO needs the openvino extra")
     run.add_argument("--no-speed", dest="speed", action="store_false", help="accuracy only")
     run.add_argument("--check", action="store_true", help="exit 1 when a variant misses its accuracy budget "
                      "(never for speed)")
@@ -209,10 +213,19 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
     opts = BenchOptions(models=_split(args.models) or [], variants=_split(args.variants) or [],
                         threads=_threads(args), quick=args.quick, tasks=_split(args.tasks),
-                        speed=args.speed, cache=args.cache, rebuild=args.rebuild, catalog=args.catalog)
+                        speed=args.speed, cache=args.cache, rebuild=args.rebuild, catalog=args.catalog,
+                        runtimes=_runtimes(args.runtimes))
     report = run_benchmark(opts)
     write_reports(report, args.out)
     return report
+
+
+def _runtimes(value: str | None) -> list[str]:
+    if value == "all":
+        from benchmarks.run.runtimes import RUNTIMES
+
+        return list(RUNTIMES)
+    return _split(value) or []
 
 
 def _run(args: argparse.Namespace) -> int:

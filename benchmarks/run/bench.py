@@ -13,7 +13,7 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from benchmarks.common.variants import (
     BASELINE,
@@ -26,6 +26,9 @@ from benchmarks.run import accuracy
 from benchmarks.run.accuracy import QUICK_TASKS
 from benchmarks.run.criteria import criteria, misses
 from compress import CompressError
+
+if TYPE_CHECKING:
+    from benchmarks.run.speed import SpeedSettings
 
 QUICK_SPEED = {"batch_sizes": (32,), "buckets": ("medium",), "rounds": 5, "latency_runs": 10}
 
@@ -41,8 +44,10 @@ class BenchOptions:
     cache: Path = Path("artifacts/bench")
     rebuild: bool = False
     catalog: str = "models.yaml"
+    runtimes: list[str] = field(default_factory=list)  # CPU runtimes to compare side by side (runtimes.py)
     built: set[tuple[str, str]] = field(default_factory=set)  # artifacts (re)made in this run
     failed: dict[tuple[str, str], str] = field(default_factory=dict)  # artifacts that could not be made
+    runtime_rows: list[dict[str, Any]] = field(default_factory=list)  # the runtimes' rows, every model's
 
     def tasks_of(self, model: str) -> list[str]:
         wanted = self.tasks or (QUICK_TASKS if self.quick else None)
@@ -114,13 +119,12 @@ def _variant_row(opts: BenchOptions, model: str, variant: str) -> dict[str, Any]
 
 def _measure_speed(opts: BenchOptions, model: str, rows: list[dict[str, Any]]) -> None:
     """Time every variant of ``model`` that exists, side by side in alternating rounds (speed.py); in place."""
-    from benchmarks.run.speed import SpeedJob, SpeedSettings, measure_side_by_side
+    from benchmarks.run.speed import SpeedJob, measure_side_by_side
 
     todo = [r for r in rows if not r.get("error")]
     if not opts.speed or not todo:
         return
-    settings = SpeedSettings(opts.threads, catalog=opts.catalog, cache=str(opts.cache),
-                             **(QUICK_SPEED if opts.quick else {}))  # type: ignore[arg-type]
+    settings = _speed_settings(opts)
     _log(f"measuring {model}: {', '.join(r['variant'] for r in todo)} side by side, {settings.rounds} rounds "
          f"({opts.threads} threads)")
     jobs = [SpeedJob(model, r["variant"], r["artifact"]) for r in todo]
@@ -130,12 +134,35 @@ def _measure_speed(opts: BenchOptions, model: str, rows: list[dict[str, Any]]) -
         row.update({k: v for k, v in figures.items() if k not in ("model", "variant")})
 
 
+def _speed_settings(opts: BenchOptions) -> SpeedSettings:
+    from benchmarks.run.speed import SpeedSettings
+
+    return SpeedSettings(opts.threads, catalog=opts.catalog, cache=str(opts.cache),
+                         **(QUICK_SPEED if opts.quick else {}))  # type: ignore[arg-type]
+
+
+def _compare_runtimes(opts: BenchOptions, model: str, base: dict[str, accuracy.TaskResult | None]
+                      ) -> list[dict[str, Any]]:
+    """The CPU runtimes of ``model`` side by side (runtimes.py), against the torch-fp32 results in ``base``."""
+    from benchmarks.run.runtimes import compare_runtimes
+
+    def baseline(task: str) -> accuracy.TaskResult | None:
+        if task not in base:
+            base[task] = _score(opts, task, BASELINE)[0]
+        return base[task]
+
+    return compare_runtimes(model, opts.runtimes, _speed_settings(opts), lambda m, v: _artifact(opts, m, v),
+                            baseline, rebuild=opts.rebuild, progress=_log)
+
+
 def _model_results(opts: BenchOptions, model: str) -> list[dict[str, Any]]:
     tasks = opts.tasks_of(model)
     base: dict[str, accuracy.TaskResult | None] = {}
     base_info: dict[str, dict[str, Any]] = {}
     for task in tasks:
         base[task], base_info[task] = _score(opts, task, BASELINE)
+    if opts.runtimes:
+        opts.runtime_rows += _compare_runtimes(opts, model, base)
     rows = [_variant_row(opts, model, variant) for variant in opts.variants]
     _measure_speed(opts, model, rows)
     for res in rows:
@@ -165,6 +192,10 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
     unknown = sorted({t for t in opts.tasks or () if t not in accuracy.TASKS})
     if unknown:
         raise ValueError(f"unknown accuracy tasks {unknown}; known: {', '.join(accuracy.TASKS)}")
+    if opts.runtimes:
+        from benchmarks.run.runtimes import check_names
+
+        check_names(opts.runtimes)
     bad = [v for v in opts.variants if v != BASELINE and v not in RECIPES]
     if bad:
         raise ValueError(f"unknown variants {bad}; known: {BASELINE}, {', '.join(RECIPES)}")
@@ -173,4 +204,5 @@ def run_benchmark(opts: BenchOptions) -> dict[str, Any]:
     return {"schema_version": 2, "cpu": {"model": cpu_model(), "isa": detect_isa()}, "threads": opts.threads,
             "quick": opts.quick, "criteria": criteria(),
             "tasks": {t: {"model": accuracy.TASKS[t].model, "metric": accuracy.TASKS[t].metric} for t in tasks},
-            "results": results, "misses": misses(results), "seconds": round(time.perf_counter() - t0, 1)}
+            "results": results, "runtimes": opts.runtime_rows, "misses": misses(results),
+            "seconds": round(time.perf_counter() - t0, 1)}

@@ -21,6 +21,10 @@
   mean over queries of Kendall's tau with torch-fp32's scores of its candidates), ``agreement``
   (share of items predicted as torch-fp32 does, or null), ``cosine_to_fp32`` (mean, embedding tasks,
   or null), ``model``, ``artifact``, ``seconds``, and ``error`` when the task failed}}
+- ``runtimes`` (with ``--runtimes``): one per model x CPU runtime (see runtimes.py): ``model``, ``runtime``,
+  ``engine``, ``variant``, ``artifact``, ``graph``, ``nncf`` (openvino-int8-nncf: how its graph was made), speed.py's
+  figures as in ``results``, ``accuracy`` {task: as in ``results``, against torch-fp32}, or ``skipped`` with the
+  reason (a missing package, an artifact that could not be made)
 - ``misses``: [{``model``, ``variant``, ``task`` (null for speed), ``kind`` ("accuracy" | "agreement" |
   "speed"), ``message``}]
 """
@@ -32,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common.variants import BASELINE
+from benchmarks.run import runtimes_report
 from benchmarks.run.criteria import budget, pruning_summary, speedup
 from benchmarks.run.plot import plot
 from benchmarks.run.results import TASK_LABELS, ordered_tasks, ratio_point, seq_per_s
@@ -106,6 +111,7 @@ def markdown(report: dict[str, Any]) -> str:
              + f"; {crit['variant']} should reach {crit['min']:g}x {BASELINE} at batch {crit['batch_size']}.", ""]
     for model in dict.fromkeys(r["model"] for r in report["results"]):
         lines += _model_table(report, model)
+    lines += runtimes_report.markdown_lines(report)
     lines += ["### Misses", ""]
     misses = report.get("misses", [])
     lines += [f"- {m['model']} / {m['variant']}: {m['message']}" for m in misses] or [
@@ -119,3 +125,5 @@ def write_reports(report: dict[str, Any], out: Path) -> None:
     (out / "benchmark.json").write_text(json.dumps(report, indent=2, sort_keys=True) + "\n")
     (out / "benchmark.md").write_text(markdown(report) + "\n")
     plot(report, out / "benchmark.png")
+    if report.get("runtimes"):
+        runtimes_report.plot(report, out / "runtimes.png")
