@@ -58,8 +58,8 @@ def _parser() -> argparse.ArgumentParser:
                     default=None, help="structured (default: heads and neurons ranked together), heads, neurons, "
                     "layers, or magnitude (unstructured zeros: smaller stored sparsely, not faster)")
     pr.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default 300; 0: none)")
-    pr.add_argument("--recover-data", help="text file, one example per line, to score and distil on "
-                    "(default: in-domain data fitting the vocabulary)")
+    pr.add_argument("--recover-data", help="text file, one example per line, or a task data file (JSONL, CSV, "
+                    "TSV: its text fields), to score and distil on (default: in-domain data fitting the vocabulary)")
     pr.add_argument("--recover-hidden-weight", type=float, default=None, metavar="W",
                     help="weight of the hidden-state MSE against the task's distillation loss (default 1)")
     pr.add_argument("--recover-group-by-length", action=argparse.BooleanOptionalAction, default=None,

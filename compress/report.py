@@ -162,10 +162,12 @@ def write_report(directory: Path, m: Manifest, command: str) -> None:
                       for name, x in g["metrics"].items()]
         lines.append("")
     if m.pruning:
-        lines += ["## Pruning", "", "Validation figures against the unpruned fp32 model (held-out texts):", ""]
-        for stage, figs in m.pruning.get("validation", {}).items():
-            lines.append(f"- after {stage}: " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items()))
-        lines.append("")
+        lines += ["## Pruning", ""]
+        if m.pruning.get("validation"):
+            lines += ["Validation figures against the unpruned fp32 model (held-out texts):", ""]
+            for stage, figs in m.pruning["validation"].items():
+                lines.append(f"- after {stage}: " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items()))
+            lines.append("")
         if m.pruning.get("search"):
             lines += _search_section(directory, m.pruning)
     if m.notes:

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
 
 Progress = Callable[[str], None]
 Figures = dict[str, dict[str, float]]  # gate label -> metric -> value
+TEXT_FIELDS = ("text", "text_pair", "query", "anchor", "positive", "negative", "tokens")  # of a task data file
 
 
 def checkpoint_path(out: Path, prune: PruneStep | None) -> Path | None:
@@ -87,8 +88,29 @@ def recovery_config(opts: PruneStep, checkpoint: Path | None) -> DistillConfig:
         raise CompressError(f"--prune: {e}") from None
 
 
+def _data_texts(path: str) -> list[str]:
+    """A text file's lines, or the texts of a task data file (JSONL, CSV, TSV as ``compress train`` reads them):
+    every text field of every row (a retrieval file's queries and passages, a tagging file's words joined)."""
+    from compress.train.rows import read_rows
+
+    if Path(path).suffix.lower() not in (".jsonl", ".json", ".csv", ".tsv"):
+        return read_texts(path)
+    texts: dict[str, None] = {}
+    for row in read_rows(path):
+        for name in TEXT_FIELDS:
+            value = row.fields.get(name)
+            if isinstance(value, list):
+                value = " ".join(map(str, value))
+            if isinstance(value, str) and value.strip():
+                texts[value.strip()] = None
+    if not texts:
+        raise CompressError(f"--recover-data {path}: no text fields ({', '.join(TEXT_FIELDS)}) in its rows")
+    return list(texts)
+
+
 def training_texts(loaded: LoadedModel, opts: PruneStep, validate_texts: list[str]) -> list[str]:
-    """The texts to score and distil on: ``--recover-data`` or in-domain data, minus the validation texts.
+    """The texts to score and distil on: ``--recover-data`` (a text file, or a task data file's texts) or
+    in-domain data, minus the validation texts.
 
     Raises:
         CompressError: recovery data with nothing outside the validation set.
@@ -97,7 +119,7 @@ def training_texts(loaded: LoadedModel, opts: PruneStep, validate_texts: list[st
 
     held_out = set(validate_texts)
     if opts.recover_data:
-        texts = [t for t in read_texts(opts.recover_data) if t not in held_out]
+        texts = [t for t in _data_texts(opts.recover_data) if t not in held_out]
         if not texts:
             raise CompressError(f"--recover-data {opts.recover_data} has no texts outside the validation set")
         return texts

@@ -92,8 +92,9 @@ def pairs(tmp_path):
 
 @pytest.fixture
 def train(tmp_path):
-    path = tmp_path / "train.txt"
-    path.write_text("\n".join(SENTENCES[24:]) + "\n")
+    """Training pairs, disjoint from the gate's: the task's own data to distil on (its queries and positives)."""
+    path = tmp_path / "train.jsonl"
+    path.write_text("".join(json.dumps({"query": s, "positive": s.upper()}) + "\n" for s in SENTENCES[24:]))
     return path
 
 
@@ -119,6 +120,7 @@ def test_prune_auto_writes_the_search_into_manifest_report_and_plot(deep, pairs,
     assert p["method"] == "auto" and search["chosen"] == p["candidate"] and "cost model" in search["speed"]
     chosen = next(c for c in search["candidates"] if c["candidate"] == search["chosen"])
     assert chosen["passed"] and chosen["estimated_speedup"] >= 1
+    assert p["recovery"]["data"] == str(train) and p["recovery"]["texts"] == 48  # 24 queries, 24 positives
     assert m["op_counts"]["Softmax"] == len(chosen["layers_kept"]) == 4 - len(p["layers_removed"])
     assert all(g["passed"] for g in m["validation"]["task_gates"])  # the artifact, not only the candidate
     report = (out / "report.md").read_text()
