@@ -200,9 +200,9 @@ def _width(s: PruneSearch, loaded: LoadedModel, base: Candidate | None, texts: l
     kept = base.layers_kept if base is not None else list(range(s.layers))
     base_speed = base.speedup if base is not None else 1.0
     if s.target is not None:
-        config = StructuredConfig(speedup=max(s.target / base_speed, 1.01))
+        config = StructuredConfig(speedup=max(s.target / base_speed, 1.01), seq_len=TimeCost().seq_len)
     else:
-        config = StructuredConfig(fraction=WIDTH_FRACTION)
+        config = StructuredConfig(fraction=WIDTH_FRACTION, seq_len=TimeCost().seq_len)
     amount = f"{config.speedup:.2f}x" if config.speedup else f"{config.fraction:g} of parameters"
     say(f"search: narrowing {len(kept)} layers by {amount}, recovering for {recover.steps} steps")
     try:
@@ -219,10 +219,13 @@ def _compose(base: Candidate | None, width: dict[str, Any], n: int) -> dict[str,
     if base is None:
         return width
     rows = iter(width["layers"])
-    kept = set(base.layers_kept)
+    kept = base.layers_kept
     layers = [next(rows) | {"layer": i} if i in kept else {"layer": i, "removed": True, "heads_kept": [],
                                                                 "neurons_kept": 0} for i in range(n)]
-    return {**width, "layers": layers, "depth": base.record}
+    plan = width["plan"]  # in the depth candidate's indices: layer j there is layer kept[j] of the original
+    whole = {"heads": {str(kept[int(j)]): v for j, v in plan["heads"].items()},
+             "neurons": {str(kept[int(j)]): v for j, v in plan["neurons"].items()}, "layers": kept}
+    return {**width, "layers": layers, "plan": whole, "depth": base.record}
 
 
 def chosen_record(s: PruneSearch, params_before: int) -> dict[str, Any]:

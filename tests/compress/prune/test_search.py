@@ -3,6 +3,7 @@ task figure (so the verdicts are known), and through ``compress run`` with a rea
 
 from __future__ import annotations
 
+import copy
 import json
 
 import pytest
@@ -52,6 +53,13 @@ def test_search_returns_the_fastest_candidate_inside_the_gate(deep):
     assert len(layer_list(chosen.loaded.model)) == 2 and len(layer_list(loaded.model)) == 4  # the original untouched
     rows = chosen.record["layers"]
     assert [r["removed"] for r in rows].count(True) == 2 and len(rows) == 4
+    # the recorded plan, in the original's indices, rebuilds the chosen structure from the original
+    from compress.prune.model_parts import encoder_params
+    from compress.prune.plan import PrunePlan, apply_plan
+
+    rebuilt = apply_plan(copy.deepcopy(loaded.model), PrunePlan.from_dict(chosen.record["plan"]))
+    assert encoder_params(rebuilt) == encoder_params(chosen.loaded.model)
+    assert chosen.record["plan"]["layers"] == chosen.layers_kept == [r["layer"] for r in rows if not r["removed"]]
 
 
 def test_a_target_stops_at_the_first_passing_candidate_that_reaches_it(deep):
