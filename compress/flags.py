@@ -89,6 +89,9 @@ def _prune_part(args: argparse.Namespace, base: Recipe) -> dict[str, Any] | None
     prune = "auto" if args.prune is None and args.target_speedup is not None else args.prune
     if prune == "auto" and args.prune_method:
         raise CompressError("--prune auto picks the layers and the width itself: drop --prune-method")
+    if prune == "auto" and args.recover_checkpoint:
+        raise CompressError("--prune auto does not checkpoint its candidates (each is one short recovery): "
+                            "drop --recover-checkpoint")
     if prune is None and base.prune is None:
         if given:
             raise CompressError("--prune-method/--recover-* need --prune FRACTION, --prune SPEEDUPx or --prune auto")

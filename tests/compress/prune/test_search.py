@@ -149,6 +149,7 @@ def test_an_impossible_target_fails_at_once_and_writes_nothing(deep, pairs, tmp_
 @pytest.mark.parametrize(("args", "says"), [
     (["--prune", "auto"], "give at least one"),
     (["--prune", "auto", "--prune-method", "layers", "--gate", "fill-mask"], "drop --prune-method"),
+    (["--prune", "auto", "--recover-checkpoint", "c.pt", "--gate", "fill-mask"], "drop --recover-checkpoint"),
     (["--prune", "0.4", "--target-speedup", "2", "--gate", "fill-mask"], "target_speedup belongs to method auto"),
     (["--target-speedup", "1", "--gate", "fill-mask"], "greater than 1"),
 ])
