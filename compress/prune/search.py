@@ -136,6 +136,7 @@ def search_pruning(loaded: LoadedModel, score: Callable[[LoadedModel], Figures],
                          f"{target - s.max_speedup:.2f}x short; nothing was trained", s)
     best: Candidate | None = None
     lo, hi = 0, n  # removing lo layers passes (the original), removing hi cannot
+    # layers of one encoder cost alike: removing r of n gives n / (n - r) by the cost model
     probe = None if target is None else next((r for r in range(1, n) if n / (n - r) >= target), None)
     while hi - lo > 1:
         r = probe if probe is not None and lo < probe < hi else (lo + hi) // 2
@@ -157,9 +158,10 @@ def search_pruning(loaded: LoadedModel, score: Callable[[LoadedModel], Figures],
 
 def _check(s: PruneSearch, target: float | None) -> None:
     if s.chosen is None:
+        fewest = min((len(c.layers_kept) for c in s.candidates), default=s.layers)
         raise SearchMiss(f"no pruned candidate stays inside the task gates ({len(s.candidates)} tried, down to "
-                         f"{min(len(c.layers_kept) for c in s.candidates)} of {s.layers} layers kept): raise the "
-                         "gates' tolerance, recover longer (--recover-steps), or drop --prune", s)
+                         f"{fewest} of {s.layers} layers kept): raise the gates' tolerance, recover longer "
+                         "(--recover-steps), or drop --prune", s)
     if target is not None and s.chosen.speedup < target:
         raise SearchMiss(f"--target-speedup {target:g}x missed by {target - s.chosen.speedup:.2f}x: the fastest "
                          f"candidate inside the task gates is {s.chosen.name} at {s.chosen.speedup:.2f}x (cost "
