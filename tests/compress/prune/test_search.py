@@ -156,3 +156,11 @@ def test_an_impossible_target_fails_at_once_and_writes_nothing(deep, pairs, tmp_
 def test_flag_errors(tiny, tmp_path, capsys, args, says, _run):
     assert _run(str(tiny("bert", "fill-mask")), *args, "--out", str(tmp_path / "x")) == 2
     assert says in capsys.readouterr().err
+
+
+def test_no_candidate_inside_the_gate_is_an_error_listing_what_was_tried(deep):
+    loaded = load_model(str(deep()))
+    with pytest.raises(SearchMiss, match="no pruned candidate stays inside the task gates") as e:
+        search_pruning(loaded, _by_depth, lambda _f: False, SENTENCES, RECOVER)  # a gate nothing pruned meets
+    # 2 removed fails, then 1, then the width step on the original: nothing passes
+    assert [c.name for c in e.value.search.candidates] == ["depth-2", "depth-3", "depth-4+width"]
