@@ -3,7 +3,7 @@
 Layout (format version 2)::
 
     manifest.json      what this is: task (or heads), inputs/outputs, recipe, source and sha256, figures
-    report.md          the same for people
+    report.md          the same for people (search.png beside it after --prune auto)
     model.onnx         the task graph (backend "onnxruntime")
     config.json        the transformers config (labels in id2label)
     tokenizer.json …   the tokenizer, loadable with AutoTokenizer.from_pretrained(artifact_dir); serve reads

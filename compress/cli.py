@@ -44,16 +44,22 @@ def _parser() -> argparse.ArgumentParser:
     q.add_argument("--optimize", choices=("O1", "O2", "O3"), help="ONNX Runtime graph optimization level")
     q.add_argument("--opset", type=int, help="ONNX opset (default: optimum's for the family)")
     pr = run.add_argument_group("pruning (before quantization)")
-    pr.add_argument("--prune", type=_prune_target, metavar="FRACTION|SPEEDUPx",
+    pr.add_argument("--prune", type=_prune_target, metavar="FRACTION|SPEEDUPx|auto",
                     help="remove this fraction of the encoder's parameters (0.4), or enough for this estimated "
                          "int8 CPU speed-up (1.6x), as whole heads and neurons ranked by importance on sample "
-                         "data, then recover by distillation")
+                         "data, then recover by distillation; auto: search layers removed (bisection, about "
+                         "log2(layers) candidates) then width (one more) for the fastest model inside the --gate "
+                         "tolerances, each candidate pruned, distilled for --recover-steps and scored on the gates; "
+                         "speed is the int8 CPU cost model's estimate")
+    pr.add_argument("--target-speedup", type=float, metavar="X",
+                    help="with --prune auto (implied): stop at the first candidate inside the gates at X times the "
+                    "estimated speed, or fail (writing nothing) saying by how much the best one missed")
     pr.add_argument("--prune-method", choices=("structured", "heads", "neurons", "layers", "magnitude"),
                     default=None, help="structured (default: heads and neurons ranked together), heads, neurons, "
                     "layers, or magnitude (unstructured zeros: smaller stored sparsely, not faster)")
     pr.add_argument("--recover-steps", type=int, default=None, help="distillation steps (default 300; 0: none)")
-    pr.add_argument("--recover-data", help="text file, one example per line, to score and distil on "
-                    "(default: in-domain data fitting the vocabulary)")
+    pr.add_argument("--recover-data", help="text file, one example per line, or a task data file (JSONL, CSV, "
+                    "TSV: its text fields), to score and distil on (default: in-domain data fitting the vocabulary)")
     pr.add_argument("--recover-hidden-weight", type=float, default=None, metavar="W",
                     help="weight of the hidden-state MSE against the task's distillation loss (default 1)")
     pr.add_argument("--recover-group-by-length", action=argparse.BooleanOptionalAction, default=None,
@@ -164,13 +170,16 @@ def _default_name(spec: str) -> str:
     return path.name or spec.replace("/", "-")
 
 
-def _prune_target(value: str) -> tuple[float | None, float | None]:
-    """``--prune``: "0.4" -> (fraction, None); "1.6x" -> (None, speed-up)."""
+def _prune_target(value: str) -> tuple[float | None, float | None] | str:
+    """``--prune``: "0.4" -> (fraction, None); "1.6x" -> (None, speed-up); "auto" -> "auto"."""
     text = value.strip().lower()
+    if text == "auto":
+        return "auto"
     try:
         number = float(text[:-1] if text.endswith("x") else text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{value!r}: give a fraction of parameters (0.4) or a speed-up (1.6x)") \
+        raise argparse.ArgumentTypeError(f"{value!r}: give a fraction of parameters (0.4), a speed-up (1.6x) "
+                                         "or auto") \
             from None
     if text.endswith("x"):
         if not number > 1:
@@ -202,10 +211,12 @@ def _run_one(args: argparse.Namespace, spec: str) -> None:
     name = entry.name if entry else _default_name(spec)
     if args.out:
         out = args.out
-    elif entry and (args.method is None or args.method == entry.recipe.method) and args.prune is None:
+    elif entry and (args.method is None or args.method == entry.recipe.method) and args.prune is None \
+            and args.target_speedup is None:
         out = entry.default_artifact()
     else:
-        tag = ("" if not prune else f"pruned{prune.speedup:g}x-" if prune.speedup
+        tag = ("" if not prune else "pruned-auto-" if prune.method == "auto" else f"pruned{prune.speedup:g}x-"
+               if prune.speedup
                else f"pruned{round(100 * (prune.fraction or 0))}-")
         out = Path("artifacts") / f"{name}-{tag}{method}"
     from compress.staging import check_writable

@@ -22,7 +22,7 @@ from compress.recipe import Recipe
 
 PRUNE_FLAGS = {"prune_method": "method", "recover_steps": "recover_steps", "recover_data": "recover_data",
                "recover_checkpoint": "checkpoint", "recover_hidden_weight": "recover_hidden_weight",
-               "recover_group_by_length": "recover_group_by_length"}
+               "recover_group_by_length": "recover_group_by_length", "target_speedup": "target_speedup"}
 VALIDATION_FLAGS = {"validate": "data", "n_validate": "n", "min_agreement": "min_agreement",
                     "min_cosine": "min_cosine", "gate": "gate", "gates": "gates"}
 OPTION_PREFIX = "method_option_"
@@ -86,15 +86,25 @@ def _quantize_part(args: argparse.Namespace, base: Recipe) -> dict[str, Any]:
 
 def _prune_part(args: argparse.Namespace, base: Recipe) -> dict[str, Any] | None:
     given = {step: getattr(args, flag) for flag, step in PRUNE_FLAGS.items() if getattr(args, flag) is not None}
-    if args.prune is None and base.prune is None:
+    prune = "auto" if args.prune is None and args.target_speedup is not None else args.prune
+    if prune == "auto" and args.prune_method:
+        raise CompressError("--prune auto picks the layers and the width itself: drop --prune-method")
+    if prune == "auto" and args.recover_checkpoint:
+        raise CompressError("--prune auto does not checkpoint its candidates (each is one short recovery): "
+                            "drop --recover-checkpoint")
+    if prune is None and base.prune is None:
         if given:
-            raise CompressError("--prune-method/--recover-* need --prune FRACTION or --prune SPEEDUPx")
+            raise CompressError("--prune-method/--recover-* need --prune FRACTION, --prune SPEEDUPx or --prune auto")
         return None
     if args.recover_data and not Path(args.recover_data).is_file():
         raise CompressError(f"--recover-data {args.recover_data}: no such file")
     part = base.prune.model_dump() if base.prune is not None else {}
-    if args.prune is not None:
-        part["fraction"], part["speedup"] = args.prune
+    if prune == "auto":
+        part.update(method="auto", fraction=None, speedup=None)
+    elif isinstance(prune, tuple):
+        part["fraction"], part["speedup"] = prune
+        if part.get("method") == "auto":
+            part["method"], part["target_speedup"] = "structured", None
     return {**part, **given}
 
 

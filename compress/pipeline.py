@@ -35,10 +35,10 @@ from compress.export import TaskGraph, export_onnx, optimize_graph
 from compress.gate import Attempt, Head, Judge, gated_search
 from compress.head_graph import MultiHeadGraph, MultiHeadModel
 from compress.prune.magnitude import store_sparse
-from compress.prune.options import checkpoint_path, prune_for_run
+from compress.prune.options import checkpoint_path, prune_for_run, search_for_run
 from compress.quantize import Method, MethodConfig, QuantContext, get_method, quantize
 from compress.quantize.graph import file_bytes, group_nodes, op_counts, weight_nodes
-from compress.recipe import Recipe
+from compress.recipe import PruneStep, Recipe
 from compress.report import summary_table, write_report
 from compress.runtime import OnnxRunner, Runner, TorchRunner
 from compress.session import session_settings
@@ -200,9 +200,30 @@ def _adapt(run: _Run, out: Path) -> None:
 def _prune(run: _Run, checkpoint: Path | None) -> None:
     prune = run.recipe.prune
     assert prune is not None
-    run.steps(f"pruning ({prune.method}, {prune.target}) and recovering by distillation")
     run.original = run.loaded
+    if prune.method == "auto":
+        run.steps(f"searching for the fastest pruned model inside the task gates ({prune.target})")
+        run.loaded, run.pruning = _search(run, prune)
+        return
+    run.steps(f"pruning ({prune.method}, {prune.target}) and recovering by distillation")
     run.loaded, run.pruning = prune_for_run(run.loaded, prune, run.texts, checkpoint, progress=_progress)
+
+
+def _search(run: _Run, prune: PruneStep) -> tuple[LoadedModel, dict[str, Any]]:
+    """``--prune auto``: candidates scored on the task gates as fp32 PyTorch models, against the original."""
+    judge = run.tasks
+    assert judge is not None  # the recipe refuses auto without gates
+    names = ["input_ids", "attention_mask"] + (["token_type_ids"] if "token_type_ids" in
+                                               run.loaded.tokenizer.model_input_names else [])
+
+    def score(loaded: LoadedModel) -> dict[str, dict[str, float]]:
+        return judge.measure(TorchRunner(run.graph(loaded), names, threads=run.threads))
+
+    def passes(figures: dict[str, dict[str, float]]) -> bool:
+        return all(judge.head_passes(s.head, figures) for s in judge.sets)
+
+    judge.measure_original(TorchRunner(run.graph(run.loaded), names, threads=run.threads))
+    return search_for_run(run.loaded, prune, run.texts, score, passes, original=judge.original, progress=_progress)
 
 
 def _export(run: _Run, work: Path) -> _Exported:

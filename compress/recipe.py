@@ -20,14 +20,16 @@ from compress.quantize import MethodConfig, get_method, method_config
 from compress.task_gates import TaskGate
 from compress.train.options import TrainOptions
 
-PruneMethod = Literal["structured", "heads", "neurons", "layers", "magnitude"]
+PruneMethod = Literal["structured", "heads", "neurons", "layers", "magnitude", "auto"]
 
 
 class PruneStep(BaseModel):
     """The optional ``prune:`` step: remove structure before export, then recover by distillation.
 
     ``fraction`` is of the encoder layers' parameters (``structured``) or of the method's own units;
-    ``speedup`` instead asks for an estimated int8 CPU speed-up. Recovery distils from the original on
+    ``speedup`` instead asks for an estimated int8 CPU speed-up. ``method: auto`` takes neither: it searches
+    for the fastest model inside the task gates (:mod:`compress.prune.search`), stopping at
+    ``target_speedup`` when given. Recovery distils from the original on
     ``recover_data`` (default: in-domain data fitting the vocabulary, minus the validation texts).
     """
 
@@ -43,16 +45,27 @@ class PruneStep(BaseModel):
     head_cost_factor: float | None = Field(None, gt=0, description="structured: how much dearer a head counts")
     rounds: int | None = Field(None, ge=1, description="prune in this many steps (default: the method's)")
     score_batches: int | None = Field(None, ge=1, description="batches importance is measured on")
+    target_speedup: float | None = Field(None, gt=1, description="auto: stop at the first candidate inside the "
+                                         "task gates this fast (estimated), or fail saying by how much it missed")
 
     @model_validator(mode="after")
     def _one_target(self) -> PruneStep:
+        if self.method == "auto":
+            if self.fraction is not None or self.speedup is not None:
+                raise ValueError("prune: method auto searches the amount itself: drop fraction/speedup "
+                                 "(or give target_speedup)")
+            return self
+        if self.target_speedup is not None:
+            raise ValueError("prune: target_speedup belongs to method auto (--prune auto --target-speedup X)")
         if (self.fraction is None) == (self.speedup is None):
             raise ValueError("prune: give fraction (e.g. 0.4) or speedup (e.g. 1.6), exactly one")
         return self
 
     @property
     def target(self) -> str:
-        """``0.4`` or ``1.6x``, as the flag is written."""
+        """``0.4``, ``1.6x`` or ``auto``, as the flag is written."""
+        if self.method == "auto":
+            return "auto" + (f", target {self.target_speedup:g}x" if self.target_speedup else "")
         return f"{self.speedup:g}x" if self.speedup else f"{self.fraction:g}"
 
 
@@ -93,6 +106,9 @@ class Recipe(BaseModel):
         if self.train is not None and (self.adapt is not None or self.prune is not None):
             raise ValueError("train: makes a multi-head model, which adapt: and prune: do not take; for new-domain "
                              "text give train: an mlm task (it replays as adapt: does)")
+        if self.prune is not None and self.prune.method == "auto" and not self.validation.gates:
+            raise ValueError("prune: auto keeps the fastest model inside the task gates: give at least one "
+                             "(--gate KIND[:FILE][@TOL], or validation.gates)")
         return self
 
     @model_validator(mode="before")

@@ -122,6 +122,21 @@ def summary_table(m: Manifest, out: Path) -> str:
     return "\n".join(lines)
 
 
+def _search_section(directory: Path, pruning: dict[str, Any]) -> list[str]:
+    """``--prune auto``: the candidates tried (PyTorch fp32, before quantization) and the plot beside the report."""
+    from compress.prune.search_report import PLOT_FILE, plot_search, search_table
+
+    search = pruning["search"]
+    removed = ", ".join(map(str, pruning.get("layers_removed", []))) or "none"
+    lines = ["### Search (--prune auto)", "",
+             f"Candidates pruned, distilled and scored on the task gates as PyTorch fp32 models, against the "
+             f"original; speed-up from the {search['speed']}. Chosen: {search['chosen']} (layers removed: "
+             f"{removed}).", "", *search_table(search), ""]
+    if plot_search(directory / PLOT_FILE, search):
+        lines += [f"![speed against the task figure]({PLOT_FILE})", ""]
+    return lines
+
+
 def write_report(directory: Path, m: Manifest, command: str) -> None:
     lines = [f"# {m.name}: {m.method} artifact", ""]
     if command:
@@ -147,10 +162,14 @@ def write_report(directory: Path, m: Manifest, command: str) -> None:
                       for name, x in g["metrics"].items()]
         lines.append("")
     if m.pruning:
-        lines += ["## Pruning", "", "Validation figures against the unpruned fp32 model (held-out texts):", ""]
-        for stage, figs in m.pruning.get("validation", {}).items():
-            lines.append(f"- after {stage}: " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items()))
-        lines.append("")
+        lines += ["## Pruning", ""]
+        if m.pruning.get("validation"):
+            lines += ["Validation figures against the unpruned fp32 model (held-out texts):", ""]
+            for stage, figs in m.pruning["validation"].items():
+                lines.append(f"- after {stage}: " + ", ".join(f"{k} {v:.4f}" for k, v in figs.items()))
+            lines.append("")
+        if m.pruning.get("search"):
+            lines += _search_section(directory, m.pruning)
     if m.notes:
         lines += ["## Notes", ""] + [f"- {n}" for n in m.notes] + [""]
     (directory / "report.md").write_text("\n".join(lines))

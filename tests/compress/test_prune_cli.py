@@ -104,7 +104,7 @@ def test_magnitude_pruning_is_stored_sparsely_and_says_it_is_not_faster(tiny, sp
 
 
 @pytest.mark.parametrize(("value", "message"), [
-    ("1.5", "between 0 and 1"), ("0", "between 0 and 1"), ("0.9x", "above 1x"), ("fast", "or a speed-up (1.6x)"),
+    ("1.5", "between 0 and 1"), ("0", "between 0 and 1"), ("0.9x", "above 1x"), ("fast", "a speed-up (1.6x) or auto"),
 ])
 def test_prune_flag_takes_a_fraction_or_a_speedup(tiny, tmp_path, capsys, value, message):
     with pytest.raises(SystemExit) as e:
