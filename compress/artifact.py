@@ -16,7 +16,9 @@ so an interrupted run leaves nothing half-written, and an existing artifact is r
 
 from __future__ import annotations
 
+import contextlib
 import json
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -206,3 +208,15 @@ def save_tokenizer(tokenizer: PreTrainedTokenizerBase, directory: Path) -> None:
         raise CompressError(f"the tokenizer {type(tokenizer).__name__} has no fast (tokenizer.json) form, which "
                             "serve needs")
     fast.backend_tokenizer.save(str(directory / "tokenizer.json"))
+
+
+TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
+
+
+def tool_versions() -> dict[str, str]:
+    """The manifest's ``tools``: the installed version of each package that made the artifact."""
+    out = {}
+    for name in TOOLS:
+        with contextlib.suppress(metadata.PackageNotFoundError):
+            out[name] = metadata.version(name)
+    return out

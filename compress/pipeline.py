@@ -6,15 +6,12 @@ accuracy gate → measure → write. Each stage is one function; they share a :c
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import json
 import logging
 import shutil
 import sys
 import time
 from dataclasses import dataclass, field
-from importlib import metadata
 from pathlib import Path
 from typing import Any, cast
 
@@ -26,6 +23,7 @@ from compress.artifact import (
     Manifest,
     TokenizerInfo,
     save_tokenizer,
+    tool_versions,
     write_manifest,
 )
 from compress.catalog import Task
@@ -53,7 +51,6 @@ log = logging.getLogger(__name__)
 # 4-bit weights move a few percent of near-tied top-1 predictions; every other method must agree on 99 %.
 DEFAULT_MIN_AGREEMENT = {"int4": 0.97}
 SPARSE_MIN_OVERLAP = 0.95  # a sparse-embedding head's gate: its top-32 terms against the original's
-TOOLS = ("torch", "transformers", "optimum", "optimum-onnx", "onnx", "onnxruntime", "mlm-compress")
 CALIBRATION_TEXTS = 128  # default calibration set: enough for per-channel activation peaks
 
 
@@ -70,14 +67,6 @@ class _Steps:
     def __call__(self, msg: str) -> None:
         self.n += 1
         _progress(f"[{self.n}/{self.total}] {msg} (t={time.perf_counter() - self.t0:.1f}s)")
-
-
-def _tool_versions() -> dict[str, str]:
-    out = {}
-    for name in TOOLS:
-        with contextlib.suppress(metadata.PackageNotFoundError):
-            out[name] = metadata.version(name)
-    return out
 
 
 def _max_length(loaded: LoadedModel, recipe: Recipe) -> int:
@@ -173,28 +162,12 @@ def _start(model: LoadedModel | MultiHeadModel, recipe: Recipe, threads: int | N
     return run
 
 
-def adapted_model_dir(out: Path) -> Path:
-    """Where a recipe's ``adapt:`` step keeps the adapted model of the artifact ``out`` (reused while it fits)."""
-    return out.with_name(f"{out.name}.adapted")
-
-
 def _adapt(run: _Run, out: Path) -> None:
     """Teach the model the recipe's new domain (compress adapt), then go on with the adapted model."""
-    from compress.adapt import adapt_model
-    from compress.adapt.data import sha256_text
-    from compress.sources import load_model
+    from compress.adapt.workflow import adapt_for_recipe
 
-    opts = run.recipe.adapt
-    assert opts is not None
-    target = adapted_model_dir(out)
-    record = target / "adaptation.json"
-    made = json.loads(record.read_text()) if record.is_file() else {}
-    fits = (made.get("options") == opts.model_dump() and made.get("data", {}).get("sha256") == sha256_text(opts.data)
-            and made.get("base_model", {}).get("sha256") == run.loaded.source.sha256)
-    run.steps(f"adapting to {opts.data} ({opts.steps} steps)" if not fits else f"reusing the adapted model {target}")
-    if not fits:
-        adapt_model(run.loaded, target, opts, force=True, progress=_progress)
-    run.loaded = load_model(str(target))
+    assert run.recipe.adapt is not None
+    run.loaded = adapt_for_recipe(run.loaded, run.recipe.adapt, out, announce=run.steps, progress=_progress)
 
 
 def _prune(run: _Run, checkpoint: Path | None) -> None:
@@ -367,7 +340,7 @@ def _manifest(run: _Run, ex: _Exported, q: _Quantized, name: str, speed: dict[st
         validation={**validation, **({"against_unpruned": against} if against else {}),
                     **({"session": session_settings("cpu", run.threads)} if run.method.backend == "onnxruntime"
                        else {})},
-        speed=speed, tools=_tool_versions(), cpu={"model": cpu_model(), "isa": run.isa},
+        speed=speed, tools=tool_versions(), cpu={"model": cpu_model(), "isa": run.isa},
         created=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         notes=list(loaded.notes), op_counts=op_counts(q.file) if q.file.suffix == ".onnx" else {},  # type: ignore[call-arg]
         pruning=run.pruning, **_described(run),

@@ -147,3 +147,25 @@ def adapt_model(model: str | LoadedModel, out: str | Path, opts: AdaptOptions, *
     if not opts.checkpoint:
         checkpoint.unlink(missing_ok=True)  # the model is written: nothing left to resume
     return record
+
+
+def adapted_model_dir(out: Path) -> Path:
+    """Where a recipe's ``adapt:`` step keeps the adapted model of the artifact ``out`` (reused while it fits)."""
+    return out.with_name(f"{out.name}.adapted")
+
+
+def adapt_for_recipe(loaded: LoadedModel, opts: AdaptOptions, out: Path, *, announce: Progress,
+                     progress: Progress | None = None) -> LoadedModel:
+    """A recipe's ``adapt:`` step for the artifact ``out``: the adapted model, made now or reused while its
+    options, data and base model are the ones it was made from."""
+    from compress.sources import load_model
+
+    target = adapted_model_dir(out)
+    record = target / "adaptation.json"
+    made = json.loads(record.read_text()) if record.is_file() else {}
+    fits = (made.get("options") == opts.model_dump() and made.get("data", {}).get("sha256") == sha256_text(opts.data)
+            and made.get("base_model", {}).get("sha256") == loaded.source.sha256)
+    announce(f"adapting to {opts.data} ({opts.steps} steps)" if not fits else f"reusing the adapted model {target}")
+    if not fits:
+        adapt_model(loaded, target, opts, force=True, progress=progress)
+    return load_model(str(target))

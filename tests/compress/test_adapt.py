@@ -160,7 +160,8 @@ def test_bad_input_errors(tiny, files, tmp_path, capsys):
 def test_a_recipe_adapts_first_and_reuses_the_adapted_model_while_it_fits(tiny, files, tmp_path):
     """models.yaml's `adapt:` step: compress run adapts, then compresses the adapted model; a rerun with
     the same step reuses it, a changed step trains again."""
-    from compress.pipeline import adapted_model_dir, compress_model
+    from compress.adapt.workflow import adapted_model_dir
+    from compress.pipeline import compress_model
     from compress.recipe import Recipe
     from compress.sources import load_model
 
