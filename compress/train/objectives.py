@@ -9,6 +9,7 @@ and ``negatives`` irrelevant passages for a reranker, and the model's own masked
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar, cast
 
@@ -99,8 +100,8 @@ class TokenClassification(Objective):
 
     def __init__(self, task: TaskData, tokenizer: PreTrainedTokenizerBase, opts: TrainOptions) -> None:
         super().__init__(task, tokenizer, opts)
-        if getattr(tokenizer, "add_prefix_space", None) is False:  # byte-level BPE (RoBERTa, XLM-R's kin): a
-            self.tok = _with_prefix_space(tokenizer)  # word given alone needs the space it had in the text
+        if _byte_level(tokenizer) and not getattr(tokenizer, "add_prefix_space", False):  # RoBERTa's kin: a word
+            self.tok = _with_prefix_space(tokenizer)  # given alone needs the space it had in the text
 
     def _batch(self, examples: list[Tagged]) -> tuple[dict[str, torch.Tensor], torch.Tensor, torch.Tensor]:
         """Inputs, labels aligned to sub-tokens (-100: not trained), and the first sub-token of each word."""
@@ -168,6 +169,12 @@ def contrastive_loss(model: nn.Module) -> Any:
     from sentence_transformers.sentence_transformer.losses import MultipleNegativesRankingLoss
 
     return MultipleNegativesRankingLoss(model)  # type: ignore[arg-type]
+
+
+def _byte_level(tokenizer: PreTrainedTokenizerBase) -> bool:
+    """Whether a fast tokenizer splits text with a byte-level pre-tokenizer (GPT-2's BPE: RoBERTa, ModernBERT)."""
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    return backend is not None and '"ByteLevel"' in json.dumps(json.loads(backend.to_str()).get("pre_tokenizer"))
 
 
 def _with_prefix_space(tokenizer: PreTrainedTokenizerBase) -> PreTrainedTokenizerBase:

@@ -247,3 +247,23 @@ def test_fit_linear_separates_what_a_linear_layer_can():
     accuracy = fit_linear(linear, x, y)
     assert accuracy >= 0.95  # a regularised fit: a few points on the class boundaries may fall either side
     assert float((linear(x).argmax(-1) == y).float().mean()) == accuracy  # the raw features' logits
+
+
+@pytest.mark.parametrize("family", ["bert", "roberta"])
+def test_token_classification_takes_words_one_by_one_in_either_vocabulary(family, tiny, data, tmp_path):
+    """A WordPiece tokenizer made from a bare vocab.txt (AntiBERTy's) is used as it is; a byte-level BPE one is
+    loaded again with add_prefix_space, so each word of a tagged line is encoded as it is in running text."""
+    from transformers import AutoTokenizer
+
+    from compress.sources import load_tokenizer
+    from compress.train.objectives import TokenClassification
+
+    source = tiny(family, "fill-mask")
+    tok = (AutoTokenizer.from_pretrained(str(source)) if family == "roberta"
+           else load_tokenizer(source / "vocab.txt", None))  # type: ignore[arg-type]
+    opts = _opts([f"t:token-classification:{data['token-classification']}"])
+    objective = TokenClassification(load_task(opts.tasks[0], opts, tok), tok, opts)
+    assert (objective.tok is tok) == (family == "bert")
+    words = ["market", "bank", "profit"]
+    ids = objective.tok(words, is_split_into_words=True)["input_ids"]
+    assert ids == objective.tok(" ".join(words))["input_ids"]
