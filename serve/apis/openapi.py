@@ -13,13 +13,14 @@ import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from serve.apis.schemas import NOT_BLANK
+
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
     from serve.engine import AppEngine
     from serve.models import ServedModel
 
-NOT_BLANK = r"\S"  # check_texts refuses a text of spaces alone
 ALL = None  # the tokenizer routes take every model
 REQUESTS = {"FillMaskRequest": "fill-mask", "ClassifyRequest": "classification", "EmbedRequest": "embedding",
             "OpenAIEmbeddingRequest": "embedding", "TokenClassifyRequest": "token-classification",

@@ -116,8 +116,8 @@ class ScoreRequest(RequestModel):
         {"model": "reranker:rr", "text_1": "What is the capital of France?",
          "text_2": ["Paris is the capital of France.", "Berlin is in Germany."]}]})
     text_1: Inputs
-    text_2: Annotated[Inputs, Field(description="one text, or a list: of text_1's length when text_1 is a list "
-                                    "of several (422 otherwise; JSON Schema cannot say it)")]
+    text_2: Annotated[Inputs, Field(description="one text, or a list: zipped with a text_1 list of the same "
+                                    "length, else every text_1 against every text_2 (scores row by row)")]
     model: ModelName = None
     prompt_name: PromptName = Field(None, description="a prompt of the model's models.yaml serve.prompts, put "
                                     "before each text_1 (never a text_2); 400 if it has none of that name")
@@ -138,19 +138,15 @@ class ScoreResponse(BaseModel):
 
 def score_pairs(text_1: str | list[str], text_2: str | list[str]) -> list[tuple[str, str]]:
     """vLLM's pairing: one text against each of the others (either side the one), or two lists of one length
-    zipped.
-
-    Raises:
-        ServeError: two lists of different lengths.
-    """
+    zipped; two lists of different lengths (which vLLM refuses and JSON Schema cannot forbid): every text_1
+    against every text_2, row by row."""
     first, second = as_list(text_1), as_list(text_2)
     if len(first) == 1:
         return [(first[0], t) for t in second]
     if len(second) == 1:
         return [(t, second[0]) for t in first]
     if len(first) != len(second):
-        raise ServeError("invalid_request", f"text_1 has {len(first)} texts and text_2 {len(second)}; send one "
-                         "text on either side, or lists of the same length", "text_2")
+        return [(a, b) for a in first for b in second]
     return list(zip(first, second, strict=True))
 
 
@@ -180,12 +176,22 @@ def routes(engine: AppEngine) -> list[Route]:
         return json_response(out, answer.version)
 
     async def score(body: ScoreRequest, request: Request) -> Response:
+        # each list within max_items (as the schema says); all against all can pass it: one part after another
+        step = min((v.spec.options.max_items for v in engine.served().values() if v.task == "rerank"), default=1)
+        for param, side in (("text_1", body.text_1), ("text_2", body.text_2)):
+            if isinstance(side, list) and len(side) > step:
+                raise ServeError("invalid_request", f"{param} has {len(side)} texts; the rerank models take at most "
+                                 f"{step} per list: split them over several requests", param)
         pairs = score_pairs(body.text_1, body.text_2)
         params = {"pairs": True, "param": "text_2", "prompt_name": body.prompt_name}
-        answer = await engine.infer("rerank", body.model, pairs, params, param="text_2",
-                                    path=request.scope["path"], client=client_of(request))
-        data = [ScoreData(index=i, score=r["score"]) for i, r in enumerate(answer.results)]
-        return json_response(ScoreResponse(model=answer.model, data=data, usage=usage(answer.ids)), answer.version)
+        answers = [await engine.infer("rerank", body.model, pairs[i:i + step], params, param="text_2",
+                                      path=request.scope["path"], client=client_of(request))
+                   for i in range(0, max(len(pairs), 1), step)]
+        results = [r for a in answers for r in a.results]
+        data = [ScoreData(index=i, score=r["score"]) for i, r in enumerate(results)]
+        ids = [s for a in answers for s in a.ids]
+        out = ScoreResponse(model=answers[0].model, data=data, usage=usage(ids))
+        return json_response(out, answers[-1].version)
 
     return [Route("/v1/rerank", rerank, RerankRequest, RerankAnswer, "Rank documents by relevance to a query",
                   "rerank"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Hashable
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -12,6 +13,9 @@ if TYPE_CHECKING:
     from starlette.requests import Request
 
 Text = Annotated[str, Field(min_length=1)]
+# a character that is not blank by either regex dialect: Python's \s also takes \x1c-\x1f and \x85,
+# JSON Schema's (ECMA 262) also \ufeff; the schema and check_texts use this one pattern
+NOT_BLANK = r"[^\s\x1c-\x1f\x85\ufeff]"
 
 
 def check_texts(value: Any) -> Any:
@@ -27,7 +31,7 @@ def check_texts(value: Any) -> Any:
     for i, item in enumerate(items):
         if not isinstance(item, str):
             raise ValueError(f"item {i} is {type(item).__name__}, not a string")
-        if not item.strip():
+        if not re.search(NOT_BLANK, item):
             raise ValueError(f"item {i} is empty; send some text")
         try:
             item.encode("utf-8")

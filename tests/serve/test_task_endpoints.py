@@ -113,9 +113,10 @@ def test_rerank_and_score_answer_as_the_trained_cross_encoder(trained):
                                 "return_documents": True}),
         ("POST", "/v1/rerank", {"query": QUERY, "texts": docs, "raw_scores": True, "return_text": True}),
         ("POST", "/v1/score", {"text_1": QUERY, "text_2": docs}),
-        ("POST", "/v1/score", {"text_1": [QUERY, "the club"], "text_2": docs[:2]})])
-    (s1, cohere), (s2, tei), (s3, score), (s4, zipped), (_, recorder) = answers
-    assert (s1, s2, s3, s4) == (200, 200, 200, 200)
+        ("POST", "/v1/score", {"text_1": [QUERY, "the club"], "text_2": docs[:2]}),
+        ("POST", "/v1/score", {"text_1": [QUERY, "the club", "a film"], "text_2": docs[:4]})])  # 12 > max_items
+    (s1, cohere), (s2, tei), (s3, score), (s4, zipped), (s5, crossed), (_, recorder) = answers
+    assert (s1, s2, s3, s4, s5) == (200, 200, 200, 200, 200)
     assert [r["index"] for r in cohere["results"]] == order[:3]
     np.testing.assert_allclose([r["relevance_score"] for r in cohere["results"]], sig[order[:3]], atol=1e-4)
     assert [r["document"]["text"] for r in cohere["results"]] == [docs[i] for i in order[:3]]
@@ -124,7 +125,10 @@ def test_rerank_and_score_answer_as_the_trained_cross_encoder(trained):
     np.testing.assert_allclose([d["score"] for d in score["data"]], sig, atol=1e-4)
     want = _torch_head(model, tok, "rr", [QUERY, "the club"], docs[:2])[:, 0]
     np.testing.assert_allclose([d["score"] for d in zipped["data"]], 1 / (1 + np.exp(-want)), atol=1e-4)
-    assert len(recorder.shapes) < 4, "the requests shared forward passes"
+    rows = [q for q in (QUERY, "the club", "a film") for _ in range(4)]
+    want = _torch_head(model, tok, "rr", rows, docs[:4] * 3)[:, 0]
+    np.testing.assert_allclose([d["score"] for d in crossed["data"]], 1 / (1 + np.exp(-want)), atol=1e-4)
+    assert len(recorder.shapes) < 6, "the requests shared forward passes"  # 5 requests, one in two passes
 
 
 def test_a_pairs_prompt_goes_before_the_query_alone(trained):
@@ -147,7 +151,7 @@ BAD = [
     ("/v1/rerank", {"query": QUERY, "documents": ["a"], "texts": ["b"]}, "one of them"),
     ("/v1/rerank", {"query": QUERY, "documents": ["a [SEP] b"]}, "separator"),
     ("/v1/rerank", {"query": QUERY, "documents": ["a"] * 9}, "at most 8"),
-    ("/v1/score", {"text_1": ["a", "b"], "text_2": ["a", "b", "c"]}, "same length"),
+    ("/v1/score", {"text_1": ["a"] * 9, "text_2": "b"}, "at most 8"),
     ("/v1/token-classify", {"inputs": "a", "aggregation_strategy": "longest"}, "aggregation_strategy"),
     ("/v1/rerank", {"model": "tt:verbs", "query": QUERY, "documents": ["a"]}, "tt:rr"),
 ]

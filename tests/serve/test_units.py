@@ -52,6 +52,19 @@ def test_check_texts_says_what_is_wrong(value, words):
         check_texts(value)
 
 
+@pytest.mark.parametrize("blank", [" \t\n", "\x1d", "\x85\u3000", "\ufeff"])
+def test_a_text_blank_in_either_regex_dialect_is_refused_and_the_schema_pattern_says_so(blank):
+    """Python's \\s holds \\x1c-\\x1f and \\x85, JSON Schema's \\ufeff: a fuzzer of either kind finds no text
+    that the schema allows and the server refuses."""
+    import re
+
+    from serve.apis.schemas import NOT_BLANK
+
+    with pytest.raises(ValueError, match="empty"):
+        check_texts(["ok", blank])
+    assert re.search(NOT_BLANK, blank) is None and check_texts(blank + "a") == blank + "a"
+
+
 def test_validation_messages():
     assert _validation_message({"type": "json_invalid", "loc": ("body", 3), "ctx": {"error": "x"}})[0] == "invalid_json"
     assert _validation_message({"type": "missing", "loc": ("body", "inputs")}) == (
