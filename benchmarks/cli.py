@@ -4,7 +4,7 @@
     python -m benchmarks run --quick --variants torch-fp32,int8 --check    # CI
     python -m benchmarks run --models minilm --variants torch-fp32 --runtimes all   # CPU runtimes side by side
     python -m benchmarks http --model minilm,antiberty --concurrency 16,256 --requests 2000
-    python -m benchmarks http --model antiberty-region,minilm-rerank --concurrency 16    # the served tasks
+    python -m benchmarks http --model antiberty-region,minilm-rerank,antiberty-sparse --concurrency 16  # served tasks
     python -m benchmarks train                  # compress train's four cases, held out, fp32 and int8
     python -m benchmarks adapt                  # AntiBERTy -> TCR, with and without replay
     python -m benchmarks task-heads --cache artifacts/bench    # AntiBERTy: one multi-head artifact vs three
@@ -33,7 +33,8 @@ from compress import CompressError
 def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="in-process speed and accuracy of each model x variant")
     run.add_argument("--models", default="antiberty,minilm", help="comma-separated benchmark models (models.yaml "
-                     "names, minilm-topic, or the served tasks' antiberty-region and minilm-rerank); antiberty and "
+                     "names, minilm-topic, or the served tasks' antiberty-region, minilm-rerank and antiberty-sparse); "
+                     "antiberty and "
                      "minilm bring their sibling tasks")
     run.add_argument("--variants", default="torch-fp32,onnx-fp32,int8,int4", help="comma-separated variants")
     run.add_argument("--tasks", default=None, help="comma-separated accuracy tasks (default: every task of each "
@@ -59,8 +60,8 @@ def _add_http(sub: Any) -> None:
                           "several concurrencies, beside the in-process figure of the same artifact")
     http.add_argument("--model", required=True, help="comma-separated models.yaml names, or MODEL:HEAD for one head "
                       "of a multi-head model (antiberty:species), or a served task's benchmark model "
-                      "(antiberty-region, minilm-rerank: a head trained briefly, int8); each artifact is made when "
-                      "missing")
+                      "(antiberty-region, minilm-rerank: a head trained briefly; antiberty-sparse: AntiBERTy's mlm "
+                      "and splade heads; int8); each artifact is made when missing")
     http.add_argument("--artifact", type=Path, help="serve this artifact directory instead of the model's own")
     http.add_argument("--concurrency", default="16,256", help="comma-separated client counts (default 16,256)")
     http.add_argument("--requests", type=int, default=2000, help="requests per concurrency and round (default 2000)")
@@ -90,7 +91,8 @@ def _add_http(sub: Any) -> None:
     http.add_argument("--out", type=Path, default=Path("reports"), help="where http.json, http.md, http.png go")
     http.add_argument("--catalog", default="models.yaml")
     http.add_argument("--cache", type=Path, default=Path("artifacts/bench"), help="where the served tasks' "
-                      "benchmark models (antiberty-region, minilm-rerank) and their int8 artifacts are kept")
+                      "benchmark models (antiberty-region, minilm-rerank, antiberty-sparse) and their int8 artifacts "
+                      "are kept")
     http.set_defaults(handler=_http)
 
 

@@ -6,7 +6,8 @@ from collections.abc import Sequence
 from typing import Any
 
 ENDPOINTS = {"embedding": "/v1/embeddings", "fill-mask": "/v1/fill-mask", "classification": "/v1/classify",
-             "token-classification": "/v1/token-classify", "rerank": "/v1/rerank"}
+             "token-classification": "/v1/token-classify", "rerank": "/v1/rerank",
+             "sparse-embedding": "/v1/embed-sparse"}
 Item = str | tuple[str, str]  # one input: a text, or a (query, passage) pair for rerank
 
 

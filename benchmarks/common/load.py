@@ -18,12 +18,15 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+SPARSE = "sparse-embedding"
+
 if TYPE_CHECKING:
     from pathlib import Path
 
     import onnxruntime as ort
 
     from benchmarks.common.endpoints import Item
+    from compress.artifact import Manifest
 
 
 class HttpClient:
@@ -236,9 +239,12 @@ def closed_loop_until_refused(url: str, path: str, make_body: Callable[[int], An
 
 
 def in_process_throughput(artifact: str, texts: Sequence[Item], *, batch_size: int = 32, threads: int | None = None,
-                          seconds: float = 10.0, streams: int = 1, plain: bool = False) -> float:
+                          seconds: float = 10.0, streams: int = 1, plain: bool = False, task: str | None = None
+                          ) -> float:
     """Inputs per second of the artifact run directly, text in, outputs out: tokenize, pad, run (a rerank
-    input is a (query, passage) pair, encoded with its segment ids).
+    input is a (query, passage) pair, encoded with its segment ids). For ``task`` sparse-embedding, each
+    sparse vector's terms are then picked as the server answers a request without options (serve's
+    ``sparse_terms``: every non-zero term, largest first).
 
     Same session settings as the server's onnxruntime backend; batches of ``batch_size``, ``streams`` of
     them at once, each on ``threads / streams`` intra-op threads, as the server runs its passes. With
@@ -250,16 +256,20 @@ def in_process_throughput(artifact: str, texts: Sequence[Item], *, batch_size: i
     from benchmarks.common.texts import encode_items
     from compress.artifact import load_artifact
     from compress.session import default_threads, make_session
+    from serve.engine.tasks import sparse_terms
 
     art = load_artifact(artifact)
     tok, max_len = art.tokenizer(), art.manifest.tokenizer.max_length
     per_stream = max(1, (threads or default_threads()) // streams)
     session = _plain_session(art.graph_path, per_stream) if plain else make_session(art.graph_path, "cpu", per_stream)
     names = [i.name for i in session.get_inputs()]
+    sparse = _sparse_output(art.manifest, [o.name for o in session.get_outputs()]) if task == SPARSE else None
 
     def run(batch: Sequence[Item]) -> int:
         enc = encode_items(tok, batch, max_len)
-        session.run(None, {n: enc[n] for n in names})
+        out = session.run(None, {n: enc[n] for n in names})
+        for vec in out[sparse] if sparse is not None else ():
+            sparse_terms(vec)
         return len(batch)
 
     batches = [texts[i: i + batch_size] for i in range(0, len(texts), batch_size)]
@@ -269,6 +279,18 @@ def in_process_throughput(artifact: str, texts: Sequence[Item], *, batch_size: i
         while time.perf_counter() - t0 < seconds:
             n += sum(pool.map(run, batches))
     return n / (time.perf_counter() - t0)
+
+
+def _sparse_output(manifest: Manifest, outputs: list[str]) -> int:
+    """The position among the graph's ``outputs`` of its sparse-embedding head's.
+
+    Raises:
+        ValueError: the artifact has no sparse-embedding head.
+    """
+    head = next((h for h in manifest.heads or [] if h.task == SPARSE), None)
+    if head is None or head.output not in outputs:
+        raise ValueError(f"{manifest.name} has no sparse-embedding head; compress it with --heads mlm,splade")
+    return outputs.index(head.output)
 
 
 def _plain_session(path: Path, threads: int) -> ort.InferenceSession:

@@ -1,11 +1,15 @@
-"""The benchmark models of the served tasks that no packaged model has: a tagger and a reranker.
+"""The benchmark models of the served tasks that no packaged model has: a tagger, a reranker and a sparse embedder.
 
 - ``antiberty-region``: AntiBERTy with a ``region`` token-classification head (IMGT regions of anarci's
   human and mouse antibody V genes, benchmarks/training/data.py);
 - ``minilm-rerank``: all-MiniLM-L6-v2 with an ``rr`` rerank head on the [CLS] state of (query, passage)
-  pairs (a BBC headline with its own body, relevant, and with the next article's, not).
+  pairs (a BBC headline with its own body, relevant, and with the next article's, not);
+- ``antiberty-sparse``: AntiBERTy's own heads ``mlm,splade`` (the masked-LM head, and the SPLADE vector made
+  from it), as `compress run antiberty --heads mlm,splade` exports them: nothing is fitted, and the
+  PyTorch original is that multi-head graph. It is served with both heads, so requests name ``antiberty-sparse:splade``
+  (:func:`address`).
 
-The encoder stays as it ships; the head is a logistic regression fitted on its frozen outputs for
+For the first two the encoder stays as it ships; the head is a logistic regression fitted on its frozen outputs for
 :data:`FIT_EXAMPLES` training examples (seconds, where `compress train` takes minutes on 2 cores), written
 as `compress train` writes a model directory. The head is far from a well-trained one, but a forward pass
 costs what a trained head's does, so the speed figures are honest, and the accuracy figures compare each
@@ -28,7 +32,7 @@ import numpy as np
 
 if TYPE_CHECKING:
     from compress.artifact import Manifest
-    from compress.catalog import ModelEntry
+    from compress.catalog import Catalog, ModelEntry
     from compress.head_graph import MultiHeadModel
     from compress.train.model import MultiTaskModel
 
@@ -44,8 +48,9 @@ class TaskModel:
     name: str
     encoder: str
     head: str
-    kind: str  # token-classification or rerank
+    kind: str  # token-classification, rerank or sparse-embedding
     min_agreement: float | None = None  # compress's gate on its variants (None: compress's default)
+    own_heads: str | None = None  # the encoder's own heads (--heads), exported as they are: nothing fitted
 
 
 # minilm-rerank: compress's rerank gate is the concordance of the scores of every two validation pairs (pairs of
@@ -55,6 +60,7 @@ class TaskModel:
 TASK_MODELS = {m.name: m for m in (
     TaskModel("antiberty-region", "antiberty", "region", "token-classification"),
     TaskModel("minilm-rerank", "minilm", "rr", "rerank", min_agreement=0.96),
+    TaskModel("antiberty-sparse", "antiberty", "splade", "sparse-embedding", own_heads="mlm,splade"),
 )}
 
 
@@ -62,14 +68,26 @@ def is_task_model(name: str) -> bool:
     return name in TASK_MODELS
 
 
+def served_task(name: str) -> str:
+    """The task a benchmark task model is measured on (its head's)."""
+    return _spec(name).kind
+
+
+def address(name: str) -> str:
+    """The model name requests to ``name`` carry: ``NAME:HEAD`` where it is served with its own heads (the
+    head past the first), else ``NAME``."""
+    spec = _spec(name)
+    return f"{name}:{spec.head}" if spec.own_heads else name
+
+
 def _is_current(directory: Path) -> bool:
     info = directory / "benchmark.json"
     return info.is_file() and json.loads(info.read_text()).get("recipe_version") == RECIPE_VERSION
 
 
-def build_task_model(name: str, cache: Path, catalog: str = "models.yaml", rebuild: bool = False) -> Path:
+def build_task_model(name: str, cache: Path, catalog: str = "models.yaml", rebuild: bool = False) -> Path | None:
     """Fit (or reuse) benchmark model ``name``'s head on its frozen encoder; returns the model directory
-    (as `compress train` writes one, under ``cache``).
+    (as `compress train` writes one, under ``cache``), or None for a model of the encoder's own heads.
 
     Raises:
         ValueError: not a benchmark task model (the message lists them).
@@ -84,6 +102,8 @@ def build_task_model(name: str, cache: Path, catalog: str = "models.yaml", rebui
     from compress.train.store import load_source, save_trained
 
     spec = _spec(name)
+    if spec.own_heads:
+        return None
     directory = cache / f"{name}-model"
     if _is_current(directory) and not rebuild:
         return directory
@@ -174,17 +194,31 @@ def _spec(name: str) -> TaskModel:
 
 
 def head_model(name: str, cache: Path, catalog: str = "models.yaml") -> MultiHeadModel:
-    """The trained model's head alone, as `compress run` exports it (the PyTorch original of its artifacts)."""
-    from compress.head_graph import trained_heads
+    """The trained model's head alone, or the encoder's own heads, as `compress run` exports them (the PyTorch
+    original of its artifacts)."""
+    from compress.catalog import load_catalog
+    from compress.head_graph import load_heads, trained_heads
+    from compress.task_heads import parse_heads
 
-    return trained_heads(build_task_model(name, cache, catalog), [_spec(name).head])
+    spec = _spec(name)
+    if spec.own_heads:
+        return load_heads(parse_heads(spec.own_heads), entry=load_catalog(catalog).get(spec.encoder))
+    directory = build_task_model(name, cache, catalog)
+    assert directory is not None  # a fitted head's model
+    return trained_heads(directory, [spec.head])
 
 
-def served_entry(name: str, artifact: Path, cache: Path) -> ModelEntry:
-    """The models.yaml entry that serves ``artifact`` of ``name`` (one head: requests name the model alone)."""
+def served_entry(name: str, artifact: Path, cache: Path, catalog: Catalog) -> ModelEntry:
+    """The models.yaml entry that serves ``artifact`` of ``name``: one head, which requests name by the model
+    alone; or the encoder's entry with its own heads (requests name :func:`address`)."""
     from compress.catalog import ModelEntry
 
-    _spec(name)
+    spec = _spec(name)
+    if spec.own_heads:
+        data = catalog.get(spec.encoder).model_dump(exclude_none=True, exclude={"heads", "artifact"})
+        return ModelEntry.model_validate({**data, "name": name, "artifact": str(artifact),
+                                          "description": f"{spec.encoder} with its own heads {spec.own_heads}",
+                                          "heads": [{"name": h} for h in spec.own_heads.split(",")]})
     return ModelEntry(name=name, source=str(cache / f"{name}-model"), artifact=str(artifact))
 
 

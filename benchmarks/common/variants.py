@@ -7,9 +7,10 @@ Every other variant is an artifact made by ``compress`` with that method, cached
 by importance) and recovers by distillation on texts no accuracy suite scores, then quantizes like int8.
 
 A model is a models.yaml name, ``minilm-topic`` (the topic classifier the benchmarks train,
-benchmarks/common/topic.py), or a served task's model (``antiberty-region``, ``minilm-rerank``:
-benchmarks/common/task_models.py); the trained models' directories are cached under ``--cache`` too.
-For the latter the PyTorch original is the trained head, run as `compress run` exports it.
+benchmarks/common/topic.py), or a served task's model (``antiberty-region``, ``minilm-rerank``,
+``antiberty-sparse``: benchmarks/common/task_models.py); the trained models' directories are cached under
+``--cache`` too. For the latter the PyTorch original is the trained head (AntiBERTy's own mlm and splade heads
+for ``antiberty-sparse``), run as `compress run` exports it.
 """
 
 from __future__ import annotations
@@ -212,7 +213,8 @@ def torch_original(model: str, cache: Path, catalog: str = "models.yaml", thread
                 out = graph(**{k: torch.from_numpy(v) for k, v in enc.items()
                                if k in ("input_ids", "attention_mask", "token_type_ids")})
             return {k: v.numpy() for k, v in out.items()}
-        return Original(run, tok, heads.heads[0].labels, heads.heads[0].task, int(min(tok.model_max_length, 512)))
+        return Original(run, tok, heads.heads[0].labels, task_models.served_task(model),
+                        int(min(tok.model_max_length, 512)))
     loaded = load_bench_model(model, cache, catalog, threads)
     return Original(torch_baseline(loaded, threads), loaded.tokenizer, loaded.labels, loaded.task,
                     int(min(loaded.tokenizer.model_max_length, 512)))

@@ -5,8 +5,9 @@ requests then ask for that head's task; each artifact made with its recipe when 
 is started and measured in this order:
 
 1. **Rounds** (``--rounds``), each: the same artifact in-process on the same texts (sorted by length,
-   tokenization included, at batch 1, 8 and 32; with the server's session settings, one pass at a time
-   and as many at once as its streams, and in a plain onnxruntime session: the best is the figure), then
+   tokenization included, and for sparse embeddings the server's pick of each vector's terms; at batch 1, 8
+   and 32; with the server's session settings, one pass at a time and as many at once as its streams, and
+   in a plain onnxruntime session: the best is the figure), then
    one load run per ``--concurrency`` level: closed-loop keep-alive clients, one input per request,
    that wait the ``Retry-After`` of a 429 before their next request (with ``--ignore-retry-after`` they
    ask again at once, as a naive client or load tool does; the server then holds their 429s). The first level
@@ -135,7 +136,8 @@ def resolve_artifact(entry: ModelEntry, catalog: Path, override: Path | None = N
 def model_target(catalog: Catalog, name: str, cache: Path = Path("artifacts/bench")) -> tuple[ModelEntry, str | None]:
     """The models.yaml entry that serves ``name`` (a model, or ``MODEL:HEAD`` for one head of a
     multi-head model, as requests name it; or a served task's benchmark model, whose int8 artifact is
-    kept under ``cache``), and the head's task (None: the artifact's own).
+    kept under ``cache``), and the head's task (None: the artifact's own). A benchmark model served with its
+    encoder's own heads (``antiberty-sparse``) is asked as :func:`request_model` says.
 
     Raises:
         compress.CompressError: no such model or head; the message lists what there is.
@@ -145,7 +147,8 @@ def model_target(catalog: Catalog, name: str, cache: Path = Path("artifacts/benc
 
     base, _, head = name.partition(":")
     if task_models.is_task_model(name):
-        return task_models.served_entry(name, cache / f"{name}-{TASK_MODEL_VARIANT}", cache), None
+        entry = task_models.served_entry(name, cache / f"{name}-{TASK_MODEL_VARIANT}", cache, catalog)
+        return entry, task_models.served_task(name) if entry.heads else None
     entry = catalog.get(base)
     if not head:
         return entry, None
@@ -154,6 +157,13 @@ def model_target(catalog: Catalog, name: str, cache: Path = Path("artifacts/benc
         raise CompressError(f"{base} has no head {head!r}; its heads: "
                             f"{', '.join(h.name for h in entry.heads or []) or 'none'}")
     return entry, spec.task
+
+
+def request_model(name: str) -> str:
+    """The model name the requests to ``name`` carry (``antiberty-sparse:splade`` for ``antiberty-sparse``)."""
+    from benchmarks.common import task_models
+
+    return task_models.address(name) if task_models.is_task_model(name) else name
 
 
 def _serve_entry(entry: ModelEntry, artifact: Path, threads: int, options: dict[str, Any]) -> dict[str, Any]:
@@ -194,12 +204,12 @@ def _level(server: ServeProcess, model: str, lane: str, task: str, texts: list[I
             "rss_before_bytes": rss_before, "rss_after_bytes": server.memory()["rss"]}
 
 
-def _in_process(artifact: Path, texts: list[Item], threads: int, seconds: float, streams: int | None
-                ) -> dict[str, Any]:
+def _in_process(artifact: Path, texts: list[Item], threads: int, seconds: float, streams: int | None,
+                task: str | None = None) -> dict[str, Any]:
     """The artifact run directly on the texts sorted by length, at each batch size: one pass at a time and
     as many at once as the server runs (``streams``; default 2 on 2+ threads), with the server's session
     settings, and one pass at a time in a plain session (onnxruntime's defaults: ``B plain``); the best
-    is the figure."""
+    is the figure. For sparse embeddings (``task``) each vector's terms are picked as the server picks them."""
     from benchmarks.common.load import in_process_throughput
     from benchmarks.common.texts import item_length
 
@@ -209,7 +219,7 @@ def _in_process(artifact: Path, texts: list[Item], threads: int, seconds: float,
     for s, plain in configs:
         for bs in IN_PROCESS_BATCHES:
             per_s = in_process_throughput(str(artifact), ordered, batch_size=bs, threads=threads, seconds=seconds,
-                                          streams=s, plain=plain)
+                                          streams=s, plain=plain, task=task)
             key = f"{bs} plain" if plain else str(bs) if s == 1 else f"{bs}x{s}"
             runs[key] = {"per_s": per_s, "batch_size": bs, "streams": s, "plain": plain}
     best = max(runs.values(), key=lambda r: r["per_s"])
@@ -244,6 +254,7 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
     artifact = resolve_artifact(entry, catalog, opts.artifact)
     manifest = read_manifest(artifact)
     task = head_task or artifact_task(manifest)
+    asked = request_model(name)
     texts, stats = serving_texts(artifact, opts.texts, task)
     out: dict[str, Any] = {"model": name, "task": task, "endpoint": ENDPOINTS[task], "artifact": str(artifact),
                            "method": manifest.method, "texts": stats}
@@ -258,13 +269,13 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
                                      *(("--ray-ingress", opts.ray_ingress) if opts.host_kind == "ray" else ())))
         try:
             out["server_start_s"] = round(time.monotonic() - started, 1)
-            run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, name, texts[k % len(texts)]),
+            run_load(server.url, ENDPOINTS[task], lambda k: request_body(task, asked, texts[k % len(texts)]),
                      concurrency=16, requests=64, max_seconds=max(deadline - time.monotonic(), 1.0))  # warm-up
             rounds: list[dict[int, dict[str, Any]]] = []
             inproc: list[dict[str, Any]] = []
             for i in range(1, opts.rounds + 1):
                 inproc.append(_in_process(artifact, texts, threads, opts.in_process_seconds,
-                                           opts.serve_options.get("streams")))
+                                           opts.serve_options.get("streams"), task))
                 log(f"{name} round {i}: in-process {inproc[-1]['per_s']:.1f}/s at batch {inproc[-1]['batch_size']} "
                     f"x{inproc[-1]['streams']}")
                 rounds.append({})
@@ -272,7 +283,7 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
                     # the first level sends --requests; the others run as long, so goodput compares like for like
                     first = next(iter(rounds[-1].values()), None)
                     until = deadline if first is None else min(deadline, time.monotonic() + first["seconds"])
-                    rounds[-1][clients] = _level(server, name, entry.name, task, texts, clients,
+                    rounds[-1][clients] = _level(server, asked, entry.name, task, texts, clients,
                                                  opts.requests if k == 0 else 10**9, until, probe=k > 0,
                                                  patient=not opts.ignore_retry_after)
                     log(f"  {clients} clients: {rounds[-1][clients]['throughput']:.1f} answered/s, "
@@ -285,11 +296,11 @@ def measure_model(name: str, opts: HttpOptions, threads: int, deadline: float) -
                                  "rounds": inproc}
             out["levels"] = _median_levels(rounds, inproc)
             if opts.soak_seconds:
-                out["soak"] = soak(server, name, task, texts, opts.soak_seconds)
+                out["soak"] = soak(server, asked, task, texts, opts.soak_seconds)
             if opts.swap:
-                out["swap"] = swap_under_load(server, artifact, name, task, texts)
+                out["swap"] = swap_under_load(server, artifact, asked, task, texts)
             if opts.drain:
-                out["drain"] = drain_under_load(server, name, task, texts)
+                out["drain"] = drain_under_load(server, asked, task, texts)
         finally:
             server.stop()
     return out

@@ -14,10 +14,14 @@ per-item predictions, so that :func:`compare` can measure agreement with the tor
 | topic | minilm-topic | accuracy of the project's topic classifier on the 1,000 test articles |
 | region | antiberty-region | IMGT region accuracy per residue of other species' antibody V genes (anarci) |
 | rerank | minilm-rerank | MRR@10 re-ranking BM25's top 10 held-out BBC bodies for 40 held-out headlines |
+| sparse | antiberty-sparse | top-32 term overlap of SPLADE vectors with torch-fp32's, masked_residue's 400 germlines |
 
 Agreement with fp32: label agreement for label tasks (masked tokens, classes, probe predictions),
 mean cosine of the (unit-length) embeddings for embedding tasks; for rerank the top-1 document of
-each query (its Kendall tau with fp32 over each query's candidates is in the figures too). The probe
+each query (its Kendall tau with fp32 over each query's candidates is in the figures too). Sparse
+vectors have no truth to be scored by: their score is the agreement itself, as compress's gate measures
+it (the share of each vector's top-32 terms among torch-fp32's, compress.validate.top_overlap; 1 for
+torch-fp32), with the worst vector's and the mean cosine beside it. The probe
 is fitted anew on each variant's embeddings, so its agreement is reported but not held to a budget
 (its score is).
 """
@@ -59,6 +63,7 @@ class TaskResult:
     labels: np.ndarray | None = None  # per item: predicted token / class ids
     vectors: np.ndarray | None = None  # per item: embeddings
     scores: np.ndarray | None = None  # rerank: [queries, candidates] relevance
+    sparse: np.ndarray | None = None  # sparse embeddings: [items, vocab] SPLADE vectors
     seconds: float = 0.0
 
 
@@ -76,8 +81,9 @@ class Task:
 TASKS: dict[str, Task] = {}
 # A benchmark row model -> its tasks (the companions run on sibling models built from the same weights).
 TASKS_OF = {"antiberty": ("masked_residue", "species", "chain"), "minilm": ("lee50", "bbc_probe", "topic")}
-QUICK_TASKS = ("masked_residue", "species", "lee50", "bbc_probe", "topic", "region", "rerank")  # --quick (CI)
+QUICK_TASKS = ("masked_residue", "species", "lee50", "bbc_probe", "topic", "region", "rerank", "sparse")  # --quick
 RERANK_QUERIES, RERANK_CANDIDATES = 40, 10
+SPARSE_OUTPUT = "splade_sparse"  # antiberty-sparse's sparse-embedding head ``splade`` (compress/task_heads.py)
 
 
 def _task(name: str, model: str, metric: str, agreement_gated: bool = True,
@@ -217,6 +223,16 @@ def rerank(s: Subject) -> TaskResult:
     return TaskResult("rerank", "mrr@10", mrr, len(queries), labels=relevance.argmax(-1), scores=relevance)
 
 
+@_task("sparse", "antiberty-sparse", "top32_overlap")
+def sparse(s: Subject) -> TaskResult:
+    """The SPLADE vectors of masked_residue's held-out germlines, unmasked; scored against torch-fp32's in
+    :func:`compare` (against themselves: 1)."""
+    seqs = _by_length(datasets.fill_mask_germlines(s.tokenizer), lambda a: a.sequence)
+    batches = _batches(s.tokenizer, [space_residues(a.sequence) for a in seqs], 512)
+    vectors = np.concatenate([s.runner(enc)[SPARSE_OUTPUT] for enc in batches]).astype(np.float32)
+    return TaskResult("sparse", "top32_overlap", 1.0, len(vectors), sparse=vectors)
+
+
 def kendall_tau(a: np.ndarray, b: np.ndarray) -> float:
     """Mean over rows of Kendall's tau between two [rows, candidates] score arrays."""
     kendalltau = require("scipy.stats", "scipy>=1.10").kendalltau
@@ -254,4 +270,10 @@ def compare(result: TaskResult, baseline: TaskResult | None) -> dict[str, Any]:
         out["cosine_to_fp32"] = float(np.mean(np.sum(result.vectors * baseline.vectors, axis=-1)))
     if result.scores is not None and baseline.scores is not None:
         out["kendall_tau"] = kendall_tau(result.scores, baseline.scores)
+    if result.sparse is not None and baseline.sparse is not None:  # no truth: the overlap is the score
+        from compress.validate import sparse_agreement
+
+        figures = sparse_agreement(baseline.sparse, result.sparse)
+        out.update(score=figures["top32_overlap"], delta_points=None, top32_overlap=figures["top32_overlap"],
+                   min_top32_overlap=figures["min_top32_overlap"], sparse_cosine=figures["mean_cosine"])
     return out

@@ -4,7 +4,9 @@ Accuracy (asserted by ``--check``; deterministic for a given CPU and ONNX Runtim
 torch-fp32, on every task, a compressed variant may lose at most its budget's ``max_drop_points``
 (percentage points of the task's score; Spearman counts x100), and must agree with fp32 on at least
 ``min_agreement`` of the items (labels, rerank's top-1 per query; not for the probe, which is refitted per
-variant) or reach ``min_cosine`` (embeddings), and rerank's order a mean Kendall tau of ``min_kendall_tau``.
+variant) or reach ``min_cosine`` (embeddings), and rerank's order a mean Kendall tau of ``min_kendall_tau``;
+sparse embeddings, which have no truth to lose points on, must keep ``min_top32_overlap`` of their top-32 terms
+on average, every variant, as compress's gate of a sparse-embedding head does.
 Gaining accuracy is never a miss. int8 and the fp32 export get 0.5 points; 4-bit weights get 2 points;
 pruned + int8 gets 1 point (3 for Lee-50, whose Spearman over 1,225 pairs moves more) and needs 90 %
 agreement and cosine 0.97, the pruning targets. The agreement floors sit a point or two under compress's
@@ -41,6 +43,7 @@ class Budget:
     min_agreement: float = 0.98
     min_cosine: float = 0.99
     min_kendall_tau: float = 0.95  # rerank: the order of each query's candidates
+    min_top32_overlap: float = 0.95  # sparse embeddings: compress's gate (compress/pipeline.py SPARSE_MIN_OVERLAP)
     task_drops: tuple[tuple[str, float], ...] = ()  # (task, max_drop_points) where it differs
 
     def max_drop(self, task: str) -> float:
@@ -92,6 +95,9 @@ def accuracy_misses(res: dict[str, Any]) -> list[dict[str, Any]]:
         if acc.get("kendall_tau") is not None and acc["kendall_tau"] < b.min_kendall_tau:
             out.append({**where, "kind": "agreement", "message": f"{task} Kendall tau with fp32 "
                         f"{acc['kendall_tau']:.3f} (needs {b.min_kendall_tau:g})"})
+        if acc.get("top32_overlap") is not None and acc["top32_overlap"] < b.min_top32_overlap:
+            out.append({**where, "kind": "agreement", "message": f"{task} top-32 term overlap with fp32 "
+                        f"{acc['top32_overlap']:.3f} (needs {b.min_top32_overlap:g})"})
         if acc.get("cosine_to_fp32") is not None and acc["cosine_to_fp32"] < b.min_cosine:
             out.append({**where, "kind": "agreement", "message": f"{task} cosine to fp32 "
                         f"{acc['cosine_to_fp32']:.4f} (needs {b.min_cosine:g})"})

@@ -18,7 +18,9 @@
   ``encoder_params_after``, ``layers`` (per original layer: ``heads_kept``, ``neurons_kept``, ``removed``)};
   ``accuracy_seconds`` and ``accuracy`` {task: {``metric``, ``score`` (fraction; Spearman's rho),
   ``n``, ``delta_points`` (100 x (score - torch-fp32 score); null for the baseline), ``kendall_tau`` (rerank:
-  mean over queries of Kendall's tau with torch-fp32's scores of its candidates), ``agreement``
+  mean over queries of Kendall's tau with torch-fp32's scores of its candidates), ``top32_overlap``,
+  ``min_top32_overlap``, ``sparse_cosine`` (sparse: the mean and worst share of each vector's top-32 terms
+  among torch-fp32's, which is its ``score`` too, and the mean cosine), ``agreement``
   (share of items predicted as torch-fp32 does, or null), ``cosine_to_fp32`` (mean, embedding tasks,
   or null), ``model``, ``artifact``, ``seconds``, and ``error`` when the task failed}}
 - ``runtimes`` (with ``--runtimes``): one per model x CPU runtime (see runtimes.py): ``model``, ``runtime``,
@@ -49,6 +51,10 @@ def _accuracy_cell(res: dict[str, Any], task: str) -> str:
     if acc.get("error"):
         return "failed"
     cell = f"{100 * acc['score']:.2f}"
+    if acc.get("top32_overlap") is not None:  # sparse: the score is the overlap with fp32
+        miss = acc["top32_overlap"] < budget(res["variant"]).min_top32_overlap
+        return (f"{cell} (worst {100 * acc['min_top32_overlap']:.1f}; cos {acc['sparse_cosine']:.4f})"
+                f"{' **miss**' if miss else ''}")
     if acc.get("delta_points") is None:
         return cell
     extra = [f"{acc['delta_points']:+.2f}"]

@@ -7,7 +7,8 @@ from typing import Any
 from benchmarks.run.accuracy import TASKS
 
 TASK_LABELS = {"masked_residue": "masked-residue top-1 %", "species": "species acc %", "chain": "chain acc %",
-               "lee50": "Lee-50 Spearman x100", "bbc_probe": "BBC probe acc %", "topic": "topic acc %"}
+               "lee50": "Lee-50 Spearman x100", "bbc_probe": "BBC probe acc %", "topic": "topic acc %",
+               "sparse": "SPLADE top-32 overlap with fp32 %"}
 
 
 def ordered_tasks(names: Any) -> list[str]:

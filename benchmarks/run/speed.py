@@ -82,12 +82,14 @@ def load_runner(job: SpeedJob, settings: SpeedSettings) -> tuple[Runner, Any, st
 
         original = torch_original(job.model, Path(settings.cache), settings.catalog, settings.threads)
         return original.runner, original.tokenizer, original.task, original.max_length
-    from benchmarks.common.task_models import artifact_task
+    from benchmarks.common import task_models
     from compress.artifact import load_artifact
 
     art = load_artifact(job.artifact)
-    return (art.runner(threads=settings.threads), art.tokenizer(), artifact_task(art.manifest),
-            art.manifest.tokenizer.max_length)
+    # a task model's inputs are its task's, as its torch-fp32's (antiberty-sparse's artifact is fill-mask first)
+    own = task_models.is_task_model(job.model)
+    task = task_models.served_task(job.model) if own else task_models.artifact_task(art.manifest)
+    return art.runner(threads=settings.threads), art.tokenizer(), task, art.manifest.tokenizer.max_length
 
 
 def _batch(tok: Any, task: str, texts: list[str], max_len: int) -> dict[str, np.ndarray]:

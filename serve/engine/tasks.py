@@ -34,6 +34,15 @@ def top_k(logits: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     return np.take_along_axis(idx, order, axis=-1), np.take_along_axis(part, order, axis=-1)
 
 
+def sparse_terms(vector: np.ndarray, threshold: float = 0.0, top_k: int | None = None) -> tuple[list[int], list[float]]:
+    """(ids, weights) of one sparse vector's terms above ``threshold``, the ``top_k`` largest (None: all), largest
+    first; ties keep the lower id first."""
+    vec = vector.astype(np.float32)
+    kept = np.flatnonzero(vec > threshold)
+    order = kept[np.argsort(-vec[kept], kind="stable")][:top_k]
+    return order.tolist(), vec[order].tolist()
+
+
 class Task:
     """One task's handling; subclasses below, looked up by name in :data:`TASKS`."""
 
@@ -195,12 +204,8 @@ class SparseEmbed(Task):
 
     def rows(self, out: dict[str, np.ndarray], seqs: list[list[int]], model: ServedModel,
              params: list[dict[str, Any]]) -> list[Any]:
-        rows = []
-        for vec, p in zip(out["sparse"].astype(np.float32), params, strict=True):
-            kept = np.flatnonzero(vec > p.get("threshold", 0.0))
-            order = kept[np.argsort(-vec[kept], kind="stable")][: p.get("top_k")]  # ties: the lower id first
-            rows.append((order.tolist(), vec[order].tolist()))
-        return rows
+        return [sparse_terms(vec, p.get("threshold", 0.0), p.get("top_k")) for vec, p in
+                zip(out["sparse"], params, strict=True)]
 
     def result(self, model: ServedModel, text: str, seq: list[int], row: Any, params: dict[str, Any]) -> Any:
         indices, values = row

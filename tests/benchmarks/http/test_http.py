@@ -174,3 +174,31 @@ def test_the_served_tasks_are_measured_on_their_own_routes_with_pairs_for_rerank
         [lv] = m["levels"]
         assert lv["statuses"] == {"200": 30} and m["in_process"]["per_s"] > 0
     assert "(headline, paragraph) pairs" in (out / "http.md").read_text()
+
+
+@pytest.mark.slow  # exports a tiny model with a sparse head and runs a real server under load
+def test_a_sparse_head_is_measured_at_embed_sparse_beside_its_in_process_terms(tmp_path, capsys):
+    """A tiny BERT with mlm and splade heads, its splade head asked (MODEL:HEAD) at /v1/embed-sparse, beside the
+    artifact in-process with the server's pick of each vector's terms."""
+    from benchmarks.common.load import in_process_throughput
+    from tests.serve.apis.conftest import head_artifacts, tiny_sparse_artifact
+
+    art = tiny_sparse_artifact(tmp_path)
+    texts = ["the market said profit rose", "a short text"]
+    assert in_process_throughput(str(art), texts, batch_size=2, threads=1, seconds=0.1, task="sparse-embedding") > 0
+    tagger = head_artifacts(tmp_path)["tags"]
+    with pytest.raises(ValueError, match="has no sparse-embedding head; compress it with --heads mlm,splade"):
+        in_process_throughput(str(tagger), texts, threads=1, seconds=0.1, task="sparse-embedding")
+
+    catalog = write_models(tmp_path / "models.yaml", [
+        {"name": "sparse", "source": str(tmp_path / "src-sparse"), "artifact": str(art),
+         "heads": [{"name": "mlm"}, {"name": "splade"}], "serve": {"max_batch_size": 8, "truncate": True}}])
+    out = tmp_path / "reports"
+    rc = main(["http", "--model", "sparse:splade", "--catalog", str(catalog), "--concurrency", "4",
+               "--requests", "30", "--texts", "20", "--threads", "1", "--in-process-seconds", "0.3",
+               "--timeout", "300", "--out", str(out)])
+    assert rc == 0, capsys.readouterr().err
+    [m] = json.loads((out / "http.json").read_text())["models"]
+    assert (m["model"], m["task"], m["endpoint"]) == ("sparse:splade", "sparse-embedding", "/v1/embed-sparse")
+    [lv] = m["levels"]
+    assert lv["statuses"] == {"200": 30} and m["in_process"]["per_s"] > 0 and lv["vs_in_process"] > 0

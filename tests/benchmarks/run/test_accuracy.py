@@ -59,6 +59,27 @@ def test_region_on_a_runner_that_always_says_fr3_is_low_and_one_that_reads_the_t
     assert evaluate("region", Subject(oracle, antiberty_tokenizer, labels)).score == 1.0
 
 
+def test_sparse_scores_a_variant_by_the_top32_terms_it_shares_with_fp32(antiberty_tokenizer):
+    """64-term vectors made from each sequence's ids (the same input, the same vector); a variant that loses each
+    vector's 4 largest terms keeps 28 of the top 32."""
+    def vectors(enc):
+        rows = [np.random.default_rng(int(ids @ np.arange(len(ids)))).random(64) for ids in enc["input_ids"]]
+        return {"splade_sparse": np.stack(rows).astype(np.float32)}
+
+    def lossy(enc):
+        v = vectors(enc)["splade_sparse"]
+        np.put_along_axis(v, np.argsort(-v, axis=-1)[:, :4], 0.0, axis=-1)
+        return {"splade_sparse": v}
+
+    base = evaluate("sparse", Subject(vectors, antiberty_tokenizer))
+    assert base.n == 400 and base.sparse.shape == (400, 64) and compare(base, None)["score"] == 1.0
+    same = compare(evaluate("sparse", Subject(vectors, antiberty_tokenizer)), base)
+    assert same["score"] == same["top32_overlap"] == same["min_top32_overlap"] == 1.0
+    assert same["sparse_cosine"] == pytest.approx(1.0) and same["delta_points"] is None
+    worse = compare(evaluate("sparse", Subject(lossy, antiberty_tokenizer)), base)
+    assert worse["score"] == worse["top32_overlap"] == pytest.approx(28 / 32) and worse["sparse_cosine"] < 1.0
+
+
 def test_embedding_suites_on_random_vectors_fail():
     from transformers import AutoTokenizer
 

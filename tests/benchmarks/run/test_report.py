@@ -147,3 +147,24 @@ def test_rerank_is_held_to_its_top1_agreement_and_kendall_tau():
         {"model": "minilm-rerank", "variant": "torch-fp32", "artifact": None, **_speed(10.0),
          "accuracy": {"rerank": _acc(0.5, None)}},
         {"model": "minilm-rerank", "variant": "int8", "artifact": "a", "size_bytes": 2e7, **_speed(20.0), **res}]})
+
+
+def test_sparse_is_held_to_the_gates_top32_overlap_on_every_variant():
+    def sparse(overlap: float) -> dict:
+        return {**_acc(overlap, None), "metric": "top32_overlap", "top32_overlap": overlap,
+                "min_top32_overlap": overlap - 0.1, "sparse_cosine": 0.995}
+
+    for variant in ("onnx-fp32", "int8", "int4", "pruned-int8"):
+        res = {"model": "antiberty-sparse", "variant": variant, "accuracy": {"sparse": sparse(0.96)}}
+        assert not accuracy_misses(res)
+        res["accuracy"]["sparse"] = sparse(0.94)
+        [miss] = accuracy_misses(res)
+        assert miss["kind"] == "agreement"
+        assert "sparse top-32 term overlap with fp32 0.940 (needs 0.95)" in miss["message"]
+    md = markdown({**_report(300.0, 0.0), "tasks": {"sparse": {}}, "results": [
+        {"model": "antiberty-sparse", "variant": "torch-fp32", "artifact": None, **_speed(10.0),
+         "accuracy": {"sparse": _acc(1.0, None)}},
+        {"model": "antiberty-sparse", "variant": "int8", "artifact": "a", "size_bytes": 2e7, **_speed(20.0),
+         "accuracy": {"sparse": sparse(0.94)}}]})
+    assert "SPLADE top-32 overlap with fp32 %" in md and "| 100.00 |" in md
+    assert "94.00 (worst 84.0; cos 0.9950) **miss**" in md
