@@ -77,10 +77,11 @@ def markdown(report: dict[str, Any]) -> str:
     for m in report["models"]:
         ip, t = m["in_process"], m["texts"]
         unit = "(headline, paragraph) pair" if m["task"] == "rerank" else "text"
+        picked = ", each vector's terms picked as the server does" if m["task"] == "sparse-embedding" else ""
         lines += [f"### {m['model']} ({m['task']}, POST {m['endpoint']}, {m['method']})", "",
                   f"{t['count']} {unit}s, {t['mean_tokens']:.0f} tokens mean, p95 {t['p95_tokens']}; one {unit} per "
                   f"request, clients {ask_again}. In-process (same artifact, texts sorted by length, "
-                  f"tokenization included): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}, "
+                  f"tokenization included{picked}): **{ip['per_s']:.1f}/s** at its best batch ({ip['batch_size']}, "
                   f"{ip.get('streams', 1)} at once{', plain session' if ip['plain'] else ''}; "
                   + ", ".join(f"batch {b}: {v:.1f}" for b, v in ip["by_batch"].items()) + "; BxS: S batches at "
                   "once; B plain: one at a time in a session with onnxruntime's defaults). A plain session at its "

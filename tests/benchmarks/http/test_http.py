@@ -202,3 +202,4 @@ def test_a_sparse_head_is_measured_at_embed_sparse_beside_its_in_process_terms(t
     assert (m["model"], m["task"], m["endpoint"]) == ("sparse:splade", "sparse-embedding", "/v1/embed-sparse")
     [lv] = m["levels"]
     assert lv["statuses"] == {"200": 30} and m["in_process"]["per_s"] > 0 and lv["vs_in_process"] > 0
+    assert "each vector's terms picked as the server does" in (out / "http.md").read_text()
