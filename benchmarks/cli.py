@@ -34,8 +34,7 @@ def _add_run(sub: Any) -> None:
     run = sub.add_parser("run", help="in-process speed and accuracy of each model x variant")
     run.add_argument("--models", default="antiberty,minilm", help="comma-separated benchmark models (models.yaml "
                      "names, minilm-topic, or the served tasks' antiberty-region, minilm-rerank and antiberty-sparse); "
-                     "antiberty and "
-                     "minilm bring their sibling tasks")
+                     "antiberty and minilm bring their sibling tasks")
     run.add_argument("--variants", default="torch-fp32,onnx-fp32,int8,int4", help="comma-separated variants")
     run.add_argument("--tasks", default=None, help="comma-separated accuracy tasks (default: every task of each "
                      "model; with --quick: " + ",".join(QUICK_TASKS) + ")")

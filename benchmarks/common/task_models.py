@@ -4,13 +4,13 @@
   human and mouse antibody V genes, benchmarks/training/data.py);
 - ``minilm-rerank``: all-MiniLM-L6-v2 with an ``rr`` rerank head on the [CLS] state of (query, passage)
   pairs (a BBC headline with its own body, relevant, and with the next article's, not);
-- ``antiberty-sparse``: AntiBERTy's own heads ``mlm,splade`` (the masked-LM head, and the SPLADE vector made
-  from it), as `compress run antiberty --heads mlm,splade` exports them: nothing is fitted, and the
-  PyTorch original is that multi-head graph. It is served with both heads, so requests name ``antiberty-sparse:splade``
-  (:func:`address`).
+- ``antiberty-sparse``: AntiBERTy's own heads ``mlm,splade`` (the masked-LM head, and the SPLADE vector
+  made from it), as `compress run antiberty --heads mlm,splade` exports them: nothing is fitted, and the
+  PyTorch original is that multi-head graph. It is served with both heads, so requests name
+  ``antiberty-sparse:splade`` (:func:`address`).
 
-For the first two the encoder stays as it ships; the head is a logistic regression fitted on its frozen outputs for
-:data:`FIT_EXAMPLES` training examples (seconds, where `compress train` takes minutes on 2 cores), written
+For the first two the encoder stays as it ships; the head is a logistic regression fitted on its frozen outputs
+for :data:`FIT_EXAMPLES` training examples (seconds, where `compress train` takes minutes on 2 cores), written
 as `compress train` writes a model directory. The head is far from a well-trained one, but a forward pass
 costs what a trained head's does, so the speed figures are honest, and the accuracy figures compare each
 variant with the PyTorch model it was made from (the model directory, run as `compress run` exports it).
