@@ -16,10 +16,7 @@ from serve.apis.schemas import (
     PromptName,
     RequestModel,
     Usage,
-    as_list,
-    client_of,
-    json_response,
-    usage,
+    answer_inputs,
 )
 
 if TYPE_CHECKING:
@@ -51,10 +48,7 @@ class ClassifyResponse(BaseModel):
 def routes(engine: AppEngine) -> list[Route]:
     async def classify(body: ClassifyRequest, request: Request) -> Response:
         params = {"top_k": body.top_k, "prompt_name": body.prompt_name}
-        answer = await engine.infer("classification", body.model, as_list(body.inputs), params,
-                                    path=request.scope["path"], client=client_of(request))
-        response = ClassifyResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
-        return json_response(response, answer.version)
+        return await answer_inputs(engine, "classification", body, params, request, ClassifyResponse)
 
     return [Route("/v1/classify", classify, ClassifyRequest, ClassifyResponse,
                   "Score the model's labels for each input", "classification")]

@@ -21,10 +21,7 @@ from serve.apis.schemas import (
     ModelName,
     RequestModel,
     Usage,
-    as_list,
-    client_of,
-    json_response,
-    usage,
+    answer_inputs,
 )
 
 if TYPE_CHECKING:
@@ -61,10 +58,8 @@ class EmbedSparseResponse(BaseModel):
 def routes(engine: AppEngine) -> list[Route]:
     async def embed_sparse(body: EmbedSparseRequest, request: Request) -> Response:
         params = {"top_k": body.top_k, "threshold": body.threshold, "return_tokens": body.return_tokens}
-        answer = await engine.infer("sparse-embedding", body.model, as_list(body.inputs), params,
-                                    path=request.scope["path"], client=client_of(request))
-        response = EmbedSparseResponse(model=answer.model, embeddings=answer.results, usage=usage(answer.ids))
-        return json_response(response, answer.version)
+        return await answer_inputs(engine, "sparse-embedding", body, params, request, EmbedSparseResponse,
+                                   "embeddings")
 
     return [Route("/v1/embed-sparse", embed_sparse, EmbedSparseRequest, EmbedSparseResponse,
                   "A sparse (SPLADE) vector per input", "sparse-embedding")]

@@ -15,10 +15,7 @@ from serve.apis.schemas import (
     ModelName,
     RequestModel,
     Usage,
-    as_list,
-    client_of,
-    json_response,
-    usage,
+    answer_inputs,
 )
 
 if TYPE_CHECKING:
@@ -54,10 +51,7 @@ class FillMaskResponse(BaseModel):
 
 def routes(engine: AppEngine) -> list[Route]:
     async def fill_mask(body: FillMaskRequest, request: Request) -> Response:
-        answer = await engine.infer("fill-mask", body.model, as_list(body.inputs), {"top_k": body.top_k},
-                                    path=request.scope["path"], client=client_of(request))
-        response = FillMaskResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
-        return json_response(response, answer.version)
+        return await answer_inputs(engine, "fill-mask", body, {"top_k": body.top_k}, request, FillMaskResponse)
 
     return [Route("/v1/fill-mask", fill_mask, FillMaskRequest, FillMaskResponse,
                   "Predict the tokens at the mask positions", "fill-mask")]

@@ -12,6 +12,8 @@ from starlette.responses import Response
 if TYPE_CHECKING:
     from starlette.requests import Request
 
+    from serve.engine import AppEngine
+
 Text = Annotated[str, Field(min_length=1)]
 # a character that is not blank by either regex dialect: Python's \s also takes \x1c-\x1f and \x85,
 # JSON Schema's (ECMA 262) also \ufeff; the schema and check_texts use this one pattern
@@ -102,3 +104,13 @@ def json_response(body: BaseModel, version: str | None) -> Response:
     """``body`` serialized by pydantic (no second validation pass), with the artifact version header if given."""
     headers = {VERSION_HEADER: version} if version is not None else None
     return Response(body.model_dump_json(), media_type="application/json", headers=headers)
+
+
+async def answer_inputs(engine: AppEngine, task: str, body: Any, params: dict[str, Any], request: Request,
+                        response: type[BaseModel], field: str = "results") -> Response:
+    """``body.inputs`` answered by ``task`` on ``body.model``, as ``response`` (its ``field``: one answer per
+    input), with the artifact version header."""
+    answer = await engine.infer(task, body.model, as_list(body.inputs), params, path=request.scope["path"],
+                                client=client_of(request))
+    out = response(model=answer.model, **{field: answer.results}, usage=usage(answer.ids))
+    return json_response(out, answer.version)

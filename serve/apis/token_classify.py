@@ -9,7 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response  # resolved at runtime by FastAPI
 
 from serve.apis.route import Route
-from serve.apis.schemas import Inputs, ModelName, RequestModel, Usage, as_list, client_of, json_response, usage
+from serve.apis.schemas import Inputs, ModelName, RequestModel, Usage, answer_inputs
 from serve.engine.token_groups import Strategy
 
 if TYPE_CHECKING:
@@ -51,10 +51,7 @@ class TokenClassifyResponse(BaseModel):
 def routes(engine: AppEngine) -> list[Route]:
     async def token_classify(body: TokenClassifyRequest, request: Request) -> Response:
         params = {"aggregation_strategy": body.aggregation_strategy, "ignore_labels": body.ignore_labels}
-        answer = await engine.infer("token-classification", body.model, as_list(body.inputs), params,
-                                    path=request.scope["path"], client=client_of(request))
-        response = TokenClassifyResponse(model=answer.model, results=answer.results, usage=usage(answer.ids))
-        return json_response(response, answer.version)
+        return await answer_inputs(engine, "token-classification", body, params, request, TokenClassifyResponse)
 
     return [Route("/v1/token-classify", token_classify, TokenClassifyRequest, TokenClassifyResponse,
                   "Label each token of each input, with character offsets", "token-classification")]
