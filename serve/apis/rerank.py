@@ -190,8 +190,8 @@ def routes(engine: AppEngine) -> list[Route]:
         results = [r for a in answers for r in a.results]
         data = [ScoreData(index=i, score=r["score"]) for i, r in enumerate(results)]
         ids = [s for a in answers for s in a.ids]
-        out = ScoreResponse(model=answers[0].model, data=data, usage=usage(ids))
-        return json_response(out, answers[-1].version)
+        last = answers[-1]  # the model and version that answered the final part
+        return json_response(ScoreResponse(model=last.model, data=data, usage=usage(ids)), last.version)
 
     return [Route("/v1/rerank", rerank, RerankRequest, RerankAnswer, "Rank documents by relevance to a query",
                   "rerank"),
