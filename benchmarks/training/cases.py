@@ -24,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.training import scores
+from benchmarks.training.agreement import Recording, compare
 from benchmarks.training.data import read_jsonl, write_case_files
 from benchmarks.training.subjects import Subject, artifact_subject, trained_subject
 
@@ -79,7 +80,7 @@ def train_case(name: str, data: dict[str, Path], out: Path, progress: Progress |
     return {"train_seconds": trained, "compress_seconds": time.perf_counter() - t0, "record": record}
 
 
-def score_case(name: str, subject: Subject | None, data: dict[str, Path]) -> dict[str, float]:
+def score_case(name: str, subject: Subject | Recording | None, data: dict[str, Path]) -> dict[str, float]:
     """The case's held-out figures for ``subject`` (None: the original models as shipped)."""
     from benchmarks.training import reference
 
@@ -129,11 +130,11 @@ def run_cases(names: list[str], out: Path, progress: Progress | None = None) -> 
         if progress:
             progress(f"== {name}")
         made = train_case(name, data, out / name, progress)
+        fp32, int8 = Recording(trained_subject(out / name / "model")), Recording(artifact_subject(out / name / "int8"))
         report["cases"][name] = {
             "train_seconds": round(made["train_seconds"], 1), "compress_seconds": round(made["compress_seconds"], 1),
-            "today": score_case(name, None, data),
-            "fp32": score_case(name, trained_subject(out / name / "model"), data),
-            "int8": score_case(name, artifact_subject(out / name / "int8"), data)}
+            "today": score_case(name, None, data), "fp32": score_case(name, fp32, data),
+            "int8": score_case(name, int8, data), "int8_vs_fp32": compare(fp32, int8)}
         (out / "train_report.json").write_text(json.dumps(report, indent=2) + "\n")
     from benchmarks.training.report import write_report
 

@@ -44,7 +44,27 @@ def markdown(report: dict[str, Any]) -> str:
                      "—" if int8 is None else f"{int8:.4f}", _target(figure), _met(figure, fp32, today),
                      _met(figure, int8, today), f"{c['train_seconds'] / 60:.1f} min" if i == 0 else ""]
             lines.append("| " + " | ".join(cells) + " |")
-    return "\n".join([*lines, "", "![held-out figures](train_report.png)", ""])
+    return "\n".join([*lines, "", "![held-out figures](train_report.png)", "", *_agreement(report)])
+
+
+# int8's agreement with fp32 (benchmarks/training/agreement.py), by the ending of its name: the serving budgets
+AGREEMENT: dict[str, float] = {"_tokens": 0.99, "_labels": 0.99, "_top1": 0.99, "_tau": 0.95, "_cosine": 0.99,
+                               "fill_mask": 0.99}
+
+
+def _agreement(report: dict[str, Any]) -> list[str]:
+    """The int8 artifact against the trained fp32 model on the same held-out inputs."""
+    rows = [(name, figure, value) for name, c in report["cases"].items()
+            for figure, value in c.get("int8_vs_fp32", {}).items()]
+    if not rows:
+        return []
+    lines = ["## int8 against fp32, on the same held-out inputs", "",
+             "| case | figure | int8 vs fp32 | budget | met |", "|---|---|---|---|---|"]
+    for name, figure, value in rows:
+        budget = next((b for end, b in AGREEMENT.items() if figure.endswith(end)), None)
+        lines.append(f"| {name} | {figure} | {value:.4f} | {'' if budget is None else f'≥ {budget:g}'} | "
+                     f"{'' if budget is None else '✔' if value >= budget else '✗'} |")
+    return [*lines, ""]
 
 
 def plot(path: Path, report: dict[str, Any]) -> bool:

@@ -48,3 +48,46 @@ def test_the_trained_graph_and_its_artifact_answer_alike(tmp_path):
         assert [len(f) for f in fills] == [1, 2]
     finally:
         torch.set_num_threads(threads)
+
+
+class _Fake:
+    """A subject whose answers are given: token labels, relevance scores (20 candidates a query), embeddings."""
+
+    def __init__(self, tags, relevance, vectors):
+        self.tags, self.relevance, self.vectors = tags, relevance, vectors
+
+    def tag(self, name):
+        return lambda seqs: self.tags[: len(seqs)]
+
+    def score(self, name):
+        return lambda pairs: self.relevance[: len(pairs)]
+
+    def embed(self, name):
+        return lambda texts: self.vectors[: len(texts)]
+
+
+def test_int8_is_compared_with_fp32_answer_for_answer():
+    from benchmarks.training.agreement import Recording, compare
+    from benchmarks.training.report import markdown as table
+
+    rng = np.random.default_rng(0)
+    relevance = rng.normal(size=(4, 20))
+    swapped = relevance.copy()
+    best = swapped[0].argmax()
+    swapped[0, best] = swapped[0].min() - 1  # the first query's best candidate falls to last
+    vectors = rng.normal(size=(3, 8))
+    fp32 = Recording(_Fake([["A", "B"], ["A", "A"]], relevance.ravel(), vectors))  # type: ignore[arg-type]
+    int8 = Recording(_Fake([["A", "B"], ["A", "B"]], swapped.ravel(), -vectors))  # type: ignore[arg-type]
+    for side in (fp32, int8):
+        side.tag("region")([["x", "y"], ["x", "y"]])
+        side.score("rr")([("q", "p")] * 80)
+        side.embed("embedding")(["a", "b", "c"])
+    got = compare(fp32, int8)
+    assert got["region_tokens"] == 0.75
+    assert got["rr_top1"] == 0.75
+    assert 0.95 <= got["rr_tau"] < 1.0  # three queries' orders kept, one candidate of the fourth moved
+    assert got["embedding_cosine"] == -1.0
+    report = {"cases": {"c": {"train_seconds": 60.0, "today": {}, "fp32": {}, "int8": {}, "int8_vs_fp32": got}}}
+    marks = {line.split("|")[2].strip(): line.split("|")[5].strip() for line in table(report).splitlines()
+             if line.startswith("| c |")}
+    assert marks == {"region_tokens": "✗", "rr_top1": "✗", "rr_tau": "✔", "embedding_cosine": "✗"}
