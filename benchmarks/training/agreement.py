@@ -15,9 +15,8 @@ from typing import Any
 import numpy as np
 
 from benchmarks.training import scores
+from benchmarks.training.scores import RERANK_TOP
 from benchmarks.training.subjects import Subject
-
-RERANK_TOP = 20  # scores.rerank_mrr_at_10's candidates per query
 
 
 class Recording:

@@ -19,6 +19,7 @@ Embed = Callable[[list[str]], np.ndarray]  # texts -> (n, dim) embeddings
 PairScore = Callable[[list[tuple[str, str]]], np.ndarray]  # (query, passage) pairs -> (n,) relevance
 Fill = Callable[[list[list[str]]], list[list[str]]]  # token lists with masks -> a token per mask
 BATCH = 64
+RERANK_TOP = 20  # BM25 candidates a reranker re-orders per query
 
 
 def in_batches(fn: Callable[[list[Any]], Any], items: Sequence[Any], batch: int = BATCH) -> list[Any]:
@@ -145,7 +146,7 @@ def bm25_mrr_at_10(queries: Sequence[str], docs: Sequence[str]) -> float:
     return mrr_from_scores(bm25_scores(queries, docs), docs)
 
 
-def rerank_mrr_at_10(score: PairScore, queries: Sequence[str], docs: Sequence[str], top: int = 20,
+def rerank_mrr_at_10(score: PairScore, queries: Sequence[str], docs: Sequence[str], top: int = RERANK_TOP,
                      batch: int = BATCH) -> float:
     """MRR@10 of ``score`` re-ranking BM25's ``top`` documents for each query.
 
