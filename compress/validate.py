@@ -2,12 +2,15 @@
 
 fill-mask: top-1 agreement and top-5 overlap at masked positions (and top-1 accuracy against the
 tokens that were masked); classification: label agreement; token-classification: label agreement at
-every real token; rerank: the share of text pairs ordered the same by both (Kendall's concordance);
+every real token; rerank: per query, as a reranker is used (a text's opening words against that text
+and the texts that share most words with it), the share of candidate pairs ordered the same by both
+(Kendall's concordance), the queries whose best candidate is the same, and their mean Kendall tau;
 embedding: cosine to the original; sparse-embedding: the overlap of the top-32 terms.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
@@ -27,6 +30,9 @@ PRIMARY: dict[str, str] = {"fill-mask": "top1_agreement", "classification": "lab
                            "embedding": "mean_cosine", "token-classification": "token_agreement",
                            "rerank": "order_agreement", "sparse-embedding": "top32_overlap"}
 SPARSE_TOP = 32  # terms compared per sparse vector (a SPLADE document keeps ~100-200 non-zero terms)
+RERANK_GROUP = 8  # candidates per query of a rerank validation set
+GROUP_QUERIES = 4  # queries per group of candidates
+QUERY_WORDS = 12  # a rerank validation query: this many opening words of one of its candidates
 
 
 @dataclass
@@ -35,11 +41,12 @@ class ValidationSet:
     batches: list[dict[str, np.ndarray]]
     truth: list[np.ndarray] = field(default_factory=list)  # fill-mask: original ids at the masks
     n_texts: int = 0
+    groups: list[np.ndarray] = field(default_factory=list)  # rerank: each row's query group, per batch
 
     def head(self, n_batches: int) -> ValidationSet:
         """The first ``n_batches`` batches, for cheaper repeated measurements."""
         return ValidationSet(self.task, self.batches[:n_batches], self.truth[:n_batches],
-                             sum(len(b["input_ids"]) for b in self.batches[:n_batches]))
+                             sum(len(b["input_ids"]) for b in self.batches[:n_batches]), self.groups[:n_batches])
 
     @property
     def n_items(self) -> int:
@@ -49,13 +56,16 @@ class ValidationSet:
 def build_validation_set(task: Task | HeadTask, tokenizer: PreTrainedTokenizerBase, texts: list[str], *,
                          max_length: int, batch_size: int = 32, mask_rate: float = 0.15,
                          seed: int = 0) -> ValidationSet:
-    """Tokenize ``texts`` into length-sorted batches; for fill-mask, mask texts that have no mask."""
+    """Tokenize ``texts`` into length-sorted batches; for fill-mask, mask texts that have no mask; for
+    rerank, (query, candidate) pairs of :func:`rerank_groups`."""
+    if task == "rerank":
+        return _rerank_set(tokenizer, texts, max_length, batch_size)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     vs = ValidationSet(task=task, batches=[], n_texts=len(texts))
     mask = tokenizer.mask_token
     for start in range(0, len(order), batch_size):
         chunk = [texts[i] for i in order[start:start + batch_size]]
-        enc = encode(tokenizer, chunk, max_length) if task != "rerank" else _pairs(tokenizer, chunk, max_length)
+        enc = encode(tokenizer, chunk, max_length)
         if task == "fill-mask":
             if mask and all(mask in t for t in chunk):
                 truth = np.full(int((enc["input_ids"] == tokenizer.mask_token_id).sum()), -1)
@@ -66,20 +76,69 @@ def build_validation_set(task: Task | HeadTask, tokenizer: PreTrainedTokenizerBa
     return vs
 
 
-def _pairs(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int) -> dict[str, np.ndarray]:
-    """(text i, text i+1) pairs with their segment ids: what a reranker reads (query, passage)."""
-    enc = tokenizer(texts, texts[1:] + texts[:1], truncation=True, max_length=max_length, padding=True,
-                    return_tensors="np")
-    out = {k: v.astype(np.int64) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-    out.setdefault("token_type_ids", np.zeros_like(out["input_ids"]))  # as encode() gives every graph
-    return out
+def _words(text: str) -> set[str]:
+    return set(re.findall(r"\w+", text.lower()))
 
 
-def _concordance(r: np.ndarray, c: np.ndarray) -> float:
-    """The share of pairs (i, j) that ``r`` and ``c`` order the same way (ties in ``r`` left out)."""
+def rerank_groups(texts: list[str]) -> list[list[int]]:
+    """``texts`` split into groups of ``RERANK_GROUP``, as a retriever's candidate lists: each group is a
+    text and the texts not yet grouped that share most words with it (per word of theirs), so a query's
+    candidates are on its topic and score close together, where int8 errors swap them."""
+    words = [_words(t) for t in texts]
+    left = dict.fromkeys(range(len(texts)))
+    groups = []
+    while left:
+        seed = next(iter(left))
+        del left[seed]
+        near = sorted(left, key=lambda j: -len(words[seed] & words[j]) / np.sqrt(1 + len(words[j])))
+        groups.append([seed, *near[:RERANK_GROUP - 1]])
+        for j in near[:RERANK_GROUP - 1]:
+            del left[j]
+    return groups
+
+
+def _rerank_set(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length: int,
+                batch_size: int) -> ValidationSet:
+    """(query, candidate) pairs: the opening ``QUERY_WORDS`` words of each of a group's first
+    ``GROUP_QUERIES`` texts, against every text of the group (its own among them); one query, one group."""
+    queries, passages, ids = [], [], []
+    for n, (q, members) in enumerate((q, m) for m in rerank_groups(texts) for q in m[:GROUP_QUERIES]):
+        queries += [" ".join(texts[q].split()[:QUERY_WORDS])] * len(members)
+        passages += [texts[j] for j in members]
+        ids += [n] * len(members)
+    vs = ValidationSet(task="rerank", batches=[], n_texts=len(texts))
+    for b in range(0, len(queries), batch_size):
+        enc = tokenizer(queries[b:b + batch_size], passages[b:b + batch_size], truncation=True,
+                        max_length=max_length, padding=True, return_tensors="np")
+        out = {k: v.astype(np.int64) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        out.setdefault("token_type_ids", np.zeros_like(out["input_ids"]))  # as encode() gives every graph
+        vs.batches.append(out)
+        vs.groups.append(np.asarray(ids[b:b + batch_size]))
+    return vs
+
+
+def _pair_signs(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For each pair (i, j) that ``r`` does not tie, whether ``r`` and ``c`` order it the same way: its
+    signs of r_i - r_j and c_i - c_j."""
     i, j = np.triu_indices(len(r), k=1)
     keep = r[i] != r[j]
-    return float(np.mean(np.sign(r[i] - r[j])[keep] == np.sign(c[i] - c[j])[keep])) if keep.any() else 1.0
+    return np.sign(r[i] - r[j])[keep], np.sign(c[i] - c[j])[keep]
+
+
+def rerank_agreement(r: np.ndarray, c: np.ndarray, groups: np.ndarray) -> dict[str, float]:
+    """Concordance over the candidate pairs of each group, the share of groups with the same best
+    candidate, the groups' mean Kendall tau, and the largest score difference."""
+    same, top1, taus = [], [], []
+    for g in np.unique(groups):
+        rg, cg = r[groups == g], c[groups == g]
+        a, b = _pair_signs(rg, cg)
+        if len(a):
+            same.append(a == b)
+            taus.append(float(np.mean(np.where(a == b, 1.0, -1.0))))
+        top1.append(rg.argmax() == cg.argmax())
+    return {"order_agreement": float(np.concatenate(same).mean()) if same else 1.0,
+            "top1_agreement": float(np.mean(top1)), "group_tau": float(np.mean(taus)) if taus else 1.0,
+            "max_abs_score_diff": float(np.abs(r - c).max())}
 
 
 def collect(runner: Runner, vs: ValidationSet, desc: str) -> list[dict[str, np.ndarray]]:
@@ -115,7 +174,7 @@ def compare(vs: ValidationSet, ref: list[dict[str, np.ndarray]],
     if vs.task == "rerank":
         r = np.concatenate([o["logits"][:, 0] for o in ref])
         c = np.concatenate([o["logits"][:, 0] for o in cand])
-        return {"order_agreement": _concordance(r, c), "max_abs_score_diff": float(np.abs(r - c).max())}
+        return rerank_agreement(r, c, np.concatenate(vs.groups[:len(ref)]))
     if vs.task == "sparse-embedding":
         return sparse_agreement(np.concatenate([o["sparse"] for o in ref]), np.concatenate([o["sparse"] for o in cand]))
     if vs.task == "classification":
