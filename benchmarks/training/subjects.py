@@ -83,6 +83,12 @@ class Subject:
         return fill
 
 
+def _max_length(tokenizer: Any) -> int:
+    """The length a model reads at: its tokenizer's (a trained model's: the length it was trained at), at most
+    ``MAX_LENGTH``."""
+    return int(min(tokenizer.model_max_length, MAX_LENGTH))
+
+
 def artifact_subject(directory: Path, threads: int = 2) -> Subject:
     """An artifact's ONNX graph in an ONNX Runtime session."""
     import json
@@ -101,7 +107,8 @@ def artifact_subject(directory: Path, threads: int = 2) -> Subject:
         return dict(zip(names, session.run(None, {k: feeds[k] for k in inputs}), strict=True))
 
     heads = {h["name"]: (h["task"], h["output"], h.get("labels")) for h in m.get("heads") or []}
-    return Subject(run, AutoTokenizer.from_pretrained(str(directory)), heads)
+    tokenizer = AutoTokenizer.from_pretrained(str(directory))
+    return Subject(run, tokenizer, heads, _max_length(tokenizer))
 
 
 def trained_subject(directory: Path, threads: int = 2) -> Subject:
@@ -120,4 +127,4 @@ def trained_subject(directory: Path, threads: int = 2) -> Subject:
         return {k: v.numpy() for k, v in out.items()}
 
     heads: dict[str, tuple[str, str, list[str] | None]] = {h.name: (h.task, h.output, h.labels) for h in multi.heads}
-    return Subject(run, multi.loaded.tokenizer, heads)
+    return Subject(run, multi.loaded.tokenizer, heads, _max_length(multi.loaded.tokenizer))

@@ -3,7 +3,7 @@
 The directory (``HEADS_FILE`` marks it)::
 
     config.json, model.safetensors   the encoder: AutoModelForMaskedLM (with an mlm head) or AutoModel
-    tokenizer files                   AutoTokenizer.from_pretrained(dir)
+    tokenizer files                   AutoTokenizer.from_pretrained(dir); model_max_length: the training length
     heads.json                        every head: name, kind, labels, pooling (format HEADS_FORMAT)
     heads.safetensors                 the heads' linear layers (NAME.weight, NAME.bias) and the pooler
     modules.json, 1_Pooling/, …       with an embedding head: sentence-transformers loads the directory
@@ -102,11 +102,16 @@ def load_source(spec: str, *, entry: ModelEntry | None = None, trust_pickle: boo
     return model, loaded.tokenizer, loaded.source
 
 
-def save_trained(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, out: Path) -> None:
-    """Write ``model`` as the model directory described in this module's docstring."""
+def save_trained(model: MultiTaskModel, tokenizer: PreTrainedTokenizerBase, out: Path,
+                 max_length: int | None = None) -> None:
+    """Write ``model`` as the model directory described in this module's docstring; its tokenizer's
+    ``model_max_length`` becomes ``max_length`` when given (the length it was trained at), which
+    `compress run` and `serve` then read inputs at."""
     from safetensors.torch import save_file
 
     model.model.save_pretrained(str(out), safe_serialization=True)
+    if max_length is not None:
+        tokenizer.model_max_length = max_length
     tokenizer.save_pretrained(str(out))
     tensors = {f"{name}.{k}": v.detach().contiguous() for name, lin in model.linears.items()
                for k, v in lin.state_dict().items()}

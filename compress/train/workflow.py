@@ -157,7 +157,7 @@ def train_model(spec: str, out: str | Path, opts: TrainOptions, *, force: bool =
                      f"{figures(log.evals[-1], objectives)}")
     record = _record(source, opts, tasks, log, command)
     with staged_directory(out, force) as tmp:
-        save_trained(model, tok, tmp)
+        save_trained(model, tok, tmp, opts.max_length)
         (tmp / TRAINING).write_text(json.dumps(record, indent=2) + "\n")
         write_report(tmp, record, log)
     if not opts.checkpoint:

@@ -37,6 +37,8 @@ def test_every_head_is_in_the_manifest_and_passes_its_own_gate(trained):
         "mlm": "top1_agreement", "topic": "label_agreement", "verbs": "token_agreement", "sim": "mean_cosine",
         "rr": "order_agreement"}
     assert all(v["passed"] for v in gate.values())
+    # read at the length it was trained at (the tiny model has 66 positions; training took 32 tokens)
+    assert m["tokenizer"]["max_length"] == FAST["max_length"] < 66
     assert m["source"]["training"]["tasks"][0]["name"] == "topic"
     assert m["source"]["training"] == json.loads((model_dir / "training.json").read_text())
 
