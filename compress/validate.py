@@ -108,18 +108,13 @@ def _rerank_set(tokenizer: PreTrainedTokenizerBase, texts: list[str], max_length
         ids += [n] * len(members)
     vs = ValidationSet(task="rerank", batches=[], n_texts=len(texts))
     for b in range(0, len(queries), batch_size):
-        enc = tokenizer(queries[b:b + batch_size], passages[b:b + batch_size], truncation=True,
-                        max_length=max_length, padding=True, return_tensors="np")
-        out = {k: v.astype(np.int64) for k, v in enc.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
-        out.setdefault("token_type_ids", np.zeros_like(out["input_ids"]))  # as encode() gives every graph
-        vs.batches.append(out)
+        vs.batches.append(encode(tokenizer, queries[b:b + batch_size], max_length, passages[b:b + batch_size]))
         vs.groups.append(np.asarray(ids[b:b + batch_size]))
     return vs
 
 
 def _pair_signs(r: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For each pair (i, j) that ``r`` does not tie, whether ``r`` and ``c`` order it the same way: its
-    signs of r_i - r_j and c_i - c_j."""
+    """The signs of r_i - r_j and of c_i - c_j for each pair (i, j) that ``r`` does not tie."""
     i, j = np.triu_indices(len(r), k=1)
     keep = r[i] != r[j]
     return np.sign(r[i] - r[j])[keep], np.sign(c[i] - c[j])[keep]
